@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+FLASK = $(VENV)/bin/flask --app wsgi
+PORT ?= 5000
+
+.PHONY: run test lint install clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+## Run the dashboard locally: SQLite, the built-in Meta sandbox, demo data, on http://127.0.0.1:5000
+run: install
+	$(FLASK) db upgrade
+	$(FLASK) demo seed
+	@echo "Starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops it)"
+	PORT=$(PORT) SANDBOX_BASE_URL=http://127.0.0.1:$(PORT)/sandbox $(VENV)/bin/honcho -f Procfile.dev start
+
+## Run the whole test suite (SQLite; set TEST_DATABASE_URL for PostgreSQL)
+test: install
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache instance/dashboard.sqlite3

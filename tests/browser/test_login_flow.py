@@ -1,0 +1,34 @@
+"""A merchant logs in through a real browser and sees the dashboard (promise 31: no CSP violations)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.conftest import assert_no_csp_violations
+from webapp.cli import DEMO_MERCHANT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_demo_merchant_logs_in_and_sees_the_dashboard(page):
+    page.goto("/")
+    assert page.url.endswith("/login?next=/")
+    page.get_by_label("Email").fill(DEMO_MERCHANT["email"])
+    page.get_by_label("Password").fill(DEMO_MERCHANT["password"])
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Bloom & Stem Flowers"
+    assert page.get_by_role("cell", name=DEMO_MERCHANT["email"]).is_visible()
+    # htmx arrived (from the CDN or, offline, from the local fallback copy).
+    page.wait_for_function("window.htmx !== undefined", timeout=10_000)
+    assert_no_csp_violations(page)
+
+
+def test_wrong_password_shows_a_clear_message(page):
+    page.goto("/login")
+    page.get_by_label("Email").fill(DEMO_MERCHANT["email"])
+    page.get_by_label("Password").fill("not-my-password")
+    page.get_by_role("button", name="Log in").click()
+    assert page.get_by_text("That email and password do not match an active account.").is_visible()
+    assert page.get_by_label("Password").get_attribute("aria-invalid") == "true"
+    assert_no_csp_violations(page)

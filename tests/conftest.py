@@ -1,0 +1,163 @@
+"""Fixtures: a fresh app and database per test, on SQLite or on PostgreSQL (TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+from tests import factories  # noqa: I001
+from webapp import create_app
+from webapp.extensions import db as _db
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+CSRF_PATTERN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
+
+
+def _run_migrations(database_uri: str) -> None:
+    from flask_migrate import upgrade
+
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_uri})
+    with app.app_context():
+        upgrade()
+        _db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory) -> str:
+    """Migrate one database per test run with the real Alembic revisions; tests copy or truncate it."""
+    if TEST_DATABASE_URL:
+        from webapp.config import normalise_database_url
+
+        uri = normalise_database_url(TEST_DATABASE_URL)
+        engine = create_engine(uri)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        _run_migrations(uri)
+        return uri
+    path = tmp_path_factory.mktemp("db") / "template.sqlite3"
+    _run_migrations(f"sqlite:///{path}")
+    return str(path)
+
+
+def _truncate_all(uri: str) -> None:
+    engine = create_engine(uri)
+    with engine.begin() as connection:
+        tables = [t.name for t in reversed(_db.metadata.sorted_tables)]
+        connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def database_uri(migrated_database, tmp_path) -> str:
+    if TEST_DATABASE_URL:
+        _truncate_all(migrated_database)
+        return migrated_database
+    copy = tmp_path / "test.sqlite3"
+    shutil.copyfile(migrated_database, copy)
+    return f"sqlite:///{copy}"
+
+
+@pytest.fixture
+def app_config(database_uri, tmp_path) -> dict:
+    """The config mapping handed to the factory; tests may tweak it before `app` is built."""
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_uri,
+        "SECRET_KEY": "test-secret-key",
+        "HTMX_CDN": False,
+        "SERVER_NAME": None,
+    }
+
+
+class IsolatedClient(FlaskClient):
+    """Runs each request in its own app context, as production does.
+
+    The test itself holds an app context for factories; without this, Flask would reuse it for the
+    request and `g` (flask-login's user, Flask-WTF's CSRF token) would leak from one request to the next.
+    """
+
+    def open(self, *args, **kwargs):
+        return contextvars.Context().run(super().open, *args, **kwargs)
+
+
+@pytest.fixture
+def _push_request_context():
+    """Replace pytest-flask's autouse request context: tests hold an app context only."""
+    yield
+
+
+@pytest.fixture
+def app(app_config) -> Flask:
+    app = create_app(app_config)
+    app.test_client_class = IsolatedClient
+    with app.app_context():
+        yield app
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+@pytest.fixture
+def client(app) -> IsolatedClient:
+    """A test client that keeps no request context between requests (see IsolatedClient)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app):
+    return _db
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def csrf_token_from(html: str) -> str:
+    match = CSRF_PATTERN.search(html)
+    assert match, "no CSRF token on the page"
+    return match.group(1) or match.group(2)
+
+
+@dataclass
+class AuthActions:
+    client: object
+
+    def csrf_token(self, path: str = "/login") -> str:
+        return csrf_token_from(self.client.get(path).get_data(as_text=True))
+
+    def login(self, email: str, password: str = factories.DEFAULT_PASSWORD, next_url: str | None = None):
+        token = self.csrf_token("/login")
+        form = {"email": email, "password": password, "csrf_token": token}
+        if next_url is not None:
+            form["next"] = next_url
+        return self.client.post("/login", data=form)
+
+    def login_as(self, user, password: str = factories.DEFAULT_PASSWORD):
+        response = self.login(user.email, password)
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        return response
+
+    def logout(self):
+        token = self.csrf_token("/")
+        return self.client.post("/logout", data={"csrf_token": token})
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    return AuthActions(client)

@@ -1,0 +1,83 @@
+"""Start the real server processes (gunicorn, honcho) for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> int:
+    """Poll `url` until it answers; return its status code."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def flask_command(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def dev_environment(database_url: str, port: int, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INSTAGRAM_", "APP_ENV", "FLASK_"))}
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "PORT": str(port),
+            "SANDBOX_BASE_URL": f"http://127.0.0.1:{port}/sandbox",
+            "SECRET_KEY": "browser-test-secret",
+            "PATH": f"{BIN}:{env.get('PATH', '')}",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def running(command: list[str], env: dict, health_url: str, log_path: Path):
+    """Run `command` in its own process group until the block ends."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_for_http(health_url, process=process)
+            yield process
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, 15)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, 9)
+                    process.wait()

@@ -1,0 +1,119 @@
+"""Application factory: `create_app()` reads as a table of contents."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from flask import Flask, g
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from webapp.config import PROJECT_ROOT, load_config
+from webapp.extensions import csrf, db, limiter, login_manager, migrate
+
+
+def create_app(config: Mapping | None = None) -> Flask:
+    """Create the dashboard app; `config` (tests) overrides what the environment says."""
+    # templates/ and static/ sit at the top of the repository, beside webapp/, as the brief lays out.
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+        instance_path=str(PROJECT_ROOT / "instance"),
+    )
+    app.config.update(load_config(instance_path=app.instance_path))
+    if config:
+        app.config.update(config)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_request_hooks(app)
+    register_template_helpers(app)
+    register_commands(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    """Log to stdout (the platform collects it) at INFO, or DEBUG when LOG_LEVEL says so."""
+    from webapp.logging_filters import install_redaction
+
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    root = logging.getLogger()
+    if not any(getattr(handler, "_dashboard", False) for handler in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._dashboard = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    install_redaction()
+
+
+def register_extensions(app: Flask) -> None:
+    from webapp import models  # noqa: F401  (models must be imported before migrations inspect them)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = None  # sessions are tracked server-side in login_sessions
+    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+        app.wsgi_app,
+        x_for=app.config["PROXY_FIX_HOPS"],
+        x_proto=app.config["PROXY_FIX_HOPS"],
+        x_host=app.config["PROXY_FIX_HOPS"],
+        x_port=app.config["PROXY_FIX_HOPS"],
+    )
+    from webapp.security import content_security_policy
+
+    app.extensions["csp"] = content_security_policy(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from webapp.auth.routes import bp as auth_bp
+    from webapp.dashboard.routes import bp as dashboard_bp
+    from webapp.health import bp as health_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(dashboard_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from webapp.errors import register
+
+    register(app)
+
+
+def register_request_hooks(app: Flask) -> None:
+    from webapp.auth.sessions import enforce_session_limits
+    from webapp.security import apply_security_headers, refuse_nul_bytes
+
+    @app.before_request
+    def stamp_request_time() -> None:
+        g.now = datetime.now(UTC)
+
+    app.before_request(refuse_nul_bytes)
+    app.before_request(enforce_session_limits)
+    app.after_request(apply_security_headers)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from webapp.templating import register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from webapp.cli import register
+
+    register(app)

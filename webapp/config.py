@@ -1,0 +1,123 @@
+"""Configuration read from the environment (12-factor), with safe local defaults."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed; start-up must stop."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Rewrite Heroku's `postgres://` to the psycopg 3 dialect SQLAlchemy needs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _flag(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from exc
+
+
+def load_config(env: dict | None = None, instance_path: str | None = None) -> dict:
+    """Build the Flask config mapping from environment variables."""
+    env = dict(os.environ if env is None else env)
+    environment = env.get("APP_ENV") or env.get("FLASK_ENV") or "development"
+    production = environment == "production"
+    instance_dir = Path(instance_path or PROJECT_ROOT / "instance")
+
+    secret_key = env.get("SECRET_KEY")
+    database_url = env.get("DATABASE_URL")
+    if production:
+        missing = [name for name, value in (("SECRET_KEY", secret_key), ("DATABASE_URL", database_url)) if not value]
+        if missing:
+            raise ConfigError(
+                f"Production start refused: set {' and '.join(missing)} as config vars (see README, 'Configuration')."
+            )
+    if not secret_key:
+        # Development only: a fixed key keeps sessions across restarts; never used in production.
+        secret_key = "dev-only-not-secret"  # noqa: S105
+    if not database_url:
+        database_url = f"sqlite:///{instance_dir / 'dashboard.sqlite3'}"
+
+    instagram_client_id = env.get("INSTAGRAM_CLIENT_ID", "")
+    instagram_client_secret = env.get("INSTAGRAM_CLIENT_SECRET", "")
+    has_credentials = bool(instagram_client_id and instagram_client_secret)
+    sandbox_default = not has_credentials and not production
+    sandbox = _flag(env.get("INSTAGRAM_SANDBOX"), sandbox_default)
+    if production and sandbox:
+        raise ConfigError("Production start refused: INSTAGRAM_SANDBOX cannot be on in production.")
+    if sandbox and not has_credentials:
+        instagram_client_id = "sandbox-app-id"
+        instagram_client_secret = "sandbox-app-secret"  # noqa: S105
+    # The sandbox speaks Meta's HTTP from this same server, so by default every Meta URL points at it.
+    sandbox_base = env.get("SANDBOX_BASE_URL", "http://127.0.0.1:5000/sandbox").rstrip("/")
+    meta_defaults = {
+        "INSTAGRAM_AUTHORIZE_URL": "https://www.instagram.com/oauth/authorize",
+        "INSTAGRAM_API_BASE": "https://api.instagram.com",
+        "INSTAGRAM_GRAPH_BASE": "https://graph.instagram.com",
+    }
+    if sandbox:
+        meta_defaults = {
+            "INSTAGRAM_AUTHORIZE_URL": f"{sandbox_base}/oauth/authorize",
+            "INSTAGRAM_API_BASE": sandbox_base,
+            "INSTAGRAM_GRAPH_BASE": f"{sandbox_base}/graph",
+        }
+    meta_urls = {name: env.get(name) or default for name, default in meta_defaults.items()}
+
+    return {
+        "ENV_NAME": environment,
+        "PRODUCTION": production,
+        "SECRET_KEY": secret_key,
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "MAIL_URL": env.get("MAIL_URL") or None,
+        "TOKEN_ENCRYPTION_KEYS": env.get("TOKEN_ENCRYPTION_KEYS", ""),
+        # Sessions: the cookie is signed; idle and absolute limits are enforced per request.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_SECURE": production,
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=_int(env, "SESSION_ABSOLUTE_HOURS", 12)),
+        "SESSION_IDLE_MINUTES": _int(env, "SESSION_IDLE_MINUTES", 60),
+        "SESSION_ABSOLUTE_HOURS": _int(env, "SESSION_ABSOLUTE_HOURS", 12),
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "WTF_CSRF_TIME_LIMIT": None,  # the session's own timeouts bound the token's life
+        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "5 per minute; 30 per hour"),
+        "RATELIMIT_STORAGE_URI": env.get("REDIS_URL") or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "PROXY_FIX_HOPS": _int(env, "PROXY_FIX_HOPS", 1),
+        "HTMX_CDN": _flag(env.get("HTMX_CDN"), True),
+        # Instagram (Meta). Base URLs are configurable so the sandbox and tests can stand in for Meta.
+        "INSTAGRAM_CLIENT_ID": instagram_client_id,
+        "INSTAGRAM_CLIENT_SECRET": instagram_client_secret,
+        "INSTAGRAM_SANDBOX": sandbox,
+        "INSTAGRAM_SCOPES": env.get("INSTAGRAM_SCOPES", "instagram_business_basic"),
+        "INSTAGRAM_GRAPH_VERSION": env.get("INSTAGRAM_GRAPH_VERSION", "v23.0"),
+        **meta_urls,
+        "SANDBOX_BASE_URL": sandbox_base,
+        "INSTAGRAM_HTTP_TIMEOUT": float(env.get("INSTAGRAM_HTTP_TIMEOUT", "10")),
+        "INSTAGRAM_STATE_MINUTES": _int(env, "INSTAGRAM_STATE_MINUTES", 10),
+        # The public origin Meta redirects back to, exactly as registered in the Meta app dashboard.
+        "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/") or None,
+    }

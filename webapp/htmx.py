@@ -1,0 +1,29 @@
+"""How views speak htmx: fragment-or-page, and the response headers that steer the browser."""
+
+from __future__ import annotations
+
+from flask import Response, request
+
+
+def is_fragment_request() -> bool:
+    """True for an htmx request that wants a fragment (not a history restore, which needs the page)."""
+    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
+
+
+def vary_on_htmx(response: Response) -> Response:
+    """Mark a response that differs by HX-Request so caches keep page and fragment apart."""
+    response.vary.add("HX-Request")
+    return response
+
+
+def hx_redirect(response: Response, location: str) -> Response:
+    """Ask htmx to load `location` as a full page (e.g. the login page after a session ended)."""
+    response.headers["HX-Redirect"] = location
+    return response
+
+
+def hx_trigger(response: Response, event: str) -> Response:
+    """Fire a client-side event that listening widgets refresh on (e.g. `connection-changed`)."""
+    existing = response.headers.get("HX-Trigger")
+    response.headers["HX-Trigger"] = f"{existing}, {event}" if existing else event
+    return response

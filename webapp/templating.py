@@ -1,0 +1,35 @@
+"""Template globals and filters shared by every page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask, current_app, g
+
+HTMX_VERSION = "2.0.11"
+HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
+# sha384 of the exact file shipped in static/vendor/htmx-2.0.11/ (the npm package jsDelivr serves).
+HTMX_INTEGRITY = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
+HTMX_LOCAL_PATH = f"vendor/htmx-{HTMX_VERSION}/htmx.min.js"
+
+
+def format_datetime(value: datetime | None, missing: str = "never") -> str:
+    """Show a UTC time the way people read it: '26 Nov 2026, 14:05 UTC'."""
+    if value is None:
+        return missing
+    return value.strftime("%-d %b %Y, %H:%M UTC")
+
+
+def register(app: Flask) -> None:
+    app.jinja_env.filters["datetime"] = format_datetime
+
+    @app.context_processor
+    def layout_globals() -> dict:
+        return {
+            "htmx_cdn": current_app.config.get("HTMX_CDN"),
+            "htmx_cdn_url": HTMX_CDN_URL,
+            "htmx_integrity": HTMX_INTEGRITY,
+            "htmx_local_path": HTMX_LOCAL_PATH,
+            "sandbox_enabled": current_app.config.get("INSTAGRAM_SANDBOX"),
+            "request_now": getattr(g, "now", None),
+        }

@@ -19,7 +19,8 @@ run: install
 	$(FLASK) db upgrade
 	$(FLASK) demo seed
 	@echo "Starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops it)"
-	PORT=$(PORT) SANDBOX_BASE_URL=http://127.0.0.1:$(PORT)/sandbox $(VENV)/bin/honcho -f Procfile.dev start
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) SANDBOX_BASE_URL=http://127.0.0.1:$(PORT)/sandbox \
+	  $(VENV)/bin/honcho -f Procfile.dev start
 
 ## Run the whole test suite (SQLite; set TEST_DATABASE_URL for PostgreSQL)
 test: install

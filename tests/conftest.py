@@ -19,6 +19,15 @@ from webapp import create_app
 from webapp.extensions import db as _db
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_TOKEN_KEY = "Xo0ZxJ1m9bVb3vH8w7cU2ZQ2r9n3tq5l1s8k0j6h4gA="
+TEST_CLIENT_ID = "990011223344"
+TEST_CLIENT_SECRET = "test-instagram-app-secret"
+# Meta's real URLs: requests-mock answers there, and anything unregistered fails the test.
+META_URLS = {
+    "INSTAGRAM_AUTHORIZE_URL": "https://www.instagram.com/oauth/authorize",
+    "INSTAGRAM_API_BASE": "https://api.instagram.com",
+    "INSTAGRAM_GRAPH_BASE": "https://graph.instagram.com",
+}
 CSRF_PATTERN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
 
 
@@ -77,6 +86,11 @@ def app_config(database_uri, tmp_path) -> dict:
         "SECRET_KEY": "test-secret-key",
         "HTMX_CDN": False,
         "SERVER_NAME": None,
+        "TOKEN_ENCRYPTION_KEYS": TEST_TOKEN_KEY,
+        "INSTAGRAM_SANDBOX": False,
+        "INSTAGRAM_CLIENT_ID": TEST_CLIENT_ID,
+        "INSTAGRAM_CLIENT_SECRET": TEST_CLIENT_SECRET,
+        **META_URLS,
     }
 
 

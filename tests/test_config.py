@@ -8,10 +8,10 @@ from webapp.config import ConfigError, load_config, normalise_database_url
 
 
 def test_production_refuses_to_start_without_secrets():
-    with pytest.raises(ConfigError, match="SECRET_KEY and DATABASE_URL"):
+    with pytest.raises(ConfigError, match="set SECRET_KEY, DATABASE_URL, TOKEN_ENCRYPTION_KEYS as"):
         load_config({"APP_ENV": "production"})
     with pytest.raises(ConfigError, match="set SECRET_KEY as"):
-        load_config({"APP_ENV": "production", "DATABASE_URL": "postgres://u@h/db"})
+        load_config({"APP_ENV": "production", "DATABASE_URL": "postgres://u@h/db", "TOKEN_ENCRYPTION_KEYS": "k"})
 
 
 def test_production_config_from_heroku_style_vars():
@@ -22,6 +22,7 @@ def test_production_config_from_heroku_style_vars():
             "DATABASE_URL": "postgres://user:pw@db.internal:5432/shop",
             "INSTAGRAM_CLIENT_ID": "123",
             "INSTAGRAM_CLIENT_SECRET": "abc",
+            "TOKEN_ENCRYPTION_KEYS": "k1,k2",
         }
     )
     assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://user:pw@db.internal:5432/shop"
@@ -33,7 +34,13 @@ def test_production_config_from_heroku_style_vars():
 def test_sandbox_cannot_be_switched_on_in_production():
     with pytest.raises(ConfigError, match="INSTAGRAM_SANDBOX"):
         load_config(
-            {"APP_ENV": "production", "SECRET_KEY": "s", "DATABASE_URL": "postgres://x/y", "INSTAGRAM_SANDBOX": "1"}
+            {
+                "APP_ENV": "production",
+                "SECRET_KEY": "s",
+                "DATABASE_URL": "postgres://x/y",
+                "TOKEN_ENCRYPTION_KEYS": "k",
+                "INSTAGRAM_SANDBOX": "1",
+            }
         )
 
 
@@ -78,4 +85,4 @@ def test_wsgi_module_refuses_production_without_secrets(tmp_path):
         [sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True, cwd=os.getcwd()
     )
     assert result.returncode != 0
-    assert "Production start refused: set SECRET_KEY and DATABASE_URL" in result.stderr
+    assert "Production start refused: set SECRET_KEY, DATABASE_URL" in result.stderr

@@ -8,7 +8,9 @@ from tests.factories import make_user
 from webapp import create_app
 
 # Meta calls these server-to-server with a signed_request instead of a browser session.
-CSRF_EXEMPT_ENDPOINTS: set[str] = set()
+CSRF_EXEMPT_ENDPOINTS = {"callbacks.deauthorize", "callbacks.data_deletion"}
+# The sandbox stands in for Meta's token endpoint, which the dashboard calls server-to-server.
+SANDBOX_CSRF_EXEMPT_ENDPOINTS = {"sandbox.access_token"}
 
 
 def state_changing_rules(app):
@@ -18,23 +20,32 @@ def state_changing_rules(app):
             yield rule, sorted(methods)
 
 
-def test_csrf_exemptions_are_exactly_metas_callbacks(app):
+def csrf_exempt_endpoints(app) -> set[str]:
+    exempt = set(app.extensions["csrf"]._exempt_views)
+    return {endpoint for endpoint, view in app.view_functions.items() if f"{view.__module__}.{view.__name__}" in exempt}
+
+
+def test_csrf_exemptions_are_exactly_metas_callbacks(app, app_config):
     """Promise 21: only Meta's callbacks are exempt from CSRF, and that list is asserted here."""
-    csrf = app.extensions["csrf"]
-    exempt = {view for view in csrf._exempt_views}
-    exempt_endpoints = {
-        endpoint for endpoint, view in app.view_functions.items() if f"{view.__module__}.{view.__name__}" in exempt
-    }
-    assert exempt_endpoints == CSRF_EXEMPT_ENDPOINTS
-    assert not csrf._exempt_blueprints
+    assert csrf_exempt_endpoints(app) == CSRF_EXEMPT_ENDPOINTS
+    assert not app.extensions["csrf"]._exempt_blueprints
+    sandboxed = create_app({**app_config, "INSTAGRAM_SANDBOX": True})
+    assert csrf_exempt_endpoints(sandboxed) == CSRF_EXEMPT_ENDPOINTS | SANDBOX_CSRF_EXEMPT_ENDPOINTS
 
 
-def test_every_state_changing_route_refuses_a_missing_csrf_token(app, client, auth):
+@pytest.mark.parametrize("sandbox", [False, True])
+def test_every_state_changing_route_refuses_a_missing_csrf_token(app_config, sandbox):
     """Promise 21: iterate the URL map; every POST/PUT/PATCH/DELETE without a token is refused."""
-    auth.login_as(make_user())
+    from tests.conftest import AuthActions, IsolatedClient
+
+    app = create_app({**app_config, "INSTAGRAM_SANDBOX": sandbox})
+    app.test_client_class = IsolatedClient
+    client = app.test_client()
+    with app.app_context():
+        AuthActions(client).login_as(make_user())
     checked = 0
     for rule, methods in state_changing_rules(app):
-        if rule.endpoint in CSRF_EXEMPT_ENDPOINTS:
+        if rule.endpoint in CSRF_EXEMPT_ENDPOINTS | SANDBOX_CSRF_EXEMPT_ENDPOINTS:
             continue
         url = rule.rule
         for argument in rule.arguments:

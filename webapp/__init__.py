@@ -56,12 +56,16 @@ def configure_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask) -> None:
     from webapp import models  # noqa: F401  (models must be imported before migrations inspect them)
+    from webapp.sandbox import models as sandbox_models  # noqa: F401
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
+    from webapp.instagram.oauth import init_instagram
+
+    init_instagram(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"
@@ -80,12 +84,21 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from webapp.auth.routes import bp as auth_bp
+    from webapp.callbacks.routes import bp as callbacks_bp
     from webapp.dashboard.routes import bp as dashboard_bp
     from webapp.health import bp as health_bp
+    from webapp.instagram.routes import bp as instagram_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(instagram_bp)
+    app.register_blueprint(callbacks_bp)
+    if app.config["INSTAGRAM_SANDBOX"]:
+        # Never in production: load_config refuses INSTAGRAM_SANDBOX there.
+        from webapp.sandbox.routes import bp as sandbox_bp
+
+        app.register_blueprint(sandbox_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

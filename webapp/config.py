@@ -47,10 +47,15 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
     secret_key = env.get("SECRET_KEY")
     database_url = env.get("DATABASE_URL")
     if production:
-        missing = [name for name, value in (("SECRET_KEY", secret_key), ("DATABASE_URL", database_url)) if not value]
+        required = (
+            ("SECRET_KEY", secret_key),
+            ("DATABASE_URL", database_url),
+            ("TOKEN_ENCRYPTION_KEYS", env.get("TOKEN_ENCRYPTION_KEYS")),
+        )
+        missing = [name for name, value in required if not value]
         if missing:
             raise ConfigError(
-                f"Production start refused: set {' and '.join(missing)} as config vars (see README, 'Configuration')."
+                f"Production start refused: set {', '.join(missing)} as config vars (see README, 'Configuration')."
             )
     if not secret_key:
         # Development only: a fixed key keeps sessions across restarts; never used in production.

@@ -30,7 +30,7 @@ MESSAGES = {
 
 def _render(status: int, detail: str | None = None):
     title, message = MESSAGES.get(status, (f"Error {status}", ""))
-    if request.path.startswith("/instagram/") and request.method == "POST":
+    if request.blueprint == "callbacks" and request.method == "POST":  # Meta reads JSON, not pages
         return jsonify(error=title, detail=detail or message), status
     template = "errors/_error.html" if is_fragment_request() else "errors/error.html"
     return render_template(template, status=status, title=title, message=detail or message), status

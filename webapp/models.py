@@ -123,3 +123,125 @@ class LoginSession(db.Model):
     def __repr__(self) -> str:
         state = "revoked" if self.revoked_at else "live"
         return f"<LoginSession user={self.user_id} {state}>"
+
+
+CONNECTION_STATES = ("not_connected", "healthy", "expiring", "degraded", "needs_reconnect")
+ACTOR_KINDS = ("merchant", "system", "support", "meta")
+
+
+class InstagramConnection(db.Model):
+    """A shop's link to one Instagram professional account. The token is only ever stored encrypted."""
+
+    __tablename__ = "instagram_connections"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('not_connected', 'healthy', 'expiring', 'degraded', 'needs_reconnect')",
+            name="ck_instagram_connections_state",
+        ),
+        Index("ix_instagram_connections_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), unique=True)
+    state: Mapped[str] = mapped_column(String(20), default="not_connected")
+    state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cause: Mapped[str | None] = mapped_column(String(40))
+    instagram_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    username: Mapped[str | None] = mapped_column(String(64))
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    profile_picture_url: Mapped[str | None] = mapped_column(String(1024))
+    account_type: Mapped[str | None] = mapped_column(String(32))
+    granted_permissions: Mapped[str] = mapped_column(String(512), default="")
+    token_ciphertext: Mapped[str | None] = mapped_column(db.Text)
+    token_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    token_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error_code: Mapped[int | None]
+    last_error_subcode: Mapped[int | None]
+    last_error_message: Mapped[str | None] = mapped_column(String(1000))
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    connected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    shop: Mapped[Shop] = relationship(backref=db.backref("instagram_connection", uselist=False))
+    connected_by: Mapped[User | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<InstagramConnection shop={self.shop_id} @{self.username} {self.state}>"
+
+    @property
+    def has_token(self) -> bool:
+        return self.token_ciphertext is not None
+
+    @property
+    def permissions(self) -> list[str]:
+        return [p for p in self.granted_permissions.split(",") if p]
+
+
+class ConnectionEvent(db.Model):
+    """One thing that happened to a connection; the timeline and the diagnosis read these."""
+
+    __tablename__ = "connection_events"
+    __table_args__ = (Index("ix_connection_events_connection_time", "connection_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("instagram_connections.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_kind: Mapped[str] = mapped_column(String(16), default="system")
+    actor_id: Mapped[int | None]
+    state_after: Mapped[str | None] = mapped_column(String(20))
+    cause: Mapped[str | None] = mapped_column(String(40))
+    meta_code: Mapped[int | None]
+    meta_subcode: Mapped[int | None]
+    message: Mapped[str] = mapped_column(String(1000), default="")
+    instagram_user_id: Mapped[str | None] = mapped_column(String(64))
+    ip_prefix: Mapped[str | None] = mapped_column(String(48))
+    user_agent_family: Mapped[str | None] = mapped_column(String(40))
+
+    connection: Mapped[InstagramConnection] = relationship(backref=db.backref("events", lazy="dynamic"))
+
+    def __repr__(self) -> str:
+        return f"<ConnectionEvent {self.kind} connection={self.connection_id} at {self.occurred_at:%Y-%m-%d %H:%M}>"
+
+
+class PendingConnection(db.Model):
+    """A freshly authorised account that differs from the shop's current one, awaiting 'switch'."""
+
+    __tablename__ = "pending_connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    instagram_user_id: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str | None] = mapped_column(String(64))
+    profile_json: Mapped[str] = mapped_column(db.Text)
+    token_ciphertext: Mapped[str] = mapped_column(db.Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<PendingConnection shop={self.shop_id} @{self.username}>"
+
+
+class MetaCallback(db.Model):
+    """A deauthorize or data-deletion request from Meta; unique per user and issue time (idempotency)."""
+
+    __tablename__ = "meta_callbacks"
+    __table_args__ = (db.UniqueConstraint("kind", "instagram_user_id", "issued_at", name="uq_meta_callbacks_request"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # deauthorize | data_deletion
+    instagram_user_id: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[int] = mapped_column(db.BigInteger, default=0)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmation_code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    connections_affected: Mapped[int] = mapped_column(default=0)
+
+    def __repr__(self) -> str:
+        return f"<MetaCallback {self.kind} user={self.instagram_user_id} {self.status}>"

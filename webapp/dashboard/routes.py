@@ -19,7 +19,8 @@ SHOPS_PER_PAGE = 50
 def index():
     if current_user.is_staff:
         return shops()
-    return render_template("dashboard/index.html", shop=current_user.shop)
+    shop = current_user.shop
+    return render_template("dashboard/index.html", shop=shop, connection=shop.instagram_connection)
 
 
 @bp.get("/shops")

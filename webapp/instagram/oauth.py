@@ -1,0 +1,97 @@
+"""Instagram Business Login through Authlib, and the per-app Instagram client and token vault."""
+
+from __future__ import annotations
+
+import time
+
+from authlib.integrations.flask_client import FlaskIntegration, FlaskOAuth2App, OAuth
+from flask import Flask, current_app, url_for
+
+from webapp.services.instagram_client import InstagramClient, TokenGrant
+from webapp.services.token_vault import TokenVault, development_key, parse_keys
+
+
+class ExpiringSessionState(FlaskIntegration):
+    """Authlib's session-stored state, but refused once it is older than the configured lifetime.
+
+    Authlib only sweeps expired state when a new one is cleared; we refuse it on read as well.
+    """
+
+    @property
+    def expires_in(self) -> int:  # Authlib reads this when it stores a new state
+        return current_app.config["INSTAGRAM_STATE_MINUTES"] * 60
+
+    def get_state_data(self, session, state):
+        stored = session.get(f"_state_{self.name}_{state}")
+        if not stored or stored.get("exp", 0) < time.time():
+            return None
+        return super().get_state_data(session, state)
+
+
+class InstagramLoginApp(FlaskOAuth2App):
+    """Authlib handles the redirect, state and callback checks; our client makes the code exchange.
+
+    Instagram answers the exchange in two shapes and with its own error bodies, which the client
+    already parses into typed results, so Authlib's generic token parsing is bypassed here.
+    """
+
+    def fetch_access_token(self, redirect_uri=None, code=None, **kwargs) -> TokenGrant:  # type: ignore[override]
+        return instagram_client().exchange_code(code or "", redirect_uri or "")
+
+
+class InstagramOAuth(OAuth):
+    oauth2_client_cls = InstagramLoginApp
+    framework_integration_cls = ExpiringSessionState
+
+
+def init_instagram(app: Flask) -> None:
+    """Bind the Instagram login, client and token vault to this app."""
+    keys = parse_keys(app.config.get("TOKEN_ENCRYPTION_KEYS", ""))
+    if not keys:
+        # load_config already refused production without keys; this is a local run.
+        keys = [development_key(app.instance_path)]
+    app.extensions["token_vault"] = TokenVault(keys)
+    app.extensions["instagram_client"] = InstagramClient(
+        client_id=app.config["INSTAGRAM_CLIENT_ID"],
+        client_secret=app.config["INSTAGRAM_CLIENT_SECRET"],
+        api_base=app.config["INSTAGRAM_API_BASE"],
+        graph_base=app.config["INSTAGRAM_GRAPH_BASE"],
+        graph_version=app.config["INSTAGRAM_GRAPH_VERSION"],
+        timeout=app.config["INSTAGRAM_HTTP_TIMEOUT"],
+    )
+    # One registry per app, never a shared cache: Authlib caches clients per registry and tests
+    # build many apps; state stays in the signed session (GHSA-fg6f-75jq-6523 concerned caches).
+    registry = InstagramOAuth(app)
+    registry.register(
+        "instagram",
+        client_id=app.config["INSTAGRAM_CLIENT_ID"],
+        client_secret=app.config["INSTAGRAM_CLIENT_SECRET"],
+        authorize_url=app.config["INSTAGRAM_AUTHORIZE_URL"],
+        access_token_url=f"{app.config['INSTAGRAM_API_BASE']}/oauth/access_token",
+        client_kwargs={"scope": app.config["INSTAGRAM_SCOPES"]},
+    )
+
+
+def instagram_login() -> InstagramLoginApp:
+    return current_app.extensions["authlib.integrations.flask_client"].create_client("instagram")
+
+
+def instagram_client() -> InstagramClient:
+    return current_app.extensions["instagram_client"]
+
+
+def token_vault() -> TokenVault:
+    return current_app.extensions["token_vault"]
+
+
+def callback_url() -> str:
+    """The redirect_uri, byte-identical at authorize and exchange time (promise 18).
+
+    PUBLIC_BASE_URL wins when set; otherwise the request's own origin, which ProxyFix has already
+    corrected to the https origin the platform's router received.
+    """
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    if base:
+        return f"{base}/instagram/callback"
+    scheme = "https" if current_app.config.get("PRODUCTION") else None
+    return url_for("instagram.callback", _external=True, _scheme=scheme)

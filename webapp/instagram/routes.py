@@ -1,0 +1,131 @@
+"""The merchant's side of the Instagram connection: connect, callback, switch, disconnect."""
+
+from __future__ import annotations
+
+import logging
+
+from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from webapp.auth.decorators import merchant_required
+from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
+from webapp.instagram.oauth import callback_url, instagram_client, instagram_login, token_vault
+from webapp.services import connections
+from webapp.services.instagram_client import MetaApiError
+
+bp = Blueprint("instagram", __name__, url_prefix="/instagram")
+log = logging.getLogger(__name__)
+
+
+def _client_fingerprint() -> connections.ClientFingerprint:
+    return connections.ClientFingerprint.from_request(request.remote_addr, request.user_agent.string)
+
+
+@bp.post("/connect")
+@merchant_required
+def connect():
+    """Start Instagram Business Login (POST + CSRF, so no other site can start it for the merchant)."""
+    ConnectForm()  # CSRFProtect has already checked the token
+    return instagram_login().authorize_redirect(callback_url())
+
+
+@bp.get("/callback")
+@merchant_required
+def callback():
+    if request.args.get("error"):
+        if request.args.get("error") == "access_denied":
+            flash("You cancelled the Instagram login. Nothing was changed.", "info")
+        else:
+            flash("Instagram did not complete the login. Nothing was changed; you can try again.", "warning")
+        return redirect(url_for("dashboard.index"))
+    if not request.args.get("code"):
+        abort(400, description="This page expects a reply from Instagram's login. Start again from your dashboard.")
+    try:
+        short_grant = instagram_login().authorize_access_token()
+    except MismatchingStateError:
+        abort(
+            400,
+            description="This Instagram login was not started from this browser, was already used, or took too long. "
+            "Nothing was changed. Start again from your dashboard.",
+        )
+    except OAuthError:
+        abort(
+            400, description="Instagram's reply was incomplete. Nothing was changed. Start again from your dashboard."
+        )
+    except MetaApiError as error:
+        log.warning("code exchange refused by Meta: %r", error)
+        flash(
+            "Instagram did not accept this login (the link was already used or has expired). "
+            "Nothing was changed. Please connect again.",
+            "error",
+        )
+        return redirect(url_for("dashboard.index"))
+    try:
+        connection = connections.complete_connect(
+            shop=current_user.shop,
+            user=current_user,
+            short_grant=short_grant,
+            client=instagram_client(),
+            vault=token_vault(),
+            now=g.now,
+            client_fingerprint=_client_fingerprint(),
+        )
+    except connections.AccountSwitchRequired:
+        return redirect(url_for("instagram.switch"))
+    except MetaApiError as error:
+        log.warning("finishing the Instagram connection failed: %r", error)
+        flash(
+            "Instagram accepted the login but then refused to give access. Nothing was changed. Please try again.",
+            "error",
+        )
+        return redirect(url_for("dashboard.index"))
+    latest = connection.events.order_by(None).order_by(connections.ConnectionEvent.id.desc()).first()
+    if latest is not None and latest.kind == "reconnected":
+        flash(f"Connection restored: @{connection.username} is connected again.", "success")
+    else:
+        flash(f"Instagram connected: @{connection.username}.", "success")
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.route("/switch", methods=["GET", "POST"])
+@merchant_required
+def switch():
+    shop = current_user.shop
+    pending = connections.live_pending_switch(shop, g.now)
+    if pending is None:
+        flash("That account switch has expired. Connect Instagram again to choose the account.", "warning")
+        return redirect(url_for("dashboard.index"))
+    form = SwitchForm()
+    if form.validate_on_submit():
+        connection = connections.confirm_switch(
+            shop=shop, user=current_user, vault=token_vault(), now=g.now, client_fingerprint=_client_fingerprint()
+        )
+        flash(f"Switched: your shop is now connected to @{connection.username}.", "success")
+        return redirect(url_for("dashboard.index"))
+    current = connections.connection_for(shop)
+    return render_template("instagram/switch.html", pending=pending, current=current, form=form)
+
+
+@bp.post("/switch/cancel")
+@merchant_required
+def cancel_switch():
+    connections.cancel_switch(current_user.shop)
+    flash("Kept your current Instagram account. Nothing was changed.", "info")
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.route("/disconnect", methods=["GET", "POST"])
+@merchant_required
+def disconnect():
+    connection = connections.connection_for(current_user.shop)
+    if not connection.has_token and connection.state == "not_connected":
+        flash("Instagram is not connected.", "info")
+        return redirect(url_for("dashboard.index"))
+    form = DisconnectForm()
+    if form.validate_on_submit():
+        connections.disconnect(connection, current_user, g.now)
+        flash("Instagram disconnected. Its access token has been deleted.", "success")
+        return redirect(url_for("dashboard.index"))
+    status = 400 if form.errors else 200
+    return render_template("instagram/disconnect.html", connection=connection, form=form), status

@@ -1,0 +1,83 @@
+"""The sandbox's own state: fake Instagram accounts, codes and tokens (tokens stored only as hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from webapp.extensions import db
+from webapp.models import UTCDateTime, utcnow
+
+ALL_SCOPES = (
+    "instagram_business_basic",
+    "instagram_business_content_publish",
+    "instagram_business_manage_messages",
+    "instagram_business_manage_comments",
+)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SandboxAccount(db.Model):
+    """A pretend Instagram professional account and the switches that reproduce Meta's revocations."""
+
+    __tablename__ = "sandbox_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instagram_user_id: Mapped[str] = mapped_column(String(32), unique=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120), default="")
+    account_type: Mapped[str] = mapped_column(String(32), default="BUSINESS")
+    password_version: Mapped[int] = mapped_column(default=1)
+    session_generation: Mapped[int] = mapped_column(default=1)
+    app_authorized: Mapped[bool] = mapped_column(default=False)
+    checkpointed: Mapped[bool] = mapped_column(default=False)
+    data_access_expired: Mapped[bool] = mapped_column(default=False)
+    granted_scopes: Mapped[str] = mapped_column(String(512), default="instagram_business_basic")
+    removed_scopes: Mapped[str] = mapped_column(String(512), default="")
+    rate_limited_calls: Mapped[int] = mapped_column(default=0)
+    outage: Mapped[bool] = mapped_column(default=False)
+    clock_offset_days: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<SandboxAccount @{self.username}>"
+
+    @property
+    def scopes(self) -> list[str]:
+        removed = set(filter(None, self.removed_scopes.split(",")))
+        return [s for s in self.granted_scopes.split(",") if s and s not in removed]
+
+
+class SandboxCode(db.Model):
+    __tablename__ = "sandbox_codes"
+
+    code: Mapped[str] = mapped_column(String(128), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("sandbox_accounts.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    account: Mapped[SandboxAccount] = relationship()
+
+
+class SandboxToken(db.Model):
+    __tablename__ = "sandbox_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("sandbox_accounts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # short | long
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    password_version: Mapped[int]
+    session_generation: Mapped[int]
+    scopes: Mapped[str] = mapped_column(String(512))
+    superseded: Mapped[bool] = mapped_column(default=False)
+
+    account: Mapped[SandboxAccount] = relationship()

@@ -1,0 +1,401 @@
+"""Connect, reconnect, switch and disconnect Instagram; apply Meta's deauthorize and deletion requests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from webapp.extensions import db
+from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback, PendingConnection, Shop, User
+from webapp.services.fingerprint import ip_prefix, user_agent_family
+from webapp.services.instagram_client import InstagramClient, Profile, TokenGrant
+from webapp.services.token_vault import TokenVault, TokenVaultError, fingerprint
+
+log = logging.getLogger(__name__)
+
+LONG_LIVED_DEFAULT = timedelta(days=60)
+PENDING_SWITCH_LIFETIME = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # merchant | system | support | meta
+    id: int | None = None
+
+    @classmethod
+    def for_user(cls, user: User) -> Actor:
+        return cls("support" if user.is_staff else "merchant", user.id)
+
+
+SYSTEM = Actor("system")
+META = Actor("meta")
+
+
+@dataclass(frozen=True)
+class ClientFingerprint:
+    """Coarse: the /24 or /48 network and 'Browser on OS', never the full address."""
+
+    ip_prefix: str
+    user_agent_family: str
+
+    @classmethod
+    def from_request(cls, remote_addr: str | None, user_agent: str | None) -> ClientFingerprint:
+        return cls(ip_prefix(remote_addr), user_agent_family(user_agent))
+
+
+class AccountSwitchRequired(Exception):
+    """The merchant authorised a different Instagram account; they must confirm the switch."""
+
+    def __init__(self, pending: PendingConnection, current_username: str | None):
+        super().__init__("a different Instagram account was authorised")
+        self.pending = pending
+        self.current_username = current_username
+
+
+class PendingSwitchExpired(Exception):
+    """The switch confirmation is gone or too old; the merchant must connect again."""
+
+
+def connection_for(shop: Shop) -> InstagramConnection:
+    """Return the shop's connection row, creating a `not_connected` one the first time."""
+    connection = db.session.scalar(select(InstagramConnection).where(InstagramConnection.shop_id == shop.id))
+    if connection is None:
+        connection = InstagramConnection(shop=shop, state="not_connected")
+        db.session.add(connection)
+        db.session.flush()
+    return connection
+
+
+def record_event(connection: InstagramConnection, kind: str, now: datetime, actor: Actor, **fields) -> ConnectionEvent:
+    event = ConnectionEvent(
+        connection=connection,
+        kind=kind,
+        occurred_at=now,
+        actor_kind=actor.kind,
+        actor_id=actor.id,
+        state_after=connection.state,
+        **fields,
+    )
+    db.session.add(event)
+    return event
+
+
+def set_state(connection: InstagramConnection, state: str, now: datetime, cause: str | None = None) -> None:
+    if connection.state != state:
+        connection.state_changed_at = now
+    connection.state = state
+    connection.cause = cause
+
+
+def read_token(connection: InstagramConnection, vault: TokenVault) -> str:
+    """Decrypt the connection's token; raise TokenVaultError when it is missing or unreadable."""
+    if connection.token_ciphertext is None:
+        raise TokenVaultError("this connection has no token")
+    return vault.decrypt(connection.token_ciphertext)
+
+
+def store_token(
+    connection: InstagramConnection, token: str, vault: TokenVault, issued_at: datetime, expires_at: datetime
+) -> None:
+    connection.token_ciphertext = vault.encrypt(token)
+    connection.token_fingerprint = fingerprint(token)
+    connection.token_issued_at = issued_at
+    connection.token_expires_at = expires_at
+
+
+def forget_token(connection: InstagramConnection) -> None:
+    connection.token_ciphertext = None
+    connection.token_fingerprint = None
+
+
+def _update_profile(connection: InstagramConnection, profile: Profile, permissions: tuple[str, ...]) -> None:
+    """Copy what Meta sent; an empty value never overwrites a stored one (promise 22)."""
+    connection.instagram_user_id = profile.user_id
+    for attribute in ("username", "profile_picture_url", "account_type"):
+        value = getattr(profile, attribute)
+        if value:
+            setattr(connection, attribute, value)
+    if profile.name:
+        connection.display_name = profile.name
+    if permissions:
+        connection.granted_permissions = ",".join(permissions)
+
+
+def complete_connect(
+    *,
+    shop: Shop,
+    user: User,
+    short_grant: TokenGrant,
+    client: InstagramClient,
+    vault: TokenVault,
+    now: datetime,
+    client_fingerprint: ClientFingerprint,
+) -> InstagramConnection:
+    """Finish the login: long-lived token, profile, then store; a different account must be confirmed.
+
+    Raises AccountSwitchRequired (with the new account parked, encrypted) when the shop is still linked
+    to another Instagram account, and MetaApiError when Meta refuses a step.
+    """
+    long_grant = client.exchange_for_long_lived(short_grant.access_token)
+    profile = client.me(long_grant.access_token)
+    expires_at = long_grant.expires_at(now) or now + LONG_LIVED_DEFAULT
+    connection = connection_for(shop)
+    linked_elsewhere = connection.instagram_user_id and connection.instagram_user_id != profile.user_id
+    if linked_elsewhere and connection.state != "not_connected":
+        db.session.execute(db.delete(PendingConnection).where(PendingConnection.shop_id == shop.id))
+        pending = PendingConnection(
+            shop_id=shop.id,
+            user_id=user.id,
+            instagram_user_id=profile.user_id,
+            username=profile.username,
+            profile_json=json.dumps({**asdict(profile), "permissions": list(short_grant.permissions)}),
+            token_ciphertext=vault.encrypt(long_grant.access_token),
+            token_expires_at=expires_at,
+            created_at=now,
+            expires_at=now + PENDING_SWITCH_LIFETIME,
+        )
+        db.session.add(pending)
+        db.session.commit()
+        raise AccountSwitchRequired(pending, connection.username)
+    _apply_new_token(
+        connection,
+        profile,
+        short_grant.permissions,
+        long_grant.access_token,
+        expires_at,
+        user,
+        now,
+        client_fingerprint,
+        vault,
+    )
+    db.session.commit()
+    return connection
+
+
+def _apply_new_token(
+    connection: InstagramConnection,
+    profile: Profile,
+    permissions: tuple[str, ...],
+    token: str,
+    expires_at: datetime,
+    user: User,
+    now: datetime,
+    client_fingerprint: ClientFingerprint,
+    vault: TokenVault,
+    switched_from: str | None = None,
+) -> None:
+    if switched_from:
+        kind = "switched_account"
+    elif connection.connected_at is not None and connection.instagram_user_id == profile.user_id:
+        kind = "reconnected"
+    else:
+        kind = "connected"
+    previous_state = connection.state
+    _update_profile(connection, profile, permissions)
+    store_token(connection, token, vault, issued_at=now, expires_at=expires_at)
+    connection.connected_at = now
+    connection.connected_by_id = user.id
+    connection.last_checked_at = now
+    connection.last_error_code = connection.last_error_subcode = None
+    connection.last_error_message = None
+    set_state(connection, "healthy", now)
+    username = f"@{connection.username}" if connection.username else "the Instagram account"
+    messages = {
+        "connected": f"Connected {username}.",
+        "reconnected": f"Reconnected {username} (was {previous_state.replace('_', ' ')}).",
+        "switched_account": f"Switched from @{switched_from} to {username}.",
+    }
+    record_event(
+        connection,
+        kind,
+        now,
+        Actor.for_user(user),
+        message=messages[kind],
+        instagram_user_id=profile.user_id,
+        ip_prefix=client_fingerprint.ip_prefix,
+        user_agent_family=client_fingerprint.user_agent_family,
+    )
+
+
+def live_pending_switch(shop: Shop, now: datetime) -> PendingConnection | None:
+    pending = db.session.scalar(
+        select(PendingConnection).where(PendingConnection.shop_id == shop.id).order_by(PendingConnection.id.desc())
+    )
+    if pending is None or pending.expires_at < now:
+        return None
+    return pending
+
+
+def confirm_switch(
+    *, shop: Shop, user: User, vault: TokenVault, now: datetime, client_fingerprint: ClientFingerprint
+) -> InstagramConnection:
+    """Replace the shop's account with the parked one the merchant just authorised."""
+    pending = live_pending_switch(shop, now)
+    if pending is None:
+        raise PendingSwitchExpired()
+    connection = connection_for(shop)
+    details = json.loads(pending.profile_json)
+    permissions = tuple(details.pop("permissions", ()))
+    profile = Profile(**details)
+    old_username = connection.username or "the previous account"
+    token = vault.decrypt(pending.token_ciphertext)
+    # A new account's profile replaces the old one entirely, not field by field.
+    connection.username = connection.display_name = connection.profile_picture_url = connection.account_type = None
+    connection.granted_permissions = ""
+    expires_at = pending.token_expires_at or now + LONG_LIVED_DEFAULT
+    _apply_new_token(
+        connection,
+        profile,
+        permissions,
+        token,
+        expires_at,
+        user,
+        now,
+        client_fingerprint,
+        vault,
+        switched_from=old_username,
+    )
+    db.session.delete(pending)
+    db.session.commit()
+    return connection
+
+
+def cancel_switch(shop: Shop) -> None:
+    """Discard the parked account (its token with it); the current connection stays as it was."""
+    db.session.execute(db.delete(PendingConnection).where(PendingConnection.shop_id == shop.id))
+    db.session.commit()
+
+
+def disconnect(connection: InstagramConnection, user: User, now: datetime) -> None:
+    """Delete the token and mark the shop not connected; the history stays."""
+    forget_token(connection)
+    set_state(connection, "not_connected", now)
+    record_event(connection, "disconnected", now, Actor.for_user(user), message="Disconnected by the shop.")
+    db.session.commit()
+
+
+def _claim_callback(kind: str, instagram_user_id: str, issued_at: int, now: datetime) -> MetaCallback | None:
+    """Record a Meta callback once; return None when the very same request was already handled."""
+    existing = db.session.scalar(
+        select(MetaCallback).where(
+            MetaCallback.kind == kind,
+            MetaCallback.instagram_user_id == instagram_user_id,
+            MetaCallback.issued_at == issued_at,
+        )
+    )
+    if existing is not None:
+        return None
+    callback = MetaCallback(kind=kind, instagram_user_id=instagram_user_id, issued_at=issued_at, received_at=now)
+    if kind == "data_deletion":
+        callback.confirmation_code = secrets.token_hex(8).upper()
+    db.session.add(callback)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()  # a parallel delivery of the same request won the race
+        return None
+    return callback
+
+
+def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> int:
+    """Meta says the user removed our app: the token is dead. Return how many connections changed."""
+    callback = _claim_callback("deauthorize", instagram_user_id, issued_at, now)
+    if callback is None:
+        return 0
+    issued = datetime.fromtimestamp(issued_at, UTC) if issued_at else now
+    changed = 0
+    connections = db.session.scalars(
+        select(InstagramConnection).where(InstagramConnection.instagram_user_id == instagram_user_id)
+    ).all()
+    for connection in connections:
+        if connection.connected_at and issued < connection.connected_at:
+            # Older than the latest connect: a replay or a late delivery cannot undo a reconnect.
+            continue
+        if connection.state == "not_connected" and not connection.has_token:
+            continue
+        forget_token(connection)
+        set_state(connection, "needs_reconnect", now, cause="app_removed")
+        record_event(
+            connection,
+            "deauthorized",
+            now,
+            META,
+            cause="app_removed",
+            instagram_user_id=instagram_user_id,
+            message="Meta reported that this app was removed from the Instagram account's authorised apps.",
+        )
+        changed += 1
+    callback.status = "completed"
+    callback.completed_at = now
+    callback.connections_affected = changed
+    db.session.commit()
+    log.info("deauthorize callback for an Instagram user: %d connection(s) changed", changed)
+    return changed
+
+
+def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime) -> MetaCallback:
+    """Delete everything we hold from this Instagram user; the same request again returns the same code."""
+    callback = _claim_callback("data_deletion", instagram_user_id, issued_at, now)
+    if callback is None:
+        return db.session.scalar(
+            select(MetaCallback).where(
+                MetaCallback.kind == "data_deletion",
+                MetaCallback.instagram_user_id == instagram_user_id,
+                MetaCallback.issued_at == issued_at,
+            )
+        )
+    connections = db.session.scalars(
+        select(InstagramConnection).where(InstagramConnection.instagram_user_id == instagram_user_id)
+    ).all()
+    for connection in connections:
+        forget_token(connection)
+        connection.instagram_user_id = connection.username = connection.display_name = None
+        connection.profile_picture_url = connection.account_type = None
+        connection.granted_permissions = ""
+        set_state(connection, "not_connected", now)
+        db.session.execute(
+            db.update(ConnectionEvent)
+            .where(ConnectionEvent.connection_id == connection.id)
+            .values(instagram_user_id=None, message="(Instagram details deleted at the account owner's request)")
+        )
+        record_event(
+            connection,
+            "instagram_data_deleted",
+            now,
+            META,
+            message="Instagram data deleted at the account owner's request "
+            f"(confirmation {callback.confirmation_code}).",
+        )
+    db.session.execute(db.delete(PendingConnection).where(PendingConnection.instagram_user_id == instagram_user_id))
+    callback.status = "completed"
+    callback.completed_at = now
+    callback.connections_affected = len(connections)
+    db.session.commit()
+    return callback
+
+
+@dataclass
+class RotationReport:
+    rotated: int
+    failed: list[str]
+
+
+def rotate_token_keys(vault: TokenVault) -> RotationReport:
+    """Re-encrypt every stored token under the newest key; unreadable rows are reported, not fatal."""
+    rotated, failed = 0, []
+    for model, label in ((InstagramConnection, "connection"), (PendingConnection, "pending switch")):
+        rows = db.session.scalars(select(model).where(model.token_ciphertext.is_not(None))).all()
+        for row in rows:
+            try:
+                row.token_ciphertext = vault.rotate(row.token_ciphertext)
+                rotated += 1
+            except TokenVaultError:
+                failed.append(f"{label} {row.id} (shop {row.shop_id})")
+    db.session.commit()
+    return RotationReport(rotated, failed)

@@ -1,0 +1,311 @@
+"""A small client for Instagram's OAuth and Graph endpoints (Instagram API with Instagram Login).
+
+No Flask imports: the web app, the worker and the sandbox tests all use it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import requests
+
+from webapp.logging_filters import redact
+
+PROFILE_FIELDS = "user_id,username,name,profile_picture_url,account_type"
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str = field(repr=False)
+    user_id: str | None = None
+    permissions: tuple[str, ...] = ()
+    expires_in: int | None = None
+    token_type: str | None = None
+
+    def expires_at(self, now: datetime) -> datetime | None:
+        return now + timedelta(seconds=self.expires_in) if self.expires_in else None
+
+
+@dataclass(frozen=True)
+class Profile:
+    user_id: str
+    username: str | None = None
+    name: str | None = None
+    profile_picture_url: str | None = None
+    account_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Meta's usage headers: percentages of the quota used, and how long until access returns."""
+
+    app: dict = field(default_factory=dict)
+    business: dict = field(default_factory=dict)
+
+    @property
+    def highest_percent(self) -> int:
+        values = [
+            v for k, v in self.app.items() if isinstance(v, int | float) and k != "estimated_time_to_regain_access"
+        ]
+        for entries in self.business.values():
+            for entry in entries if isinstance(entries, list) else []:
+                values += [
+                    v
+                    for k, v in entry.items()
+                    if k in ("call_count", "total_cputime", "total_time") and isinstance(v, int | float)
+                ]
+        return int(max(values, default=0))
+
+    @property
+    def regain_access_minutes(self) -> int:
+        minutes = [
+            entry.get("estimated_time_to_regain_access", 0)
+            for entries in self.business.values()
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict)
+        ]
+        return int(max([m for m in minutes if isinstance(m, int | float)], default=0))
+
+
+class MetaApiError(Exception):
+    """Any failed call to Meta: an error body, a bad status, a timeout, a broken connection, bad JSON."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: int | None = None,
+        subcode: int | None = None,
+        error_type: str | None = None,
+        fbtrace_id: str | None = None,
+        is_transient: bool | None = None,
+        failure: str = "error_response",
+        usage: Usage | None = None,
+    ):
+        super().__init__(redact(message))
+        self.message = redact(message)
+        self.http_status = http_status
+        self.code = code
+        self.subcode = subcode
+        self.type = error_type
+        self.fbtrace_id = fbtrace_id
+        self.is_transient = is_transient
+        # error_response | timeout | connection | malformed
+        self.failure = failure
+        self.usage = usage or Usage()
+
+    def __repr__(self) -> str:
+        return (
+            f"MetaApiError(http_status={self.http_status}, code={self.code}, subcode={self.subcode}, "
+            f"type={self.type!r}, failure={self.failure!r}, message={self.message!r})"
+        )
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "subcode": self.subcode, "type": self.type, "message": self.message}
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_error_body(body: object, http_status: int | None = None, usage: Usage | None = None) -> MetaApiError | None:
+    """Turn any of Meta's error shapes into a MetaApiError, or None when `body` is not an error."""
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("error"), dict):  # Graph: {"error": {...}}
+        error = body["error"]
+        error_data = error.get("error_data")
+        if isinstance(error_data, str):  # sometimes a JSON-encoded string
+            try:
+                error_data = json.loads(error_data)
+            except ValueError:
+                error_data = {}
+        subcode = error.get("error_subcode")
+        if subcode is None and isinstance(error_data, dict):
+            subcode = error_data.get("error_subcode")
+        return MetaApiError(
+            str(error.get("message") or error.get("error_user_msg") or "Meta returned an error"),
+            http_status=http_status,
+            code=_int_or_none(error.get("code")),
+            subcode=_int_or_none(subcode),
+            error_type=error.get("type"),
+            fbtrace_id=error.get("fbtrace_id"),
+            is_transient=error.get("is_transient"),
+            usage=usage,
+        )
+    if isinstance(body.get("meta"), dict) and "error_type" in body["meta"]:  # legacy Instagram v1
+        body = body["meta"]
+    if "error_type" in body or "error_message" in body:  # OAuth endpoints: flat shape
+        return MetaApiError(
+            str(body.get("error_message") or "Meta returned an error"),
+            http_status=http_status,
+            code=_int_or_none(body.get("code")),
+            error_type=body.get("error_type"),
+            usage=usage,
+        )
+    if isinstance(body.get("error"), str):  # OAuth 2 style {"error": "...", "error_description": "..."}
+        return MetaApiError(
+            str(body.get("error_description") or body["error"]), http_status=http_status, error_type=body["error"]
+        )
+    if body.get("status") == "fail" and "message" in body:
+        return MetaApiError(str(body["message"]), http_status=http_status, usage=usage)
+    return None
+
+
+def parse_usage(headers) -> Usage:
+    def load(name: str) -> dict:
+        raw = headers.get(name)
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    return Usage(app=load("X-App-Usage"), business=load("X-Business-Use-Case-Usage"))
+
+
+class InstagramClient:
+    """Calls Instagram's endpoints with a timeout on every request and typed errors on every failure."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        api_base: str = "https://api.instagram.com",
+        graph_base: str = "https://graph.instagram.com",
+        graph_version: str = "v23.0",
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ):
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.api_base = api_base.rstrip("/")
+        self.graph_base = graph_base.rstrip("/")
+        self.graph_version = graph_version
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.last_usage = Usage()
+
+    def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
+        """Exchange an authorization code for a short-lived token (valid one hour)."""
+        body = self._call(
+            "POST",
+            f"{self.api_base}/oauth/access_token",
+            data={
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "grant_type": "authorization_code",
+                "redirect_uri": redirect_uri,
+                "code": code.removesuffix("#_"),
+            },
+        )
+        # Two documented shapes: {"data": [{...}]} and a flat {"access_token", "user_id"}.
+        if isinstance(body.get("data"), list) and body["data"]:
+            body = body["data"][0]
+        return self._grant(body)
+
+    def exchange_for_long_lived(self, short_lived_token: str) -> TokenGrant:
+        """Exchange a short-lived token for a 60-day one."""
+        body = self._call(
+            "GET",
+            f"{self.graph_base}/access_token",
+            params={
+                "grant_type": "ig_exchange_token",
+                "client_secret": self.client_secret,
+                "access_token": short_lived_token,
+            },
+        )
+        return self._grant(body)
+
+    def refresh(self, long_lived_token: str) -> TokenGrant:
+        """Refresh a long-lived token (at least 24 hours old, not expired) for another 60 days."""
+        body = self._call(
+            "GET",
+            f"{self.graph_base}/refresh_access_token",
+            params={"grant_type": "ig_refresh_token", "access_token": long_lived_token},
+        )
+        return self._grant(body)
+
+    def me(self, token: str) -> Profile:
+        """Fetch the professional account behind the token."""
+        body = self._call(
+            "GET",
+            f"{self.graph_base}/{self.graph_version}/me",
+            params={"fields": PROFILE_FIELDS, "access_token": token},
+        )
+        user_id = body.get("user_id") or body.get("id")
+        if not user_id:
+            raise MetaApiError("profile response has no user id", failure="malformed")
+        return Profile(
+            user_id=str(user_id),
+            username=body.get("username") or None,
+            name=body.get("name") or None,
+            profile_picture_url=body.get("profile_picture_url") or None,
+            account_type=body.get("account_type") or None,
+        )
+
+    def _grant(self, body: dict) -> TokenGrant:
+        token = body.get("access_token")
+        if not token or not isinstance(token, str):
+            raise MetaApiError("token response has no access_token", failure="malformed")
+        permissions = body.get("permissions") or ()
+        if isinstance(permissions, str):
+            permissions = tuple(p.strip() for p in permissions.split(",") if p.strip())
+        user_id = body.get("user_id")
+        return TokenGrant(
+            access_token=token,
+            user_id=str(user_id) if user_id is not None else None,
+            permissions=tuple(permissions),
+            expires_in=_int_or_none(body.get("expires_in")),
+            token_type=body.get("token_type"),
+        )
+
+    def _call(self, method: str, url: str, **kwargs) -> dict:
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.Timeout:
+            raise MetaApiError(f"Meta did not answer within {self.timeout:g} s", failure="timeout") from None
+        except requests.RequestException as exc:
+            # The exception text would carry the URL, token included; keep only its kind.
+            raise MetaApiError(f"could not reach Meta ({type(exc).__name__})", failure="connection") from None
+        usage = parse_usage(response.headers)
+        self.last_usage = usage
+        try:
+            body = response.json()
+        except ValueError:
+            snippet = response.text[:200]
+            if response.ok:
+                raise MetaApiError(
+                    f"Meta sent a body that is not JSON: {snippet!r}",
+                    http_status=response.status_code,
+                    failure="malformed",
+                    usage=usage,
+                ) from None
+            raise MetaApiError(
+                f"HTTP {response.status_code} from Meta: {snippet!r}",
+                http_status=response.status_code,
+                failure="malformed",
+                usage=usage,
+            ) from None
+        error = parse_error_body(body, response.status_code, usage)
+        if error is not None:
+            raise error
+        if not response.ok:
+            raise MetaApiError(f"HTTP {response.status_code} from Meta", http_status=response.status_code, usage=usage)
+        if not isinstance(body, dict):
+            raise MetaApiError(
+                "Meta sent JSON that is not an object",
+                http_status=response.status_code,
+                failure="malformed",
+                usage=usage,
+            )
+        return body

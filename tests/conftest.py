@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
-from tests import factories  # noqa: I001
+from tests import factories, servers  # noqa: I001
 from webapp import create_app
 from webapp.extensions import db as _db
 
@@ -175,3 +175,21 @@ class AuthActions:
 @pytest.fixture
 def auth(client) -> AuthActions:
     return AuthActions(client)
+
+
+@pytest.fixture(scope="session")
+def live_dashboard(tmp_path_factory):
+    """The dashboard as `make run` serves it, on a free port with its own SQLite file."""
+    folder = tmp_path_factory.mktemp("live")
+    port = servers.free_port()
+    env = servers.dev_environment(f"sqlite:///{folder / 'live.sqlite3'}", port)
+    servers.flask_command("db", "upgrade", env=env)
+    servers.flask_command("demo", "seed", env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    command = [str(servers.BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "1", "wsgi:app"]
+    try:
+        with servers.running(command, env, f"{base_url}/healthz", folder / "server.log"):
+            yield base_url
+    finally:
+        servers.ARTIFACTS.mkdir(exist_ok=True)
+        (servers.ARTIFACTS / "live-server.log").write_text((folder / "server.log").read_text())

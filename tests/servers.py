@@ -13,6 +13,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 
 
 def free_port() -> int:
@@ -56,6 +57,7 @@ def dev_environment(database_url: str, port: int, **extra: str) -> dict:
             "PORT": str(port),
             "SANDBOX_BASE_URL": f"http://127.0.0.1:{port}/sandbox",
             "SECRET_KEY": "browser-test-secret",
+            "TOKEN_ENCRYPTION_KEYS": "Xo0ZxJ1m9bVb3vH8w7cU2ZQ2r9n3tq5l1s8k0j6h4gA=",
             "PATH": f"{BIN}:{env.get('PATH', '')}",
         }
     )

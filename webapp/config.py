@@ -112,7 +112,8 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "RATELIMIT_STORAGE_URI": env.get("REDIS_URL") or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
         "PROXY_FIX_HOPS": _int(env, "PROXY_FIX_HOPS", 1),
-        "HTMX_CDN": _flag(env.get("HTMX_CDN"), True),
+        # Production serves htmx from the CDN (local copy as fallback); local runs work offline.
+        "HTMX_CDN": _flag(env.get("HTMX_CDN"), production),
         # Instagram (Meta). Base URLs are configurable so the sandbox and tests can stand in for Meta.
         "INSTAGRAM_CLIENT_ID": instagram_client_id,
         "INSTAGRAM_CLIENT_SECRET": instagram_client_secret,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
+from tests.servers import ARTIFACTS
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -26,7 +26,6 @@ document.addEventListener('securitypolicyviolation', e => {
   window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI);
 });
 """
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def _browser_missing_reason() -> str | None:
@@ -52,20 +51,6 @@ def browser():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
-
-
-@pytest.fixture(scope="session")
-def live_dashboard(tmp_path_factory):
-    """The dashboard as `make run` serves it, on a free port with its own SQLite file."""
-    folder = tmp_path_factory.mktemp("live")
-    port = servers.free_port()
-    env = servers.dev_environment(f"sqlite:///{folder / 'live.sqlite3'}", port)
-    servers.flask_command("db", "upgrade", env=env)
-    servers.flask_command("demo", "seed", env=env)
-    base_url = f"http://127.0.0.1:{port}"
-    command = [str(servers.BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "1", "wsgi:app"]
-    with servers.running(command, env, f"{base_url}/healthz", folder / "server.log"):
-        yield base_url
 
 
 @pytest.fixture

@@ -35,8 +35,13 @@ class InstagramLoginApp(FlaskOAuth2App):
     already parses into typed results, so Authlib's generic token parsing is bypassed here.
     """
 
-    def fetch_access_token(self, redirect_uri=None, code=None, **kwargs) -> TokenGrant:  # type: ignore[override]
-        return instagram_client().exchange_code(code or "", redirect_uri or "")
+    def fetch_access_token(self, redirect_uri=None, code=None, **kwargs) -> dict:  # type: ignore[override]
+        # Authlib expects a mapping back; the typed grant travels inside it.
+        return {"instagram_grant": instagram_client().exchange_code(code or "", redirect_uri or "")}
+
+
+def grant_from(token: dict) -> TokenGrant:
+    return token["instagram_grant"]
 
 
 class InstagramOAuth(OAuth):

@@ -10,7 +10,7 @@ from flask_login import current_user
 
 from webapp.auth.decorators import merchant_required
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
-from webapp.instagram.oauth import callback_url, instagram_client, instagram_login, token_vault
+from webapp.instagram.oauth import callback_url, grant_from, instagram_client, instagram_login, token_vault
 from webapp.services import connections
 from webapp.services.instagram_client import MetaApiError
 
@@ -42,7 +42,7 @@ def callback():
     if not request.args.get("code"):
         abort(400, description="This page expects a reply from Instagram's login. Start again from your dashboard.")
     try:
-        short_grant = instagram_login().authorize_access_token()
+        short_grant = grant_from(instagram_login().authorize_access_token())
     except MismatchingStateError:
         abort(
             400,

@@ -1,0 +1,64 @@
+"""Connect a sandbox Instagram account through the real login page, then break it from the sandbox."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser.conftest import assert_no_csp_violations
+from webapp.cli import DEMO_MERCHANT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# Instagram appends "#_" to its redirect and browsers keep a fragment across the next redirect.
+DASHBOARD = re.compile(r"^http://[^/]+/(#_)?$")
+
+
+def log_in_as_demo_merchant(page) -> None:
+    page.goto("/login")
+    page.get_by_label("Email").fill(DEMO_MERCHANT["email"])
+    page.get_by_label("Password").fill(DEMO_MERCHANT["password"])
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/")
+
+
+def test_merchant_connects_then_a_deauthorize_flips_the_card(page):
+    log_in_as_demo_merchant(page)
+    card = page.locator("#instagram-card")
+    assert "Not connected" in card.inner_text()
+    page.get_by_role("button", name="Connect Instagram").click()
+    page.wait_for_url("**/sandbox/oauth/authorize?**")
+    page.get_by_label("Create a sandbox account").fill("bloom_and_stem")
+    page.get_by_role("button", name="Allow").click()
+    page.wait_for_url(DASHBOARD)
+    assert page.get_by_text("Instagram connected: @bloom_and_stem.").is_visible()
+    assert "Connected" in card.locator(".state-badge").inner_text()
+    assert "@bloom_and_stem" in card.inner_text()
+    assert_no_csp_violations(page)
+
+    # Remove the app in the sandbox: it sends a signed deauthorize callback to the dashboard.
+    page.goto("/sandbox/")
+    page.get_by_role("button", name="Remove the app (sends a deauthorize callback)").click()
+    assert page.get_by_text("Deauthorize callback delivered (HTTP 200).").is_visible()
+    page.goto("/")
+    assert "Disconnected by Instagram" in card.locator(".state-badge").inner_text()
+    assert page.get_by_role("button", name="Reconnect").is_visible()
+
+    # One click reconnects the same account.
+    page.get_by_role("button", name="Reconnect").click()
+    page.wait_for_url("**/sandbox/oauth/authorize?**")
+    page.get_by_role("button", name="Allow").click()
+    page.wait_for_url(DASHBOARD)
+    assert page.get_by_text("Connection restored: @bloom_and_stem is connected again.").is_visible()
+    assert "Connected" in card.locator(".state-badge").inner_text()
+    assert_no_csp_violations(page)
+
+
+def test_merchant_who_cancels_sees_nothing_changed(page):
+    log_in_as_demo_merchant(page)
+    page.get_by_role("button", name="Reconnect").or_(page.get_by_role("button", name="Connect Instagram")).click()
+    page.wait_for_url("**/sandbox/oauth/authorize?**")
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_url(DASHBOARD)
+    assert page.get_by_text("You cancelled the Instagram login. Nothing was changed.").is_visible()
+    assert_no_csp_violations(page)

@@ -44,6 +44,7 @@ def test_procfile_runs_against_postgres_in_production_mode(migrated_database, tm
             "SECRET_KEY": "procfile-test-secret",
             "INSTAGRAM_CLIENT_ID": "1234567890",
             "INSTAGRAM_CLIENT_SECRET": "procfile-test-client-secret",
+            "TOKEN_ENCRYPTION_KEYS": "Xo0ZxJ1m9bVb3vH8w7cU2ZQ2r9n3tq5l1s8k0j6h4gA=",
             "PORT": str(port),
             "WEB_CONCURRENCY": "2",
             "PATH": f"{servers.BIN}:{os.environ.get('PATH', '')}",

@@ -7,14 +7,16 @@ from datetime import UTC, datetime
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from webapp.extensions import db
 from webapp.models import ROLES, Shop
 from webapp.services import accounts
 
-users_cli = click.Group("users", help="Manage dashboard logins.")
-demo_cli = click.Group("demo", help="Demo data for local runs.")
+users_cli = AppGroup("users", help="Manage dashboard logins.")
+tokens_cli = AppGroup("tokens", help="Instagram access tokens.")
+demo_cli = AppGroup("demo", help="Demo data for local runs.")
 
 DEMO_SHOP = {"name": "Bloom & Stem Flowers", "domain": "bloom-and-stem.example"}
 DEMO_MERCHANT = {"email": "owner@bloom-and-stem.example", "password": "sunflower-market-2026", "name": "Maya Jones"}
@@ -88,6 +90,25 @@ def demo_logins_text() -> str:
     )
 
 
+@tokens_cli.command("rotate-keys")
+def rotate_keys_command():
+    """Re-encrypt every stored token under the newest key in TOKEN_ENCRYPTION_KEYS."""
+    from webapp.instagram.oauth import token_vault
+    from webapp.services.connections import rotate_token_keys
+
+    report = rotate_token_keys(token_vault())
+    click.echo(f"Re-encrypted {report.rotated} token(s) under the newest key.")
+    if report.failed:
+        click.echo(
+            f"{len(report.failed)} token(s) could not be read with any configured key and were left as they are: "
+            + ", ".join(report.failed)
+            + ". Those shops must reconnect Instagram, or put the missing key back in TOKEN_ENCRYPTION_KEYS.",
+            err=True,
+        )
+        sys.exit(1)
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
+    app.cli.add_command(tokens_cli)
     app.cli.add_command(demo_cli)

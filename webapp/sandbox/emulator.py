@@ -99,7 +99,8 @@ def exchange_code(form: dict, client_id: str, client_secret: str, now: datetime)
         return oauth_error("Matching code was not found or was already used")
     if form.get("redirect_uri") != code.redirect_uri:
         return oauth_error(
-            "Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request"
+            "Error validating verification code. Please make sure your redirect_uri is identical to the one "
+            "you used in the OAuth dialog request"
         )
     code.used_at = now
     token, _ = _issue_token(code.account, "short", now, code.scopes)

@@ -6,7 +6,7 @@ import json
 import logging
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -308,13 +308,14 @@ def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> 
     callback = _claim_callback("deauthorize", instagram_user_id, issued_at, now)
     if callback is None:
         return 0
-    issued = datetime.fromtimestamp(issued_at, UTC) if issued_at else now
+    issued = issued_at or int(now.timestamp())
     changed = 0
     connections = db.session.scalars(
         select(InstagramConnection).where(InstagramConnection.instagram_user_id == instagram_user_id)
     ).all()
     for connection in connections:
-        if connection.connected_at and issued < connection.connected_at:
+        # issued_at has whole seconds; a deauthorize from the same second as the connect still counts.
+        if connection.connected_at and issued < int(connection.connected_at.timestamp()):
             # Older than the latest connect: a replay or a late delivery cannot undo a reconnect.
             continue
         if connection.state == "not_connected" and not connection.has_token:

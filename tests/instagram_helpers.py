@@ -1,0 +1,59 @@
+"""Meta at its real URLs (requests-mock) and the connect flow as a browser would drive it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+API = "https://api.instagram.com"
+GRAPH = "https://graph.instagram.com"
+
+
+@dataclass
+class FakeInstagram:
+    """Registers Meta's endpoints on requests-mock for one Instagram account."""
+
+    requests_mock: object
+    user_id: str = "17841400000000001"
+    username: str | None = "bloom_and_stem"
+    name: str | None = "Bloom & Stem"
+    picture: str | None = "https://scontent.cdninstagram.com/bloom.jpg"
+    account_type: str | None = "BUSINESS"
+    permissions: str = "instagram_business_basic"
+    long_token: str = "IGAAlong-lived-token-0001"
+    short_token: str = "IGQVshort-lived-token-0001"
+    exchanged_codes: list = field(default_factory=list)
+
+    def install(self) -> FakeInstagram:
+        self.requests_mock.post(f"{API}/oauth/access_token", json=self._code_exchange)
+        self.requests_mock.get(
+            f"{GRAPH}/access_token",
+            json={"access_token": self.long_token, "token_type": "bearer", "expires_in": 5183944},
+        )
+        profile = {
+            "user_id": self.user_id,
+            "username": self.username,
+            "name": self.name,
+            "profile_picture_url": self.picture,
+            "account_type": self.account_type,
+        }
+        self.requests_mock.get(f"{GRAPH}/v23.0/me", json={k: v for k, v in profile.items() if v is not None})
+        return self
+
+    def _code_exchange(self, request, context):
+        form = parse_qs(request.text)
+        self.exchanged_codes.append((form["code"][0], form["redirect_uri"][0]))
+        return {"data": [{"access_token": self.short_token, "user_id": self.user_id, "permissions": self.permissions}]}
+
+
+def start_connect(client, csrf_token: str):
+    """POST the connect button; return (response, state, authorize query)."""
+    response = client.post("/instagram/connect", data={"csrf_token": csrf_token})
+    query = parse_qs(urlsplit(response.headers.get("Location", "")).query)
+    return response, query.get("state", [None])[0], query
+
+
+def connect(client, auth, code: str = "code-123"):
+    """Run the whole flow: start, then Instagram redirects back with code and state."""
+    _, state, _ = start_connect(client, auth.csrf_token("/"))
+    return client.get(f"/instagram/callback?code={code}&state={state}")

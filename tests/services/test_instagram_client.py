@@ -1,0 +1,240 @@
+"""The Meta client against Meta's real URLs (requests-mock; anything unregistered fails)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from webapp.services.instagram_client import InstagramClient, MetaApiError, parse_error_body
+
+API = "https://api.instagram.com"
+GRAPH = "https://graph.instagram.com"
+
+
+@pytest.fixture
+def client():
+    return InstagramClient(client_id="123", client_secret="shh", api_base=API, graph_base=GRAPH, timeout=7.5)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "data": [
+                {
+                    "access_token": "IGQshort",
+                    "user_id": "1020",
+                    "permissions": "instagram_business_basic,instagram_business_manage_comments",
+                }
+            ]
+        },
+        {
+            "access_token": "IGQshort",
+            "user_id": 1020,
+            "permissions": ["instagram_business_basic", "instagram_business_manage_comments"],
+        },
+    ],
+    ids=["documented-data-shape", "flat-shape"],
+)
+def test_exchange_code_parses_both_documented_shapes(client, requests_mock, body):
+    requests_mock.post(f"{API}/oauth/access_token", json=body)
+    grant = client.exchange_code("the-code#_", "https://shop.example/instagram/callback")
+    assert grant.access_token == "IGQshort"
+    assert grant.user_id == "1020"
+    assert grant.permissions == ("instagram_business_basic", "instagram_business_manage_comments")
+    sent = requests_mock.last_request
+    form = dict(pair.split("=") for pair in sent.text.split("&"))
+    assert form["code"] == "the-code"  # Meta's "#_" suffix is not part of the code
+    assert form["grant_type"] == "authorization_code"
+    assert form["redirect_uri"] == "https%3A%2F%2Fshop.example%2Finstagram%2Fcallback"
+    assert sent.timeout == 7.5
+
+
+def test_long_lived_exchange_and_refresh(client, requests_mock):
+    requests_mock.get(
+        f"{GRAPH}/access_token?grant_type=ig_exchange_token",
+        json={"access_token": "IGAAlong", "token_type": "bearer", "expires_in": 5183944},
+    )
+    requests_mock.get(
+        f"{GRAPH}/refresh_access_token?grant_type=ig_refresh_token",
+        json={"access_token": "IGAAnewer", "token_type": "bearer", "expires_in": 5184000},
+    )
+    long_grant = client.exchange_for_long_lived("IGQshort")
+    assert (long_grant.access_token, long_grant.expires_in, long_grant.token_type) == ("IGAAlong", 5183944, "bearer")
+    assert requests_mock.last_request.qs["client_secret"] == ["shh"]
+    refreshed = client.refresh("IGAAlong")
+    assert refreshed.access_token == "IGAAnewer"
+    assert requests_mock.last_request.method == "GET"
+    assert all(request.timeout == 7.5 for request in requests_mock.request_history)
+
+
+def test_me_reads_the_profile_and_usage(client, requests_mock):
+    requests_mock.get(
+        f"{GRAPH}/v23.0/me",
+        json={"user_id": "17841405822304914", "username": "bloom", "name": "Bloom", "account_type": "BUSINESS"},
+        headers={
+            "X-App-Usage": '{"call_count":2,"total_cputime":0,"total_time":8}',
+            "X-Business-Use-Case-Usage": json.dumps(
+                {
+                    "1784": [
+                        {
+                            "type": "instagram",
+                            "call_count": 91,
+                            "total_cputime": 4,
+                            "total_time": 5,
+                            "estimated_time_to_regain_access": 12,
+                        }
+                    ]
+                }
+            ),
+        },
+    )
+    profile = client.me("IGAAlong")
+    assert profile.user_id == "17841405822304914" and profile.username == "bloom"
+    assert profile.profile_picture_url is None
+    assert client.last_usage.highest_percent == 91
+    assert client.last_usage.regain_access_minutes == 12
+    assert "user_id" in requests_mock.last_request.qs["fields"][0]
+
+
+@pytest.mark.parametrize(
+    "status,body,expected",
+    [
+        (
+            400,
+            {
+                "error_type": "OAuthException",
+                "code": 400,
+                "error_message": "Matching code was not found or was already used",
+            },
+            {
+                "code": 400,
+                "type": "OAuthException",
+                "subcode": None,
+                "message": "Matching code was not found or was already used",
+            },
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "Error validating access token: The user has not authorized application 123.",
+                    "type": "OAuthException",
+                    "code": 190,
+                    "error_subcode": 458,
+                    "fbtrace_id": "AbC",
+                }
+            },
+            {"code": 190, "subcode": 458, "type": "OAuthException", "fbtrace_id": "AbC"},
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "Unsupported get request.",
+                    "type": "IGApiException",
+                    "code": 100,
+                    "error_subcode": 33,
+                    "fbtrace_id": "x",
+                }
+            },
+            {"code": 100, "subcode": 33, "type": "IGApiException"},
+        ),
+        (
+            400,
+            {
+                "error": {
+                    "message": "The user is enrolled in a blocking, logged-in checkpoint",
+                    "type": "OAuthException",
+                    "code": 190,
+                    "error_data": '{"error_subcode": 490}',
+                }
+            },
+            {"code": 190, "subcode": 490},
+        ),
+        (
+            400,
+            {
+                "meta": {
+                    "error_type": "OAuthAccessTokenException",
+                    "code": 400,
+                    "error_message": "The access_token provided is invalid.",
+                }
+            },
+            {"type": "OAuthAccessTokenException", "code": 400},
+        ),
+        (
+            400,
+            {"message": "Business and user permissions are mutually exclusive", "status": "fail"},
+            {"message": "Business and user permissions are mutually exclusive", "code": None},
+        ),
+        (
+            500,
+            {
+                "error": {
+                    "message": "An unexpected error has occurred. Please retry your request later.",
+                    "type": "OAuthException",
+                    "is_transient": True,
+                    "code": 2,
+                }
+            },
+            {"code": 2, "is_transient": True, "http_status": 500},
+        ),
+    ],
+    ids=[
+        "flat-oauth",
+        "graph-190-458",
+        "ig-api-exception",
+        "error-data-string",
+        "legacy-v1",
+        "status-fail",
+        "transient-500",
+    ],
+)
+def test_every_error_shape_becomes_one_typed_exception(client, requests_mock, status, body, expected):
+    requests_mock.get(f"{GRAPH}/v23.0/me", status_code=status, json=body)
+    with pytest.raises(MetaApiError) as caught:
+        client.me("IGAAtoken")
+    error = caught.value
+    for attribute, value in expected.items():
+        assert getattr(error, attribute) == value, attribute
+    assert error.http_status == status
+    assert error.failure == "error_response"
+
+
+def test_timeout_connection_error_and_garbage_are_typed_too(client, requests_mock):
+    requests_mock.get(f"{GRAPH}/refresh_access_token", exc=requests.ReadTimeout)
+    with pytest.raises(MetaApiError) as caught:
+        client.refresh("IGAAsecret-token-value")
+    assert caught.value.failure == "timeout" and "7.5 s" in caught.value.message
+
+    requests_mock.get(
+        f"{GRAPH}/refresh_access_token",
+        exc=requests.ConnectionError("url: /refresh_access_token?access_token=IGAAsecret-token-value"),
+    )
+    with pytest.raises(MetaApiError) as caught:
+        client.refresh("IGAAsecret-token-value")
+    assert caught.value.failure == "connection"
+    assert "IGAAsecret" not in str(caught.value) and caught.value.__cause__ is None
+
+    requests_mock.get(f"{GRAPH}/refresh_access_token", status_code=502, text="<html>Bad Gateway</html>")
+    with pytest.raises(MetaApiError) as caught:
+        client.refresh("IGAAsecret-token-value")
+    assert (caught.value.failure, caught.value.http_status) == ("malformed", 502)
+
+    requests_mock.get(f"{GRAPH}/refresh_access_token", json={"token_type": "bearer"})
+    with pytest.raises(MetaApiError) as caught:
+        client.refresh("IGAAsecret-token-value")
+    assert caught.value.failure == "malformed"
+
+    requests_mock.get(f"{GRAPH}/refresh_access_token", json=["not", "an", "object"])
+    with pytest.raises(MetaApiError) as caught:
+        client.refresh("IGAAsecret-token-value")
+    assert caught.value.failure == "malformed"
+
+
+def test_parse_error_body_ignores_success_bodies():
+    assert parse_error_body({"access_token": "x"}) is None
+    assert parse_error_body("text") is None

@@ -1,0 +1,137 @@
+"""Meta's deauthorize and data-deletion callbacks (promises 23 and 24)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import TEST_CLIENT_SECRET
+from tests.factories import make_user
+from tests.instagram_helpers import FakeInstagram, connect
+from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback
+from webapp.services.signed_request import sign
+
+USER_ID = "17841400000000001"
+
+
+def signed(user_id=USER_ID, issued_at=None, secret=TEST_CLIENT_SECRET, **extra):
+    payload = {"user_id": user_id, "algorithm": "HMAC-SHA256", "issued_at": issued_at or int(time.time()), **extra}
+    return sign(payload, secret)
+
+
+@pytest.fixture
+def connected(client, auth, requests_mock, db):
+    """A merchant whose shop is connected to Instagram user USER_ID."""
+    merchant = make_user()
+    auth.login_as(merchant)
+    FakeInstagram(requests_mock, user_id=USER_ID).install()
+    connect(client, auth)
+    return merchant
+
+
+def connection(db) -> InstagramConnection:
+    db.session.expire_all()
+    return db.session.scalar(select(InstagramConnection))
+
+
+def test_deauthorize_marks_needs_reconnect_with_app_removed_and_deletes_the_token(client, connected, db):
+    response = client.post("/instagram/deauthorize", data={"signed_request": signed()})
+    assert response.status_code == 200
+    assert response.get_json()["connections_changed"] == 1
+    row = connection(db)
+    assert (row.state, row.cause, row.token_ciphertext) == ("needs_reconnect", "app_removed", None)
+    event = db.session.scalar(select(ConnectionEvent).where(ConnectionEvent.kind == "deauthorized"))
+    assert event.actor_kind == "meta" and event.cause == "app_removed"
+    card = client.get("/").get_data(as_text=True)
+    assert "Disconnected by Instagram" in card and "Reconnect" in card
+
+
+def test_deauthorize_for_an_unknown_user_is_accepted(client, db):
+    response = client.post("/instagram/deauthorize", data={"signed_request": signed(user_id="999")})
+    assert response.status_code == 200 and response.get_json()["connections_changed"] == 0
+
+
+def test_deauthorize_issued_before_the_latest_connect_is_a_no_op(client, connected, db):
+    """A replay cannot disconnect a merchant who has since reconnected; age alone is no reason to refuse."""
+    long_ago = int((datetime.now(UTC) - timedelta(days=3)).timestamp())
+    response = client.post("/instagram/deauthorize", data={"signed_request": signed(issued_at=long_ago)})
+    assert response.status_code == 200
+    assert connection(db).state == "healthy" and connection(db).has_token
+
+
+def test_deauthorize_is_idempotent(client, connected, db):
+    """Promise 24: the same request three times changes the connection once."""
+    request = signed()
+    for _ in range(3):
+        assert client.post("/instagram/deauthorize", data={"signed_request": request}).status_code == 200
+    kinds = db.session.scalars(select(ConnectionEvent.kind)).all()
+    assert kinds.count("deauthorized") == 1
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {},
+        {"signed_request": ""},
+        {"signed_request": "a.b.c"},
+        {"signed_request": signed(secret="wrong-secret")},
+        {"signed_request": sign({"user_id": USER_ID, "algorithm": "HMAC-SHA1", "issued_at": 1}, TEST_CLIENT_SECRET)},
+        {"signed_request": sign({"algorithm": "HMAC-SHA256", "issued_at": 1}, TEST_CLIENT_SECRET)},
+        {"signed_request": "***.***"},
+    ],
+    ids=["absent", "empty", "three-segments", "bad-signature", "wrong-algorithm", "no-user-id", "bad-base64"],
+)
+@pytest.mark.parametrize("path", ["/instagram/deauthorize", "/instagram/data-deletion"])
+def test_invalid_signed_requests_get_400_and_change_nothing(client, connected, db, path, form):
+    """Promise 23: only valid signed_requests are accepted."""
+    response = client.post(path, data=form)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid signed_request"
+    assert connection(db).state == "healthy" and connection(db).has_token
+    assert db.session.scalar(select(func.count(MetaCallback.id))) == 0
+
+
+def test_data_deletion_deletes_and_answers_url_and_code(app, client, connected, db):
+    response = client.post("/instagram/data-deletion", data={"signed_request": signed()})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body) == {"url", "confirmation_code"}
+    assert body["confirmation_code"].isalnum()
+    assert body["url"] == f"http://localhost/instagram/data-deletion/{body['confirmation_code']}"
+    row = connection(db)
+    assert row.token_ciphertext is None and row.username is None and row.instagram_user_id is None
+    assert row.state == "not_connected"
+    events = db.session.scalars(select(ConnectionEvent)).all()
+    assert all(event.instagram_user_id is None for event in events)
+    status = app.test_client().get(f"/instagram/data-deletion/{body['confirmation_code']}")
+    page = status.get_data(as_text=True)
+    assert status.status_code == 200 and "Completed on" in page and body["confirmation_code"] in page
+    # The status page shows the status and nothing else: no shop, no account.
+    assert "bloom_and_stem" not in page and connected.shop.name not in page
+
+
+def test_data_deletion_is_idempotent(client, connected, db):
+    """Promise 24: three deliveries, one deletion, one confirmation code."""
+    request = signed()
+    codes = {
+        client.post("/instagram/data-deletion", data={"signed_request": request}).get_json()["confirmation_code"]
+        for _ in range(3)
+    }
+    assert len(codes) == 1
+    assert db.session.scalar(select(func.count(MetaCallback.id))) == 1
+    kinds = db.session.scalars(select(ConnectionEvent.kind)).all()
+    assert kinds.count("instagram_data_deleted") == 1
+
+
+def test_unknown_confirmation_code_is_404(client):
+    response = client.get("/instagram/data-deletion/NOPE1234")
+    assert response.status_code == 404
+    assert "no data deletion request with that confirmation code" in response.get_data(as_text=True)
+
+
+def test_callbacks_need_no_login_or_csrf(app, connected, db):
+    fresh = app.test_client()
+    assert fresh.post("/instagram/deauthorize", data={"signed_request": signed()}).status_code == 200

@@ -139,6 +139,7 @@ class InstagramConnection(db.Model):
             name="ck_instagram_connections_state",
         ),
         Index("ix_instagram_connections_state", "state"),
+        Index("ix_instagram_connections_due_at", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -164,6 +165,25 @@ class InstagramConnection(db.Model):
     connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     connected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Keep-alive schedule. due_at is the earliest of the three, kept in step for the worker's index.
+    refresh_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    check_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The worker's lease; lease_version is the fencing token checked on write-back.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_version: Mapped[int] = mapped_column(default=0)
+    # Trouble since the last success: attempts (for backoff) and days (failures count once a day).
+    consecutive_failures: Mapped[int] = mapped_column(default=0)
+    failure_days: Mapped[int] = mapped_column(default=0)
+    last_failure_on: Mapped[str | None] = mapped_column(String(10))
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_check_ok: Mapped[bool | None]
+    last_refresh_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_refresh_error: Mapped[str | None] = mapped_column(String(500))
+    refresh_failures: Mapped[int] = mapped_column(default=0)
 
     shop: Mapped[Shop] = relationship(backref=db.backref("instagram_connection", uselist=False))
     connected_by: Mapped[User | None] = relationship()
@@ -178,6 +198,21 @@ class InstagramConnection(db.Model):
     @property
     def permissions(self) -> list[str]:
         return [p for p in self.granted_permissions.split(",") if p]
+
+    def schedule(self, *, refresh_due_at=None, check_due_at=None, retry_at=None) -> None:
+        """Set the next refresh, check and retry times; due_at follows the earliest of them."""
+        self.refresh_due_at = refresh_due_at
+        self.check_due_at = check_due_at
+        self.retry_at = retry_at
+        self.recompute_due_at()
+
+    def recompute_due_at(self) -> None:
+        if self.retry_at is not None:
+            # While retrying, the retry time governs; nothing is due before it.
+            self.due_at = self.retry_at
+            return
+        times = [t for t in (self.refresh_due_at, self.check_due_at) if t is not None]
+        self.due_at = min(times) if times else None
 
 
 class ConnectionEvent(db.Model):
@@ -245,3 +280,45 @@ class MetaCallback(db.Model):
 
     def __repr__(self) -> str:
         return f"<MetaCallback {self.kind} user={self.instagram_user_id} {self.status}>"
+
+
+class SchedulerTick(db.Model):
+    """One row per scheduler tick: the unique key lets exactly one scheduler run each tick."""
+
+    __tablename__ = "scheduler_ticks"
+
+    tick_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    ran_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expired: Mapped[int] = mapped_column(default=0)
+
+    def __repr__(self) -> str:
+        return f"<SchedulerTick {self.tick_at:%Y-%m-%d %H:%M} by {self.owner}>"
+
+
+class RateLimitPause(db.Model):
+    """Meta asked the whole app to slow down: no worker calls Meta before `until`."""
+
+    __tablename__ = "rate_limit_pauses"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)  # "app"
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(255), default="")
+
+    def __repr__(self) -> str:
+        return f"<RateLimitPause {self.scope} until {self.until:%H:%M}>"
+
+
+class WorkerProcess(db.Model):
+    """A running worker's heartbeat (lets SQLite refuse a second worker and staff see who runs)."""
+
+    __tablename__ = "worker_processes"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<WorkerProcess {self.owner}>"

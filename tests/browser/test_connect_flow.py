@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import assert_no_csp_violations
 from webapp.cli import DEMO_MERCHANT
@@ -31,7 +32,7 @@ def test_merchant_connects_then_a_deauthorize_flips_the_card(page):
     page.get_by_label("Create a sandbox account").fill("bloom_and_stem")
     page.get_by_role("button", name="Allow").click()
     page.wait_for_url(DASHBOARD)
-    assert page.get_by_text("Instagram connected: @bloom_and_stem.").is_visible()
+    expect(page.get_by_text("Instagram connected: @bloom_and_stem.")).to_be_visible()
     assert "Connected" in card.locator(".state-badge").inner_text()
     assert "@bloom_and_stem" in card.inner_text()
     assert_no_csp_violations(page)
@@ -39,17 +40,17 @@ def test_merchant_connects_then_a_deauthorize_flips_the_card(page):
     # Remove the app in the sandbox: it sends a signed deauthorize callback to the dashboard.
     page.goto("/sandbox/")
     page.get_by_role("button", name="Remove the app (sends a deauthorize callback)").click()
-    assert page.get_by_text("Deauthorize callback delivered (HTTP 200).").is_visible()
+    expect(page.get_by_text("Deauthorize callback delivered (HTTP 200).")).to_be_visible()
     page.goto("/")
     assert "Disconnected by Instagram" in card.locator(".state-badge").inner_text()
-    assert page.get_by_role("button", name="Reconnect").is_visible()
+    expect(page.get_by_role("button", name="Reconnect")).to_be_visible()
 
     # One click reconnects the same account.
     page.get_by_role("button", name="Reconnect").click()
     page.wait_for_url("**/sandbox/oauth/authorize?**")
     page.get_by_role("button", name="Allow").click()
     page.wait_for_url(DASHBOARD)
-    assert page.get_by_text("Connection restored: @bloom_and_stem is connected again.").is_visible()
+    expect(page.get_by_text("Connection restored: @bloom_and_stem is connected again.")).to_be_visible()
     assert "Connected" in card.locator(".state-badge").inner_text()
     assert_no_csp_violations(page)
 
@@ -60,5 +61,5 @@ def test_merchant_who_cancels_sees_nothing_changed(page):
     page.wait_for_url("**/sandbox/oauth/authorize?**")
     page.get_by_role("button", name="Cancel").click()
     page.wait_for_url(DASHBOARD)
-    assert page.get_by_text("You cancelled the Instagram login. Nothing was changed.").is_visible()
+    expect(page.get_by_text("You cancelled the Instagram login. Nothing was changed.")).to_be_visible()
     assert_no_csp_violations(page)

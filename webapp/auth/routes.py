@@ -17,6 +17,10 @@ def _login_rate_limit() -> str:
     return current_app.config["LOGIN_RATE_LIMIT"]
 
 
+def _account_rate_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
+
+
 def _submitted_email() -> str:
     return "email:" + request.form.get("email", "").strip().lower()
 
@@ -27,7 +31,7 @@ def _home_for(user) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_rate_limit, methods=["POST"])
-@limiter.limit("10 per 15 minutes", key_func=_submitted_email, methods=["POST"])
+@limiter.limit(_account_rate_limit, key_func=_submitted_email, methods=["POST"])
 def login():
     if current_user.is_authenticated:
         return redirect(safe_next_url(request.args.get("next")) or _home_for(current_user))

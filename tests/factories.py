@@ -47,3 +47,50 @@ def make_user(
     db.session.add(user)
     db.session.commit()
     return user
+
+
+def make_connection(
+    shop: Shop | None = None,
+    *,
+    token: str = "IGAAfactory-token",
+    issued_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    state: str = "healthy",
+    username: str = "shop_account",
+    instagram_user_id: str | None = None,
+    refresh_due_at: datetime | None = None,
+    check_due_at: datetime | None = None,
+    **fields,
+):
+    """A connected shop; times default to a token issued 8 days ago (refresh due)."""
+    from datetime import timedelta
+
+    from flask import current_app
+
+    from webapp.models import InstagramConnection
+    from webapp.services.token_vault import fingerprint
+
+    shop = shop or make_shop()
+    now = datetime.now(UTC)
+    issued_at = issued_at or now - timedelta(days=8)
+    expires_at = expires_at or issued_at + timedelta(days=60)
+    connection = InstagramConnection(
+        shop=shop,
+        state=state,
+        username=username,
+        instagram_user_id=instagram_user_id or f"1784{next(_sequence):011d}",
+        granted_permissions="instagram_business_basic",
+        token_ciphertext=current_app.extensions["token_vault"].encrypt(token),
+        token_fingerprint=fingerprint(token),
+        token_issued_at=issued_at,
+        token_expires_at=expires_at,
+        connected_at=issued_at,
+        **fields,
+    )
+    connection.schedule(
+        refresh_due_at=refresh_due_at or issued_at + timedelta(days=7),
+        check_due_at=check_due_at or now + timedelta(hours=6),
+    )
+    db.session.add(connection)
+    db.session.commit()
+    return connection

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from flask import Flask, g
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from webapp.config import PROJECT_ROOT, load_config
+from webapp.config import PROJECT_ROOT, check_lease, load_config
 from webapp.extensions import csrf, db, limiter, login_manager, migrate
 
 
@@ -27,6 +27,7 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.config.update(load_config(instance_path=app.instance_path))
     if config:
         app.config.update(config)
+    check_lease(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
 
     configure_logging(app)

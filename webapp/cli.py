@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, select
 
 from webapp.extensions import db
@@ -108,7 +108,70 @@ def rotate_keys_command():
         sys.exit(1)
 
 
+@tokens_cli.command("sweep")
+@click.option("--concurrency", type=click.IntRange(1, 200), help="Calls to Meta at once (default WORKER_CONCURRENCY).")
+def sweep_command(concurrency: int | None):
+    """Do one pass over every connection that is due, then stop (for Heroku Scheduler or cron)."""
+    import threading
+
+    from sqlalchemy import func
+
+    from webapp.models import InstagramConnection
+    from webapp.services.lifecycle import ACTIVE_STATES
+    from webapp.worker import Worker, WorkerRefused, utc_now
+
+    due = db.session.scalar(
+        select(func.count(InstagramConnection.id)).where(
+            InstagramConnection.state.in_(ACTIVE_STATES), InstagramConnection.due_at <= utc_now()
+        )
+    )
+    db.session.close()
+    worker = Worker(current_app._get_current_object(), concurrency=concurrency, poll_seconds=0)
+    try:
+        with click.progressbar(length=due or 0, label=f"Sweeping {due} due connection(s)") as bar:
+            totals = worker.run(threading.Event(), until_idle=True, on_result=lambda _summary: bar.update(1))
+    except WorkerRefused as refusal:
+        fail(str(refusal))
+    click.echo("")
+    click.echo(f"{'outcome':<18}{'connections':>12}")
+    for outcome, count in sorted(totals.items()):
+        click.echo(f"{outcome:<18}{count:>12}")
+    click.echo(f"{'total':<18}{sum(totals.values()):>12}")
+
+
+@click.command("worker")
+@click.option("--concurrency", type=click.IntRange(1, 200), help="Calls to Meta at once (default WORKER_CONCURRENCY).")
+@click.option("--batch-size", type=click.IntRange(1, 1000), help="Connections claimed per batch.")
+@click.option("--until-idle", is_flag=True, help="Stop when nothing is due instead of waiting for more.")
+@with_appcontext
+def worker_command(concurrency: int | None, batch_size: int | None, until_idle: bool):
+    """Keep tokens alive: refresh and health-check connections until SIGTERM."""
+    import signal
+    import threading
+
+    from webapp.worker import Worker, WorkerRefused
+
+    stop = threading.Event()
+
+    def request_stop(signum, _frame):
+        click.echo(f"Received signal {signum}: finishing calls in flight, then stopping.")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    app = current_app._get_current_object()
+    worker = Worker(app, concurrency=concurrency, batch_size=batch_size)
+    db.session.close()
+    click.echo(f"Worker {worker.owner} started: concurrency {worker.concurrency}, batch {worker.batch_size}.")
+    try:
+        totals = worker.run(stop, until_idle=until_idle)
+    except WorkerRefused as refusal:
+        fail(str(refusal))
+    click.echo("Worker stopped. " + ", ".join(f"{k}: {v}" for k, v in sorted(totals.items())))
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
+    app.cli.add_command(worker_command)
     app.cli.add_command(demo_cli)

@@ -125,6 +125,34 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "SANDBOX_BASE_URL": sandbox_base,
         "INSTAGRAM_HTTP_TIMEOUT": float(env.get("INSTAGRAM_HTTP_TIMEOUT", "10")),
         "INSTAGRAM_STATE_MINUTES": _int(env, "INSTAGRAM_STATE_MINUTES", 10),
+        # Keep-alive policy (DESIGN.md, "Token lifecycle policy"); every number is a config value.
+        "REFRESH_AFTER_HOURS": _int(env, "REFRESH_AFTER_HOURS", 7 * 24),
+        "CHECK_INTERVAL_MINUTES": _int(env, "CHECK_INTERVAL_MINUTES", 6 * 60),
+        "SCHEDULE_JITTER": float(env.get("SCHEDULE_JITTER", "0.1")),
+        "EXPIRY_WARNING_DAYS": _int(env, "EXPIRY_WARNING_DAYS", 10),
+        "BACKOFF_BASE_SECONDS": _int(env, "BACKOFF_BASE_SECONDS", 120),
+        "BACKOFF_MAX_SECONDS": _int(env, "BACKOFF_MAX_SECONDS", 6 * 3600),
+        "RATE_LIMIT_SLOWDOWN_PERCENT": _int(env, "RATE_LIMIT_SLOWDOWN_PERCENT", 90),
+        "WORKER_LEASE_SECONDS": _int(env, "WORKER_LEASE_SECONDS", 120),
+        "WORKER_CONCURRENCY": _int(env, "WORKER_CONCURRENCY", 8),
+        "WORKER_BATCH_SIZE": _int(env, "WORKER_BATCH_SIZE", 50),
+        "WORKER_POLL_SECONDS": float(env.get("WORKER_POLL_SECONDS", "5")),
+        "MANUAL_ACTION_RATE_LIMIT": env.get("MANUAL_ACTION_RATE_LIMIT", "6 per minute"),
         # The public origin Meta redirects back to, exactly as registered in the Meta app dashboard.
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/") or None,
     }
+
+
+# A lease must outlive the worst case of the work it covers: one call to Meta that runs to its
+# timeout, plus the write-back with its retries (about 7 s), with room to spare (promise 4).
+WRITE_BACK_RETRY_SECONDS = 7
+
+
+def check_lease(config: dict) -> None:
+    """Refuse to start when a worker's lease could run out while its call to Meta is still going."""
+    worst_case = config["INSTAGRAM_HTTP_TIMEOUT"] + WRITE_BACK_RETRY_SECONDS
+    if config["WORKER_LEASE_SECONDS"] < 2 * worst_case:
+        raise ConfigError(
+            f"WORKER_LEASE_SECONDS ({config['WORKER_LEASE_SECONDS']}) must be at least twice the worst-case "
+            f"call ({worst_case:g} s = INSTAGRAM_HTTP_TIMEOUT + write-back retries), i.e. {2 * worst_case:g} s."
+        )

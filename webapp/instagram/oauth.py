@@ -8,6 +8,7 @@ from authlib.integrations.flask_client import FlaskIntegration, FlaskOAuth2App, 
 from flask import Flask, current_app, url_for
 
 from webapp.services.instagram_client import InstagramClient, TokenGrant
+from webapp.services.schedule import Policy
 from webapp.services.token_vault import TokenVault, development_key, parse_keys
 
 
@@ -87,6 +88,10 @@ def instagram_client() -> InstagramClient:
 
 def token_vault() -> TokenVault:
     return current_app.extensions["token_vault"]
+
+
+def keep_alive_policy() -> Policy:
+    return Policy.from_config(current_app.config)
 
 
 def callback_url() -> str:

@@ -10,7 +10,14 @@ from flask_login import current_user
 
 from webapp.auth.decorators import merchant_required
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
-from webapp.instagram.oauth import callback_url, grant_from, instagram_client, instagram_login, token_vault
+from webapp.instagram.oauth import (
+    callback_url,
+    grant_from,
+    instagram_client,
+    instagram_login,
+    keep_alive_policy,
+    token_vault,
+)
 from webapp.services import connections
 from webapp.services.instagram_client import MetaApiError
 
@@ -70,6 +77,7 @@ def callback():
             vault=token_vault(),
             now=g.now,
             client_fingerprint=_client_fingerprint(),
+            policy=keep_alive_policy(),
         )
     except connections.AccountSwitchRequired:
         return redirect(url_for("instagram.switch"))
@@ -99,7 +107,12 @@ def switch():
     form = SwitchForm()
     if form.validate_on_submit():
         connection = connections.confirm_switch(
-            shop=shop, user=current_user, vault=token_vault(), now=g.now, client_fingerprint=_client_fingerprint()
+            shop=shop,
+            user=current_user,
+            vault=token_vault(),
+            now=g.now,
+            client_fingerprint=_client_fingerprint(),
+            policy=keep_alive_policy(),
         )
         flash(f"Switched: your shop is now connected to @{connection.username}.", "success")
         return redirect(url_for("dashboard.index"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from webapp.extensions import db
 from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback, PendingConnection, Shop, User
 from webapp.services.fingerprint import ip_prefix, user_agent_family
 from webapp.services.instagram_client import InstagramClient, Profile, TokenGrant
+from webapp.services.schedule import Policy, schedule_after_success
 from webapp.services.token_vault import TokenVault, TokenVaultError, fingerprint
 
 log = logging.getLogger(__name__)
@@ -110,8 +112,10 @@ def store_token(
 
 
 def forget_token(connection: InstagramConnection) -> None:
+    """Delete the token and stop every scheduled call that would have used it."""
     connection.token_ciphertext = None
     connection.token_fingerprint = None
+    connection.schedule()
 
 
 def _update_profile(connection: InstagramConnection, profile: Profile, permissions: tuple[str, ...]) -> None:
@@ -136,6 +140,7 @@ def complete_connect(
     vault: TokenVault,
     now: datetime,
     client_fingerprint: ClientFingerprint,
+    policy: Policy | None = None,
 ) -> InstagramConnection:
     """Finish the login: long-lived token, profile, then store; a different account must be confirmed.
 
@@ -189,6 +194,7 @@ def _apply_new_token(
     client_fingerprint: ClientFingerprint,
     vault: TokenVault,
     switched_from: str | None = None,
+    policy: Policy | None = None,
 ) -> None:
     if switched_from:
         kind = "switched_account"
@@ -205,6 +211,12 @@ def _apply_new_token(
     connection.last_error_code = connection.last_error_subcode = None
     connection.last_error_message = None
     set_state(connection, "healthy", now)
+    # A fresh token starts a fresh timetable; earlier trouble, pauses and leases no longer apply.
+    connection.consecutive_failures = connection.failure_days = connection.refresh_failures = 0
+    connection.failing_since = connection.last_failure_on = connection.last_refresh_error = None
+    connection.paused_until = None
+    connection.last_check_ok = True
+    schedule_after_success(connection, now, policy or Policy(), random.Random())
     username = f"@{connection.username}" if connection.username else "the Instagram account"
     messages = {
         "connected": f"Connected {username}.",
@@ -233,7 +245,13 @@ def live_pending_switch(shop: Shop, now: datetime) -> PendingConnection | None:
 
 
 def confirm_switch(
-    *, shop: Shop, user: User, vault: TokenVault, now: datetime, client_fingerprint: ClientFingerprint
+    *,
+    shop: Shop,
+    user: User,
+    vault: TokenVault,
+    now: datetime,
+    client_fingerprint: ClientFingerprint,
+    policy: Policy | None = None,
 ) -> InstagramConnection:
     """Replace the shop's account with the parked one the merchant just authorised."""
     pending = live_pending_switch(shop, now)

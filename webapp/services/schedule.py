@@ -1,0 +1,64 @@
+"""The keep-alive timetable: policy values, the 24-hour refresh rule, jitter and backoff."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from webapp.models import InstagramConnection
+
+
+@dataclass(frozen=True)
+class Policy:
+    token_lifetime: timedelta = timedelta(days=60)
+    refresh_after: timedelta = timedelta(days=7)
+    refresh_min_age: timedelta = timedelta(hours=24)
+    check_interval: timedelta = timedelta(hours=6)
+    jitter: float = 0.1
+    expiry_warning: timedelta = timedelta(days=10)
+    backoff_base: timedelta = timedelta(minutes=2)
+    backoff_max: timedelta = timedelta(hours=6)
+    slowdown_percent: int = 90
+    rate_limit_pause: timedelta = timedelta(minutes=15)
+    lease: timedelta = timedelta(seconds=120)
+    write_attempts: int = 5
+
+    @classmethod
+    def from_config(cls, config) -> Policy:
+        return cls(
+            refresh_after=timedelta(hours=config["REFRESH_AFTER_HOURS"]),
+            check_interval=timedelta(minutes=config["CHECK_INTERVAL_MINUTES"]),
+            jitter=config["SCHEDULE_JITTER"],
+            expiry_warning=timedelta(days=config["EXPIRY_WARNING_DAYS"]),
+            backoff_base=timedelta(seconds=config["BACKOFF_BASE_SECONDS"]),
+            backoff_max=timedelta(seconds=config["BACKOFF_MAX_SECONDS"]),
+            slowdown_percent=config["RATE_LIMIT_SLOWDOWN_PERCENT"],
+            lease=timedelta(seconds=config["WORKER_LEASE_SECONDS"]),
+        )
+
+
+def refresh_allowed(issued_at: datetime | None, expires_at: datetime | None, now: datetime, policy: Policy) -> bool:
+    """Instagram refreshes only tokens at least 24 hours old and not yet expired (promise 7)."""
+    if issued_at is None or expires_at is None:
+        return False
+    return now - issued_at >= policy.refresh_min_age and now < expires_at
+
+
+def jittered(interval: timedelta, fraction: float, rng: random.Random) -> timedelta:
+    """Spread work: the interval plus or minus `fraction` of itself."""
+    return interval * (1 + rng.uniform(-fraction, fraction))
+
+
+def backoff(failures: int, policy: Policy, rng: random.Random) -> timedelta:
+    """Exponential backoff with full jitter between half and all of the step."""
+    step = min(policy.backoff_base * (2 ** max(failures - 1, 0)), policy.backoff_max)
+    return step * rng.uniform(0.5, 1.0)
+
+
+def schedule_after_success(connection: InstagramConnection, now: datetime, policy: Policy, rng: random.Random) -> None:
+    refresh_due = connection.token_issued_at + jittered(policy.refresh_after, policy.jitter, rng)
+    connection.schedule(
+        refresh_due_at=max(refresh_due, connection.token_issued_at + policy.refresh_min_age),
+        check_due_at=now + jittered(policy.check_interval, policy.jitter, rng),
+    )

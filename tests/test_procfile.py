@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 
 import pytest
 
@@ -31,6 +32,7 @@ def test_procfile_declares_release_and_web():
     entries = procfile_entries()
     assert entries["release"] == "flask --app wsgi db upgrade"
     assert entries["web"].startswith("gunicorn ")
+    assert entries["worker"] == "flask --app wsgi worker"
 
 
 def test_procfile_runs_against_postgres_in_production_mode(migrated_database, tmp_path):
@@ -59,7 +61,12 @@ def test_procfile_runs_against_postgres_in_production_mode(migrated_database, tm
         timeout=120,
     )
     assert release.returncode == 0, release.stdout + release.stderr
-    command = [str(servers.BIN / "honcho"), "start", "web"]
-    with servers.running(command, env, f"http://127.0.0.1:{port}/healthz", tmp_path / "honcho.log"):
+    command = [str(servers.BIN / "honcho"), "start", "web", "worker"]
+    log = tmp_path / "honcho.log"
+    with servers.running(command, env, f"http://127.0.0.1:{port}/healthz", log):
         assert servers.wait_for_http(f"http://127.0.0.1:{port}/healthz") == 200
         assert servers.wait_for_http(f"http://127.0.0.1:{port}/login") == 200
+        deadline = time.monotonic() + 30
+        while "started: concurrency" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "started: concurrency" in log.read_text(), log.read_text()[-2000:]

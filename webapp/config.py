@@ -21,6 +21,14 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def engine_options(database_uri: str, env: dict) -> dict:
+    options: dict = {"pool_pre_ping": True}
+    if database_uri.startswith("postgresql"):
+        # Named connections make pg_stat_activity readable (which process holds what).
+        options["connect_args"] = {"application_name": env.get("DB_APPLICATION_NAME", "shop-instagram-health")}
+    return options
+
+
 def _flag(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
         return default
@@ -93,7 +101,7 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "PRODUCTION": production,
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(normalise_database_url(database_url), env),
         "REDIS_URL": env.get("REDIS_URL") or None,
         "MAIL_URL": env.get("MAIL_URL") or None,
         "TOKEN_ENCRYPTION_KEYS": env.get("TOKEN_ENCRYPTION_KEYS", ""),

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from webapp.auth.decorators import merchant_required
+from webapp.extensions import limiter
+from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
 from webapp.instagram.oauth import (
     callback_url,
@@ -18,7 +20,7 @@ from webapp.instagram.oauth import (
     keep_alive_policy,
     token_vault,
 )
-from webapp.services import connections
+from webapp.services import connections, lifecycle
 from webapp.services.instagram_client import MetaApiError
 
 bp = Blueprint("instagram", __name__, url_prefix="/instagram")
@@ -142,3 +144,62 @@ def disconnect():
         return redirect(url_for("dashboard.index"))
     status = 400 if form.errors else 200
     return render_template("instagram/disconnect.html", connection=connection, form=form), status
+
+
+def _manual_action_limit() -> str:
+    return current_app.config["MANUAL_ACTION_RATE_LIMIT"]
+
+
+def _shop_key() -> str:
+    return f"shop:{current_user.shop_id}"
+
+
+def _card_response(message: str | None = None, level: str = "info"):
+    """The card fragment for htmx (and a `connection-changed` event), or back to the page."""
+    if is_fragment_request():
+        connection = current_user.shop.instagram_connection
+        html = render_template("instagram/_card.html", connection=connection, card_message=message, card_level=level)
+        return vary_on_htmx(hx_trigger(make_response(html), "connection-changed"))
+    if message:
+        flash(message, level)
+    return vary_on_htmx(redirect(url_for("dashboard.index")))
+
+
+@bp.get("/card")
+@merchant_required
+def card():
+    """The Instagram card alone (htmx), or the dashboard that contains it."""
+    return _card_response()
+
+
+def _run_now(work: str):
+    connection = connections.connection_for(current_user.shop)
+    try:
+        result = lifecycle.run_now(
+            connection.id,
+            work,
+            actor=connections.Actor.for_user(current_user),
+            now=g.now,
+            client=instagram_client(),
+            vault=token_vault(),
+            policy=keep_alive_policy(),
+        )
+    except lifecycle.ConnectionBusy:
+        return _card_response("An automatic check is running right now. Try again in a few seconds.", "info")
+    return _card_response(result.message, result.level)
+
+
+@bp.post("/test")
+@merchant_required
+@limiter.limit(_manual_action_limit, key_func=_shop_key)
+def test_now():
+    """Call Instagram now with the stored token and show what it says."""
+    return _run_now("check")
+
+
+@bp.post("/refresh")
+@merchant_required
+@limiter.limit(_manual_action_limit, key_func=_shop_key)
+def refresh_now():
+    """Refresh the token now instead of waiting for the automatic refresh."""
+    return _run_now("refresh")

@@ -289,3 +289,33 @@ def apply_action(account: SandboxAccount, action: str, days: int = 0) -> str:
         raise ValueError(f"unknown sandbox action {action!r}")
     db.session.commit()
     return result
+
+
+def nudge_linked_connections(account: SandboxAccount, now: datetime, shift_days: int = 0) -> int:
+    """Make the dashboard notice a sandbox change at its next worker cycle (sandbox only).
+
+    Real Meta tells nobody when it revokes a token; the dashboard finds out at its next health check,
+    hours later. Here the check is made due now, and moving the clock ages the dashboard's own view
+    of the token by the same number of days, so both sides agree on the token's age.
+    """
+    from webapp.models import InstagramConnection
+
+    linked = db.session.scalars(
+        select(InstagramConnection).where(
+            InstagramConnection.instagram_user_id == account.instagram_user_id,
+            InstagramConnection.token_ciphertext.is_not(None),
+        )
+    ).all()
+    shift = timedelta(days=shift_days)
+    for connection in linked:
+        if shift:
+            for name in ("token_issued_at", "token_expires_at", "connected_at", "last_refreshed_at", "refresh_due_at"):
+                value = getattr(connection, name)
+                if value is not None:
+                    setattr(connection, name, value - shift)
+        connection.check_due_at = now
+        connection.retry_at = None
+        connection.paused_until = None
+        connection.recompute_due_at()
+    db.session.commit()
+    return len(linked)

@@ -65,6 +65,8 @@ def act(account_id: int, action: str):
     result = emulator.apply_action(account, action, days)
     if action == "remove_app":
         result += " " + _send_deauthorize(account)
+    elif emulator.nudge_linked_connections(account, g.now, shift_days=days if action == "age_token" else 0):
+        result += " The dashboard's worker will notice at its next cycle."
     flash(f"@{account.username}: {result}", "success")
     return redirect(url_for(".panel"))
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from webapp.extensions import db
 from webapp.models import InstagramConnection, RateLimitPause, SchedulerTick
 from webapp.services.classifier import Classification, classify_error
-from webapp.services.connections import META, SYSTEM, record_event, set_state, store_token
+from webapp.services.connections import META, SYSTEM, Actor, record_event, set_state, store_token
 from webapp.services.instagram_client import InstagramClient, MetaApiError, Profile, TokenGrant, Usage
 from webapp.services.schedule import Policy, backoff, refresh_allowed, schedule_after_success
 from webapp.services.token_vault import TokenVault, TokenVaultError
@@ -61,6 +61,7 @@ class Claim:
     work: str
     token: str | None = field(default=None, repr=False)
     unreadable: bool = False
+    actor: Actor = SYSTEM
 
 
 @dataclass
@@ -78,18 +79,31 @@ def app_paused_until(now: datetime) -> datetime | None:
 
 
 def claim_due(
-    *, owner: str, now: datetime, limit: int, policy: Policy, vault: TokenVault, connection_id: int | None = None
+    *,
+    owner: str,
+    now: datetime,
+    limit: int,
+    policy: Policy,
+    vault: TokenVault,
+    connection_id: int | None = None,
+    manual_work: str = "check",
+    actor: Actor = SYSTEM,
 ) -> list[Claim]:
     """Lease up to `limit` due connections in one short transaction; decrypt their tokens after it."""
     dialect = db.engine.dialect.name
     query = select(InstagramConnection).where(
-        InstagramConnection.state.in_(ACTIVE_STATES),
         InstagramConnection.token_ciphertext.is_not(None),
         or_(InstagramConnection.lease_expires_at.is_(None), InstagramConnection.lease_expires_at < now),
     )
     if connection_id is None:
-        query = query.where(InstagramConnection.due_at <= now).order_by(InstagramConnection.due_at).limit(limit)
+        query = (
+            query.where(InstagramConnection.state.in_(ACTIVE_STATES), InstagramConnection.due_at <= now)
+            .order_by(InstagramConnection.due_at)
+            .limit(limit)
+        )
     else:
+        # On demand, even a disconnected row that kept its token may be tried: a checkpoint the
+        # merchant has since cleared can make the old token work again.
         query = query.where(InstagramConnection.id == connection_id)
     if dialect == "postgresql":
         # Rows another worker is claiming right now are skipped, not waited for.
@@ -97,7 +111,7 @@ def claim_due(
     claims: list[tuple[Claim, str]] = []
     try:
         for connection in db.session.scalars(query):
-            work = work_for(connection, now, policy) if connection_id is None else "manual"
+            work = work_for(connection, now, policy) if connection_id is None else manual_work
             if work is None:
                 # Due by the index but nothing to do now (e.g. paused): move it along.
                 connection.recompute_due_at()
@@ -107,13 +121,14 @@ def claim_due(
             connection.lease_owner = owner
             connection.lease_expires_at = now + policy.lease
             connection.lease_version += 1
-            claims.append((Claim(connection.id, connection.lease_version, owner, work), connection.token_ciphertext))
+            claims.append(
+                (Claim(connection.id, connection.lease_version, owner, work, actor=actor), connection.token_ciphertext)
+            )
+        # Committing ends the transaction: nothing stays open while the caller talks to Meta.
         db.session.commit()
     except SQLAlchemyError:
         db.session.rollback()
         raise
-    finally:
-        db.session.close()
     result = []
     for claim, ciphertext in claims:
         try:
@@ -127,8 +142,6 @@ def claim_due(
 def call_meta(claim: Claim, client: InstagramClient, refresh_allowed_now: bool = True) -> Outcome:
     """Make the one call the claim is for. Runs with no database transaction open."""
     work = claim.work
-    if work == "manual":
-        work = "check"
     try:
         if work == "refresh" and refresh_allowed_now:
             return Outcome("refresh", grant=client.refresh(claim.token or ""), usage=client.last_usage)
@@ -181,8 +194,6 @@ def record_outcome(
             )
             if attempt < policy.write_attempts:
                 sleep(min(0.2 * 2**attempt, 5))
-        finally:
-            db.session.close()
     # Meta's new token (if any) is not stored, but the old one stays valid on Instagram's side and
     # the lease runs out: the next cycle refreshes again. The connection is not marked broken.
     log.error(
@@ -249,7 +260,7 @@ def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> str:
     schedule_after_success(connection, now, policy, rng)
     if recovered:
         message += " The connection works again."
-    record_event(connection, kind, now, SYSTEM, message=message)
+    record_event(connection, kind, now, claim.actor, message=message)
     return "recovered" if recovered else kind
 
 
@@ -378,7 +389,6 @@ def release(claims: list[Claim]) -> None:
             .values(lease_owner=None, lease_expires_at=None)
         )
     db.session.commit()
-    db.session.close()
 
 
 @dataclass(frozen=True)
@@ -409,3 +419,78 @@ def scheduler_tick(owner: str, now: datetime, policy: Policy) -> TickResult | No
     db.session.execute(delete(SchedulerTick).where(SchedulerTick.tick_at < tick_at - timedelta(days=1)))
     db.session.commit()
     return TickResult(tick_at, len(expired))
+
+
+class ConnectionBusy(Exception):
+    """A worker holds this connection right now; try again in a moment."""
+
+
+@dataclass(frozen=True)
+class ManualResult:
+    summary: str
+    message: str
+    level: str  # success | info | warning | error
+
+
+MANUAL_MESSAGES = {
+    "refreshed": ("Token refreshed. It is valid for another 60 days.", "success"),
+    "checked": ("Connection tested: Instagram answered and everything works.", "success"),
+    "recovered": ("Connection tested: it works again.", "success"),
+    "transient": (
+        "Instagram did not answer properly just now. We keep retrying automatically; nothing is lost.",
+        "warning",
+    ),
+    "needs_reconnect": ("Instagram refused the connection. Reconnect to fix it.", "error"),
+    "expired": ("The token has expired. Reconnect to fix it.", "error"),
+    "unreadable": (
+        "The stored token cannot be read on our side. Our team has to fix this; reconnecting also works.",
+        "error",
+    ),
+    "lease_lost": ("The automatic check ran at the same moment; see the latest result below.", "info"),
+    "write_failed": ("We could not save the result just now; it is retried automatically.", "warning"),
+}
+
+
+def run_now(
+    connection_id: int,
+    work: str,
+    *,
+    actor: Actor,
+    now: datetime,
+    client: InstagramClient,
+    vault: TokenVault,
+    policy: Policy,
+    rng: random.Random | None = None,
+) -> ManualResult:
+    """Test or refresh one connection on demand, under the same lease rules as the worker."""
+    connection = db.session.get(InstagramConnection, connection_id)
+    if connection is None or connection.token_ciphertext is None:
+        return ManualResult("no_token", "There is no Instagram token to use. Connect Instagram first.", "error")
+    if work == "refresh" and not refresh_allowed(connection.token_issued_at, connection.token_expires_at, now, policy):
+        if connection.token_expires_at and connection.token_expires_at <= now:
+            return ManualResult(
+                "expired", "The token has expired and cannot be refreshed. Reconnect to fix it.", "error"
+            )
+        return ManualResult(
+            "too_young",
+            "The token is less than a day old. Instagram only refreshes tokens after 24 hours; nothing to do yet.",
+            "info",
+        )
+    db.session.commit()  # end the request's read transaction before the claim
+    claims = claim_due(
+        owner=f"web:{actor.kind}:{actor.id}",
+        now=now,
+        limit=1,
+        policy=policy,
+        vault=vault,
+        connection_id=connection_id,
+        manual_work=work,
+        actor=actor,
+    )
+    if not claims:
+        raise ConnectionBusy()
+    claim = claims[0]
+    outcome = None if claim.unreadable else call_meta(claim, client)
+    summary = record_outcome(claim, outcome, now=now, policy=policy, vault=vault, rng=rng or random.Random())
+    message, level = MANUAL_MESSAGES.get(summary, ("Done.", "info"))
+    return ManualResult(summary, message, level)

@@ -1,0 +1,123 @@
+"""Merchant actions: "Test connection now" and "Refresh now" (fragment and page), rate-limited per shop."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from tests.factories import make_connection, make_shop, make_user
+from webapp.models import ConnectionEvent, InstagramConnection
+from webapp.services.token_vault import fingerprint
+
+GRAPH = "https://graph.instagram.com"
+
+
+@pytest.fixture
+def merchant(auth):
+    shop = make_shop()
+    user = make_user(shop=shop)
+    auth.login_as(user)
+    return user
+
+
+def htmx(token: str) -> dict:
+    return {"HX-Request": "true", "X-CSRFToken": token}
+
+
+def test_test_now_fragment_and_page(client, auth, merchant, requests_mock, db):
+    connection = make_connection(merchant.shop, issued_at=datetime.now(UTC) - timedelta(days=2))
+    requests_mock.get(f"{GRAPH}/v23.0/me", json={"user_id": connection.instagram_user_id, "username": "shop_account"})
+    token = auth.csrf_token("/")
+    fragment = client.post("/instagram/test", headers=htmx(token))
+    body = fragment.get_data(as_text=True)
+    assert fragment.status_code == 200 and "<html" not in body and 'id="instagram-card"' in body
+    assert "Connection tested: Instagram answered and everything works." in body
+    assert fragment.headers["HX-Trigger"] == "connection-changed"
+    assert "HX-Request" in fragment.headers["Vary"]
+    page = client.post("/instagram/test", data={"csrf_token": token})
+    assert page.status_code == 302 and page.headers["Location"] == "/"
+    assert "everything works" in client.get("/").get_data(as_text=True)
+    event = db.session.scalar(select(ConnectionEvent).order_by(ConnectionEvent.id.desc()))
+    assert (event.kind, event.actor_kind, event.actor_id) == ("checked", "merchant", merchant.id)
+
+
+def test_refresh_now_refreshes(client, auth, merchant, requests_mock, db):
+    connection = make_connection(merchant.shop, token="IGAAold", issued_at=datetime.now(UTC) - timedelta(days=3))
+    old_fingerprint = connection.token_fingerprint
+    requests_mock.get(f"{GRAPH}/refresh_access_token", json={"access_token": "IGAAnew", "expires_in": 5184000})
+    response = client.post("/instagram/refresh", headers=htmx(auth.csrf_token("/")))
+    assert "Token refreshed. It is valid for another 60 days." in response.get_data(as_text=True)
+    db.session.expire_all()
+    row = db.session.get(InstagramConnection, connection.id)
+    assert row.token_fingerprint != old_fingerprint
+    assert row.token_fingerprint == fingerprint("IGAAnew")
+
+
+def test_refresh_now_respects_the_24_hour_rule(client, auth, merchant, requests_mock):
+    make_connection(merchant.shop, issued_at=datetime.now(UTC) - timedelta(hours=3))
+    response = client.post("/instagram/refresh", headers=htmx(auth.csrf_token("/")))
+    assert "less than a day old" in response.get_data(as_text=True)
+    assert requests_mock.call_count == 0
+
+
+def test_test_now_reports_a_revocation(client, auth, merchant, requests_mock, db):
+    make_connection(merchant.shop, issued_at=datetime.now(UTC) - timedelta(days=2))
+    requests_mock.get(
+        f"{GRAPH}/v23.0/me",
+        status_code=400,
+        json={
+            "error": {
+                "message": "Error validating access token: The session is invalid because the user logged out.",
+                "type": "OAuthException",
+                "code": 190,
+                "error_subcode": 467,
+            }
+        },
+    )
+    response = client.post("/instagram/test", headers=htmx(auth.csrf_token("/")))
+    body = response.get_data(as_text=True)
+    assert "Instagram refused the connection. Reconnect to fix it." in body
+    assert "Disconnected by Instagram" in body
+    row = db.session.scalar(select(InstagramConnection))
+    assert (row.state, row.cause) == ("needs_reconnect", "session_invalidated")
+
+
+def test_test_now_can_recover_a_cleared_checkpoint(client, auth, merchant, requests_mock, db):
+    connection = make_connection(
+        merchant.shop, issued_at=datetime.now(UTC) - timedelta(days=2), state="needs_reconnect"
+    )
+    connection.cause = "account_checkpoint"
+    db.session.commit()
+    requests_mock.get(f"{GRAPH}/v23.0/me", json={"user_id": connection.instagram_user_id})
+    body = client.post("/instagram/test", headers=htmx(auth.csrf_token("/"))).get_data(as_text=True)
+    assert "it works again" in body
+    db.session.expire_all()
+    assert db.session.get(InstagramConnection, connection.id).state == "healthy"
+
+
+def test_busy_connection_says_so(client, auth, merchant, requests_mock, db):
+    connection = make_connection(merchant.shop, issued_at=datetime.now(UTC) - timedelta(days=2))
+    connection.lease_owner = "some-worker"
+    connection.lease_expires_at = datetime.now(UTC) + timedelta(minutes=1)
+    db.session.commit()
+    body = client.post("/instagram/test", headers=htmx(auth.csrf_token("/"))).get_data(as_text=True)
+    assert "An automatic check is running right now" in body and requests_mock.call_count == 0
+
+
+def test_manual_actions_are_rate_limited_per_shop(app, client, auth, merchant, requests_mock):
+    app.config["MANUAL_ACTION_RATE_LIMIT"] = "2 per minute"
+    connection = make_connection(merchant.shop, issued_at=datetime.now(UTC) - timedelta(days=2))
+    requests_mock.get(f"{GRAPH}/v23.0/me", json={"user_id": connection.instagram_user_id})
+    token = auth.csrf_token("/")
+    statuses = [client.post("/instagram/test", headers=htmx(token)).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert requests_mock.call_count == 2
+
+
+def test_card_fragment_and_page_pair(client, auth, merchant):
+    fragment = client.get("/instagram/card", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and "<html" not in fragment.get_data(as_text=True)
+    page = client.get("/instagram/card")
+    assert page.status_code == 302 and page.headers["Location"] == "/"

@@ -26,6 +26,11 @@ def engine_options(database_uri: str, env: dict) -> dict:
     if database_uri.startswith("postgresql"):
         # Named connections make pg_stat_activity readable (which process holds what).
         options["connect_args"] = {"application_name": env.get("DB_APPLICATION_NAME", "shop-instagram-health")}
+        # Every worker thread and gunicorn thread holds a connection while it writes; a pool smaller
+        # than that churns connections (a new TCP + auth round trip each time).
+        concurrency = _int(env, "WORKER_CONCURRENCY", 8)
+        options["pool_size"] = _int(env, "DB_POOL_SIZE", max(10, concurrency + 2))
+        options["max_overflow"] = 10
     return options
 
 

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 
 import requests
@@ -120,14 +120,14 @@ class Worker:
         with self.app.app_context():
             lifecycle.scheduler_tick(self.owner, self.clock(), self.policy)
 
-    def claim(self) -> list[lifecycle.Claim]:
+    def claim(self, limit: int | None = None) -> list[lifecycle.Claim]:
         with self.app.app_context():
             now = self.clock()
             if lifecycle.app_paused_until(now):
                 db.session.close()
                 return []
             return lifecycle.claim_due(
-                owner=self.owner, now=now, limit=self.batch_size, policy=self.policy, vault=self.vault
+                owner=self.owner, now=now, limit=limit or self.batch_size, policy=self.policy, vault=self.vault
             )
 
     def process(self, claim: lifecycle.Claim) -> str:
@@ -151,9 +151,15 @@ class Worker:
         until_idle: bool = False,
         on_result: Callable[[str], None] | None = None,
     ) -> Counter:
-        """Work until `stop` is set (or, with until_idle, until nothing is due)."""
+        """Work until `stop` is set (or, with until_idle, until nothing is due).
+
+        The pool is kept fed: whenever fewer than `concurrency` calls are in flight, more due
+        connections are claimed (up to twice the concurrency waiting), so no batch waits for its
+        slowest call before the next one starts.
+        """
         self.register()
         last_tick = None
+        in_flight: dict[Future, lifecycle.Claim] = {}
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="keepalive") as pool:
                 while not stop.is_set():
@@ -162,28 +168,39 @@ class Worker:
                         self.tick()
                         self.heartbeat()
                         last_tick = now
-                    claims = self.claim()
-                    if not claims:
+                    room = 2 * self.concurrency - len(in_flight)
+                    topping_up = len(in_flight) <= self.concurrency
+                    claims = self.claim(min(room, self.batch_size)) if topping_up else []
+                    for claim in claims:
+                        in_flight[pool.submit(self._guarded, claim, stop)] = claim
+                    if not in_flight:
                         if until_idle:
                             break
                         stop.wait(self.poll_seconds)
                         continue
-                    self._process_batch(pool, claims, stop, on_result)
+                    done, _ = wait(in_flight, timeout=self.poll_seconds, return_when=FIRST_COMPLETED)
+                    self._collect(done, in_flight, on_result)
+                # Stopping: calls already running finish (each bounded by the HTTP timeout); queued
+                # ones return "released" at once and their leases are handed back.
+                self._collect(list(in_flight), in_flight, on_result)
         finally:
             self.unregister()
         return self.totals
 
-    def _process_batch(self, pool, claims, stop, on_result) -> None:
-        futures = {pool.submit(self._guarded, claim, stop): claim for claim in claims}
-        for future in futures:
+    def _collect(self, done, in_flight: dict, on_result) -> None:
+        released = []
+        for future in done:
+            claim = in_flight.pop(future)
             summary = future.result()
+            if summary == "released":
+                released.append(claim)
+                continue
             self.totals[summary] += 1
             if on_result:
                 on_result(summary)
-        not_started = [claim for future, claim in futures.items() if future.result() == "released"]
-        if not_started:
+        if released:
             with self.app.app_context():
-                lifecycle.release(not_started)
+                lifecycle.release(released)
 
     def _guarded(self, claim: lifecycle.Claim, stop: threading.Event) -> str:
         if stop.is_set():

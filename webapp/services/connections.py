@@ -75,8 +75,10 @@ def connection_for(shop: Shop) -> InstagramConnection:
 
 
 def record_event(connection: InstagramConnection, kind: str, now: datetime, actor: Actor, **fields) -> ConnectionEvent:
+    if connection.id is None:
+        db.session.flush()
     event = ConnectionEvent(
-        connection=connection,
+        connection_id=connection.id,
         kind=kind,
         occurred_at=now,
         actor_kind=actor.kind,

@@ -170,8 +170,50 @@ def worker_command(concurrency: int | None, batch_size: int | None, until_idle: 
     click.echo("Worker stopped. " + ", ".join(f"{k}: {v}" for k, v in sorted(totals.items())))
 
 
+@click.command("explain-error")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.argument("source", default="-", required=False)
+def explain_error_command(as_json: bool, source: str):
+    """Explain one Meta error response (JSON body or raw text such as a log line) from FILE or stdin."""
+    import json
+
+    from webapp.services.diagnosis import explain_error
+
+    try:
+        if source == "-":
+            raw = click.get_text_stream("stdin").read()
+        else:
+            with open(source, encoding="utf-8", errors="replace") as handle:
+                raw = handle.read(1_000_000)
+    except OSError as error:
+        fail(f"cannot read {source}: {error.strerror or error}.", 2)
+    answer = explain_error(raw)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
+        return
+    meta = answer["meta"]
+    parsed = ", ".join(f"{key} {value}" for key, value in meta.items() if value is not None and key != "message")
+    click.echo(f"Cause: {answer['cause']} - {answer['title']}")
+    if parsed:
+        click.echo(f"Parsed: {parsed}")
+    click.echo(
+        f"Needs reconnect: {'yes' if answer['needs_reconnect'] else 'no'}; "
+        f"retrying may help: {'yes' if answer['retryable'] else 'no'}"
+    )
+    click.echo("")
+    click.echo(answer["explanation"])
+    click.echo("")
+    click.echo("What to do:")
+    for step in answer["checklist"]:
+        click.echo(f"  - {step}")
+    if answer["support_notes"]:
+        click.echo("")
+        click.echo(f"For support: {answer['support_notes']}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(tokens_cli)
     app.cli.add_command(worker_command)
+    app.cli.add_command(explain_error_command)
     app.cli.add_command(demo_cli)

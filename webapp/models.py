@@ -322,3 +322,20 @@ class WorkerProcess(db.Model):
 
     def __repr__(self) -> str:
         return f"<WorkerProcess {self.owner}>"
+
+
+class ChecklistTick(db.Model):
+    """A checklist step the merchant ticked, kept per incident (a new incident starts unticked)."""
+
+    __tablename__ = "checklist_ticks"
+    __table_args__ = (db.UniqueConstraint("connection_id", "incident_key", "item", name="uq_checklist_ticks_item"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("instagram_connections.id", ondelete="CASCADE"), index=True)
+    incident_key: Mapped[str] = mapped_column(String(40))
+    item: Mapped[int]
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    ticked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<ChecklistTick connection={self.connection_id} item={self.item}>"

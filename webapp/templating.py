@@ -22,6 +22,9 @@ def format_datetime(value: datetime | None, missing: str = "never") -> str:
 
 def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
+    from webapp.services.status import EVENT_TITLES
+
+    app.jinja_env.globals["event_titles"] = EVENT_TITLES
 
     @app.context_processor
     def layout_globals() -> dict:

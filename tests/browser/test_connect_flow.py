@@ -43,10 +43,10 @@ def test_merchant_connects_then_a_deauthorize_flips_the_card(page):
     expect(page.get_by_text("Deauthorize callback delivered (HTTP 200).")).to_be_visible()
     page.goto("/")
     assert "Disconnected by Instagram" in card.locator(".state-badge").inner_text()
-    expect(page.get_by_role("button", name="Reconnect")).to_be_visible()
+    expect(page.get_by_role("button", name="Reconnect", exact=True)).to_be_visible()
 
     # One click reconnects the same account.
-    page.get_by_role("button", name="Reconnect").click()
+    page.get_by_role("button", name="Reconnect", exact=True).click()
     page.wait_for_url("**/sandbox/oauth/authorize?**")
     page.get_by_role("button", name="Allow").click()
     page.wait_for_url(DASHBOARD)
@@ -57,7 +57,7 @@ def test_merchant_connects_then_a_deauthorize_flips_the_card(page):
 
 def test_merchant_who_cancels_sees_nothing_changed(page):
     log_in_as_demo_merchant(page)
-    page.get_by_role("button", name="Reconnect").or_(page.get_by_role("button", name="Connect Instagram")).click()
+    page.get_by_role("button", name="Reconnect", exact=True).or_(page.get_by_role("button", name="Connect Instagram")).click()
     page.wait_for_url("**/sandbox/oauth/authorize?**")
     page.get_by_role("button", name="Cancel").click()
     page.wait_for_url(DASHBOARD)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, g, render_template, request
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from webapp.extensions import db
-from webapp.models import Shop, User
+from webapp.models import ChecklistTick, Shop, User
+from webapp.services import status
+from webapp.services.diagnosis import diagnose_connection, incident_key
 
 bp = Blueprint("dashboard", __name__)
 
@@ -19,8 +21,46 @@ SHOPS_PER_PAGE = 50
 def index():
     if current_user.is_staff:
         return shops()
-    shop = current_user.shop
-    return render_template("dashboard/index.html", shop=shop, connection=shop.instagram_connection)
+    return render_template("dashboard/index.html", **merchant_dashboard(current_user.shop, g.now))
+
+
+def merchant_dashboard(shop: Shop, now) -> dict:
+    """Everything the merchant's dashboard shows: card, diagnosis, health strip, recent events."""
+    connection = shop.instagram_connection
+    diagnosis = diagnose_connection(connection, now)
+    recent = []
+    if connection is not None:
+        recent = db.session.scalars(status.timeline_query(connection, None).limit(5)).all()
+    return {
+        "shop": shop,
+        "connection": connection,
+        "card": status.card_view(connection, now),
+        "diagnosis": diagnosis,
+        "incident": incident_key(diagnosis),
+        "ticks": checklist_ticks(connection, incident_key(diagnosis)),
+        "cells": status.health_strip(connection, now),
+        "recent_events": recent,
+    }
+
+
+def checklist_ticks(connection, incident: str | None) -> set[int]:
+    if connection is None or incident is None:
+        return set()
+    return set(
+        db.session.scalars(
+            select(ChecklistTick.item).where(
+                ChecklistTick.connection_id == connection.id, ChecklistTick.incident_key == incident
+            )
+        )
+    )
+
+
+@bp.get("/help/why-instagram-disconnects")
+def why_disconnects():
+    """Our explainer of Meta's revocations, linked from the card and the diagnosis."""
+    from webapp.services.causes import CAUSES, PATTERNS
+
+    return render_template("dashboard/why_disconnects.html", causes=CAUSES, patterns=PATTERNS)
 
 
 @bp.get("/shops")

@@ -9,7 +9,8 @@ from flask import Blueprint, abort, current_app, flash, g, make_response, redire
 from flask_login import current_user
 
 from webapp.auth.decorators import merchant_required
-from webapp.extensions import limiter
+from webapp.dashboard.routes import merchant_dashboard
+from webapp.extensions import db, limiter
 from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
 from webapp.instagram.oauth import (
@@ -20,7 +21,8 @@ from webapp.instagram.oauth import (
     keep_alive_policy,
     token_vault,
 )
-from webapp.services import connections, lifecycle
+from webapp.services import connections, lifecycle, status
+from webapp.services.diagnosis import diagnose_connection, incident_key
 from webapp.services.instagram_client import MetaApiError
 
 bp = Blueprint("instagram", __name__, url_prefix="/instagram")
@@ -154,12 +156,19 @@ def _shop_key() -> str:
     return f"shop:{current_user.shop_id}"
 
 
-def _card_response(message: str | None = None, level: str = "info"):
-    """The card fragment for htmx (and a `connection-changed` event), or back to the page."""
+def _card_response(message: str | None = None, level: str = "info", changed: bool = True):
+    """The card fragment for htmx (with `connection-changed` after an action), or back to the page."""
     if is_fragment_request():
         connection = current_user.shop.instagram_connection
-        html = render_template("instagram/_card.html", connection=connection, card_message=message, card_level=level)
-        return vary_on_htmx(hx_trigger(make_response(html), "connection-changed"))
+        html = render_template(
+            "instagram/_card.html",
+            connection=connection,
+            card=status.card_view(connection, g.now),
+            card_message=message,
+            card_level=level,
+        )
+        response = make_response(html)
+        return vary_on_htmx(hx_trigger(response, "connection-changed") if changed else response)
     if message:
         flash(message, level)
     return vary_on_htmx(redirect(url_for("dashboard.index")))
@@ -169,7 +178,49 @@ def _card_response(message: str | None = None, level: str = "info"):
 @merchant_required
 def card():
     """The Instagram card alone (htmx), or the dashboard that contains it."""
-    return _card_response()
+    return _card_response(changed=False)
+
+
+@bp.get("/diagnosis")
+@merchant_required
+def diagnosis():
+    """The "What happened" panel alone (htmx), or the dashboard that contains it."""
+    if not is_fragment_request():
+        return vary_on_htmx(redirect(url_for("dashboard.index")))
+    context = merchant_dashboard(current_user.shop, g.now)
+    return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))
+
+
+@bp.post("/checklist")
+@merchant_required
+def tick():
+    """Tick or untick one checklist step of the current incident."""
+    connection = connections.connection_for(current_user.shop)
+    item = request.form.get("item", type=int)
+    current_incident = incident_key(diagnose_connection(connection, g.now))
+    if item is None or item < 0 or item > 20:
+        abort(400, description="That checklist step does not exist.")
+    if current_incident is None or request.form.get("incident") != current_incident:
+        flash("That checklist belongs to a problem that is already over.", "info")
+    else:
+        connections.toggle_checklist_item(connection, current_incident, item, current_user, g.now)
+    if is_fragment_request():
+        context = merchant_dashboard(current_user.shop, g.now)
+        return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))
+    return vary_on_htmx(redirect(url_for("dashboard.index")))
+
+
+@bp.get("/history")
+@merchant_required
+def history():
+    connection = connections.connection_for(current_user.shop)
+    group = request.args.get("group") or None
+    if group is not None and group not in status.EVENT_GROUPS:
+        abort(404, description="There is no such filter for the history.")
+    page = request.args.get("page", 1, type=int)
+    pagination = db.paginate(status.timeline_query(connection, group), page=page, per_page=25, error_out=True)
+    cells = status.health_strip(connection, g.now)
+    return render_template("instagram/history.html", pagination=pagination, group=group, cells=cells)
 
 
 def _run_now(work: str):

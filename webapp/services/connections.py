@@ -420,3 +420,28 @@ def rotate_token_keys(vault: TokenVault) -> RotationReport:
                 failed.append(f"{label} {row.id} (shop {row.shop_id})")
     db.session.commit()
     return RotationReport(rotated, failed)
+
+
+def toggle_checklist_item(connection: InstagramConnection, incident: str, item: int, user: User, now: datetime) -> bool:
+    """Tick the step if it was not ticked, untick it otherwise; return whether it is now ticked."""
+    from webapp.models import ChecklistTick
+
+    existing = db.session.scalar(
+        select(ChecklistTick).where(
+            ChecklistTick.connection_id == connection.id,
+            ChecklistTick.incident_key == incident,
+            ChecklistTick.item == item,
+        )
+    )
+    if existing is not None:
+        db.session.delete(existing)
+        db.session.commit()
+        return False
+    db.session.add(
+        ChecklistTick(connection_id=connection.id, incident_key=incident, item=item, user_id=user.id, ticked_at=now)
+    )
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # a double click: already ticked
+    return True

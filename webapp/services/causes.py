@@ -1,0 +1,220 @@
+"""What each cause means for a merchant: plain words, a checklist, prevention, and notes for support.
+
+Ids are DESIGN.md's stable taxonomy. The wording is ours; the facts come from Meta's documentation
+and the platform's help article (shared/knowledge/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Cause:
+    id: str
+    title: str
+    explanation: str
+    checklist: tuple[str, ...]
+    prevention: tuple[str, ...] = ()
+    support_notes: str = ""
+    reconnect_fixes: bool = True
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A behaviour behind a cause (e.g. many devices behind an invalidated session)."""
+
+    id: str
+    title: str
+    explanation: str
+    checklist: tuple[str, ...] = field(default_factory=tuple)
+
+
+RECONNECT_STEP = "Press Reconnect below and log in to Instagram with the account this shop uses."
+
+CAUSES: dict[str, Cause] = {
+    "token_expired": Cause(
+        "token_expired",
+        "The connection reached the end of its life",
+        "Instagram connections last at most 60 days unless they are renewed. This one was not renewed in "
+        "time, so Instagram stopped accepting it.",
+        (RECONNECT_STEP, "After reconnecting, check back tomorrow: the status should say Connected."),
+        ("We renew connections automatically a week after each renewal; if you see this again, tell support.",),
+        "Look at the refresh attempts in the timeline: if our automatic refresh failed, the reason is there.",
+    ),
+    "password_changed": Cause(
+        "password_changed",
+        "The Instagram or Facebook password was changed",
+        "When the password of the Instagram account (or the Facebook account linked to it) changes, Instagram "
+        "ends every connection made before the change, including this one.",
+        (
+            "If you changed the password yourself, nothing is wrong: just reconnect.",
+            "If you did not change it, secure the account first: change the password in the Instagram app "
+            "and turn on two-factor authentication.",
+            RECONNECT_STEP,
+        ),
+        (
+            "Change the password only when you need to, and reconnect here right after you do.",
+            "Give team members their own access through Meta Business Suite instead of sharing the password.",
+        ),
+        "Code 190, subcode 460. Ask whether anyone changed the password or reset it after a suspicious login.",
+    ),
+    "app_removed": Cause(
+        "app_removed",
+        "Our app was removed from the Instagram account",
+        "Someone removed this app from the account's list of connected apps and websites, which cancels its "
+        "access at once.",
+        (
+            "In the Instagram app, open Settings, then Website permissions or Apps and websites, and check "
+            "what is listed.",
+            RECONNECT_STEP,
+        ),
+        ("Do not remove the app from the account's authorised apps while the shop uses Instagram.",),
+        "Code 190, subcode 458, or Meta's deauthorize callback. Certain when the callback arrived.",
+    ),
+    "account_checkpoint": Cause(
+        "account_checkpoint",
+        "Instagram wants you to confirm the account",
+        "Instagram's security systems paused the account (a checkpoint) and asks its owner to log in and "
+        "confirm something, such as their identity or a suspicious login. Until that is done, connected apps "
+        "are locked out.",
+        (
+            "Open the Instagram app (and facebook.com if the account is linked to Facebook) and follow any "
+            "message asking you to confirm your identity or review a login.",
+            "Then press Test connection now: once the checkpoint is cleared the old connection often works "
+            "again. If not, press Reconnect.",
+        ),
+        ("Use the account from few devices and places; avoid logging in through VPNs or shared computers.",),
+        "Codes 190/459, 190/490, 190/464, or 25/2207050. The merchant must act in the Instagram app.",
+    ),
+    "session_invalidated": Cause(
+        "session_invalidated",
+        "Instagram ended the login session",
+        "Instagram ended the session this connection belongs to. That happens when the account logs out "
+        "everywhere, or when Meta resets sessions for security reasons, for example after logins from many "
+        "devices or places in a short time.",
+        (
+            RECONNECT_STEP,
+            "Check Settings, then Security, then Login activity in the Instagram app for logins you do not recognise.",
+        ),
+        (
+            "Avoid logging in and out often, and switching between several accounts on the same device.",
+            "Do not share the login; give people their own access through Meta Business Suite.",
+        ),
+        "Code 190, subcode 467. Compare the shop's reconnect history (networks, browsers) in the timeline.",
+    ),
+    "permissions_changed": Cause(
+        "permissions_changed",
+        "A permission or role was removed",
+        "The connection no longer has a permission it needs. Either a permission was turned off when "
+        "connecting, or the person's role on the linked Facebook Page or business changed.",
+        (
+            "Check that you are still an admin of the Instagram professional account and its linked Facebook "
+            "Page (Meta Business Suite, Settings, People).",
+            "Press Reconnect and leave every requested permission switched on.",
+        ),
+        ("Change Page roles with care; the person who connected the shop needs to keep their role.",),
+        "Codes 10, 200-299 or 190/492. Compare the granted permissions in the technical details.",
+    ),
+    "data_access_expired": Cause(
+        "data_access_expired",
+        "Access lapsed after 90 days without use",
+        "Meta lets an app read an account's data for 90 days after the owner last used it. That period ran out.",
+        (RECONNECT_STEP,),
+        ("Reconnecting renews the 90 days; we remind you before it matters.",),
+        "Code 190, subcode 493.",
+    ),
+    "invalid_token": Cause(
+        "invalid_token",
+        "Instagram no longer accepts this connection",
+        "Instagram rejected the connection without saying exactly why. The usual reasons are a password "
+        "change, the app being removed, or a security reset of the account's sessions.",
+        (RECONNECT_STEP, "If it breaks again within days, contact support with the time it happened."),
+        ("Avoid sharing the login and frequent log-outs; both make Instagram reset sessions.",),
+        "Code 190 without a subcode. Check the timeline for a deauthorize callback or repeated reconnects.",
+    ),
+    "rate_limited": Cause(
+        "rate_limited",
+        "Instagram asked us to slow down",
+        "Instagram limits how many requests apps may make in an hour. We reached that limit and paused; "
+        "nothing is wrong with your account and nothing needs doing.",
+        ("Nothing to do: we resume automatically as soon as Instagram allows.",),
+        (),
+        "Codes 4, 17, 32, 613, 341 or 80001-80006, or usage headers near 100%. Check the fleet for app-wide pauses.",
+        reconnect_fixes=False,
+    ),
+    "policy_block": Cause(
+        "policy_block",
+        "Instagram temporarily blocked an action",
+        "Instagram temporarily blocked some actions of this account for a policy reason. Blocks like this "
+        "usually lift by themselves.",
+        (
+            "Open the Instagram app and look for a notice about restricted activity.",
+            "Wait for the block to lift; reconnecting does not help.",
+        ),
+        ("Avoid posting or messaging in large bursts.",),
+        "Code 368 (or 4/2207051 for spam restrictions).",
+        reconnect_fixes=False,
+    ),
+    "provider_error": Cause(
+        "provider_error",
+        "Instagram is having trouble",
+        "Instagram did not answer properly (an outage, a time-out, or an internal error on Meta's side). "
+        "This is temporary and your connection is still valid.",
+        ("Nothing to do: we retry automatically with growing pauses.",),
+        (),
+        "Codes 1 and 2, HTTP 5xx, time-outs, is_transient: true. Check Meta's status page if many shops show it.",
+        reconnect_fixes=False,
+    ),
+    "app_misconfigured": Cause(
+        "app_misconfigured",
+        "A setting on our side needs fixing",
+        "Something in our own app's setup with Meta is wrong, so Instagram refuses our requests. Our team "
+        "needs to fix it; you do not need to do anything.",
+        ("Nothing to do on your side; our team has been told.",),
+        (),
+        "Check the app id and secret (Instagram app, not Facebook app), the redirect URI, scopes, "
+        "TOKEN_ENCRYPTION_KEYS and tester roles.",
+        reconnect_fixes=False,
+    ),
+    "request_error": Cause(
+        "request_error",
+        "One of our requests was not accepted",
+        "Instagram did not accept one request of ours (for example an outdated field). It says nothing "
+        "about your connection, which stays valid.",
+        ("Nothing to do on your side.",),
+        (),
+        "Code 100 and similar request errors: a bug or an API version change on our side.",
+        reconnect_fixes=False,
+    ),
+    "unknown": Cause(
+        "unknown",
+        "We could not tell what happened",
+        "Instagram sent an answer we do not recognise. We keep trying, and our team can look into it.",
+        ("Press Test connection now in a few minutes.", "If the problem stays, contact support."),
+        (),
+        "Paste the raw error into the explain tool and share it with engineering if it stays unknown.",
+        reconnect_fixes=False,
+    ),
+}
+
+PATTERNS: dict[str, Pattern] = {
+    "many_devices": Pattern(
+        "many_devices",
+        "Logins from many devices or places",
+        "This shop connected from several networks and browsers in a short time. Meta treats that as a "
+        "security risk and resets sessions.",
+        (
+            "Connect from one computer on your usual network.",
+            "If several people manage the account, give each their own access in Meta Business Suite instead "
+            "of sharing the login.",
+        ),
+    ),
+    "frequent_reconnects": Pattern(
+        "frequent_reconnects",
+        "Frequent log-ins and log-outs",
+        "This connection was re-made several times in a short period. Logging in and out often, or switching "
+        "accounts on one device, makes Instagram reset sessions.",
+        ("Stay logged in to Instagram on your phone; avoid switching accounts in the same app.",),
+    ),
+}

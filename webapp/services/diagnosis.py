@@ -1,0 +1,303 @@
+"""Why did the connection break? Ranked causes with a confidence and evidence, and raw-error explanations.
+
+Built on the classifier (webapp/services/classifier.py): the error decides the first guess, and the
+connection's own history (Meta's callbacks, reconnects and their coarse fingerprints, token age at
+death, our own refresh attempts, permissions) raises, lowers or explains it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from webapp.models import ConnectionEvent, InstagramConnection
+from webapp.services.causes import CAUSES, PATTERNS, Cause, Pattern
+from webapp.services.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
+from webapp.services.instagram_client import parse_error_body
+
+REQUIRED_PERMISSIONS = ("instagram_business_basic",)
+HISTORY_WINDOW = timedelta(days=30)
+TOKEN_LIFETIME = timedelta(days=60)
+CONFIDENCE_ORDER = {"certain": 0, "likely": 1, "possible": 2}
+
+
+@dataclass(frozen=True)
+class ParsedError:
+    code: int | None = None
+    subcode: int | None = None
+    type: str | None = None
+    message: str | None = None
+    http_status: int | None = None
+    is_transient: bool | None = None
+
+    def as_meta(self) -> dict:
+        return {"code": self.code, "subcode": self.subcode, "type": self.type, "message": self.message}
+
+
+_NUMBER = r"(\d{1,9})"
+_TEXT_FIELDS = {
+    "code": [rf"[\"']?\bcode[\"']?\s*[:=]\s*[\"']?{_NUMBER}", rf"\(#{_NUMBER}\)", rf"\bcode {_NUMBER}\b"],
+    "subcode": [rf"[\"']?\b(?:error_)?subcode[\"']?\s*[:=]\s*[\"']?{_NUMBER}", rf"\bsubcode {_NUMBER}\b"],
+    "http_status": [rf"\bHTTP(?:/\d(?:\.\d)?)?\s+{_NUMBER}\b", rf"\bstatus(?:_code)?[\"']?\s*[:=]\s*{_NUMBER}"],
+}
+_TYPE = re.compile(
+    r"\b(OAuthException|IGApiException|GraphMethodException|FacebookApiException|OAuthAccessTokenException|OAuthPermissionsException)\b"
+)
+_MESSAGE = re.compile(
+    r"[\"']?(?:message|error_message|error_description)[\"']?\s*[:=]\s*[\"']([^\"']+)[\"']", re.IGNORECASE
+)
+
+
+def _first_int(patterns: list[str], text: str) -> int | None:
+    for pattern in patterns:
+        match = re.search(pattern, text, re.IGNORECASE)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _find_error_object(value) -> dict | None:
+    """Find Meta's error inside whatever JSON was pasted (a response, a log record, a wrapper)."""
+    if isinstance(value, dict):
+        if parse_error_body(value) is not None:
+            return value
+        for nested in value.values():
+            found = _find_error_object(nested)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for item in value:
+            found = _find_error_object(item)
+            if found is not None:
+                return found
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            return _find_error_object(json.loads(value))
+        except ValueError:
+            return None
+    return None
+
+
+def parse_raw_error(raw: str) -> ParsedError:
+    """Read one Meta error from JSON (any shape, even wrapped) or from free text such as a log line."""
+    text = raw.strip()
+    candidates = [text]
+    brace = text.find("{")
+    if brace > 0:
+        candidates.append(text[brace : text.rfind("}") + 1])
+    for candidate in candidates:
+        try:
+            found = _find_error_object(json.loads(candidate))
+        except ValueError:
+            continue
+        if found is not None:
+            error = parse_error_body(found)
+            return ParsedError(
+                error.code, error.subcode, error.type, error.message, error.http_status, error.is_transient
+            )
+    message = _MESSAGE.search(text)
+    type_match = _TYPE.search(text)
+    transient = re.search(r"is_transient[\"']?\s*[:=]\s*true", text, re.IGNORECASE) is not None
+    return ParsedError(
+        code=_first_int(_TEXT_FIELDS["code"], text),
+        subcode=_first_int(_TEXT_FIELDS["subcode"], text),
+        type=type_match.group(1) if type_match else None,
+        message=message.group(1) if message else (text[:500] or None),
+        http_status=_first_int(_TEXT_FIELDS["http_status"], text),
+        is_transient=transient or None,
+    )
+
+
+def explain_error(raw: str) -> dict:
+    """The `explain-error` answer for one raw Meta error (JSON or text)."""
+    parsed = parse_raw_error(raw)
+    classification = classify_fields(
+        code=parsed.code,
+        subcode=parsed.subcode,
+        error_type=parsed.type,
+        message=parsed.message,
+        http_status=parsed.http_status,
+        is_transient=parsed.is_transient,
+    )
+    if not raw.strip():
+        classification = classify_fields()
+    if classification.cause == "unknown" and parsed.code is None and parsed.type is None:
+        parsed = ParsedError(http_status=parsed.http_status)  # nothing recognised: report nothing as parsed
+    cause = CAUSES[classification.cause]
+    return {
+        "cause": cause.id,
+        "needs_reconnect": classification.needs_reconnect,
+        "retryable": classification.retryable,
+        "title": cause.title,
+        "explanation": cause.explanation,
+        "checklist": list(cause.checklist),
+        "prevention": list(cause.prevention),
+        "support_notes": cause.support_notes,
+        "meta": parsed.as_meta(),
+    }
+
+
+@dataclass
+class RankedCause:
+    cause: Cause
+    confidence: str  # certain | likely | possible
+    evidence: list[str] = field(default_factory=list)
+    pattern: Pattern | None = None
+
+    @property
+    def checklist(self) -> list[str]:
+        extra = list(self.pattern.checklist) if self.pattern else []
+        return extra + [step for step in self.cause.checklist if step not in extra]
+
+
+@dataclass
+class Diagnosis:
+    causes: list[RankedCause]
+    incident_started_at: datetime | None
+
+    @property
+    def primary(self) -> RankedCause | None:
+        return self.causes[0] if self.causes else None
+
+    @property
+    def others(self) -> list[RankedCause]:
+        return self.causes[1:]
+
+
+def _age(delta: timedelta) -> str:
+    days = delta.days
+    if days >= 1:
+        return f"{days} day{'s' if days != 1 else ''}"
+    hours = int(delta.total_seconds() // 3600)
+    return f"{hours} hour{'s' if hours != 1 else ''}"
+
+
+def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now: datetime) -> Diagnosis:
+    """Rank the likely causes of the connection's current trouble, most likely first."""
+    if connection.state in ("healthy", "not_connected") or connection.cause is None:
+        return Diagnosis([], None)
+    events = sorted(events, key=lambda e: e.occurred_at)
+    ranked: dict[str, RankedCause] = {}
+
+    def add(cause_id: str, confidence: str, *evidence: str, pattern: str | None = None) -> RankedCause:
+        entry = ranked.get(cause_id)
+        if entry is None:
+            entry = ranked[cause_id] = RankedCause(CAUSES[cause_id], confidence, [])
+        elif CONFIDENCE_ORDER[confidence] < CONFIDENCE_ORDER[entry.confidence]:
+            entry.confidence = confidence
+        entry.evidence += [line for line in evidence if line and line not in entry.evidence]
+        if pattern:
+            entry.pattern = PATTERNS[pattern]
+        return entry
+
+    failure = next((e for e in reversed(events) if e.cause == connection.cause), None)
+    incident_started = failure.occurred_at if failure else connection.state_changed_at
+    deauthorized = next((e for e in reversed(events) if e.kind == "deauthorized"), None)
+    if deauthorized and (connection.connected_at is None or deauthorized.occurred_at >= connection.connected_at):
+        add(
+            "app_removed",
+            "certain",
+            f"Meta told us on {deauthorized.occurred_at:%d %b %Y at %H:%M} UTC that the app was removed "
+            "from this Instagram account.",
+        )
+
+    cause_id = connection.cause
+    code, subcode = connection.last_error_code, connection.last_error_subcode
+    if failure is not None:
+        code, subcode = failure.meta_code or code, failure.meta_subcode or subcode
+    if cause_id == "token_expired" and failure is not None and failure.kind == "expired":
+        add("token_expired", "certain", failure.message)
+    elif code == 190 and subcode in TOKEN_SUBCODES:
+        add(cause_id, "certain", f"Instagram answered with error 190, subcode {subcode}, which means exactly this.")
+    elif code is not None:
+        add(
+            cause_id,
+            "likely",
+            f"Instagram answered with error code {code}" + (f", subcode {subcode}" if subcode else "") + ".",
+        )
+    elif cause_id in CAUSES:
+        add(
+            cause_id,
+            "likely",
+            "Recognised from the wording of Instagram's message." if connection.last_error_message else "",
+        )
+    if connection.last_error_message and cause_id != "token_expired":
+        ranked[cause_id].evidence.append(f"Instagram's message: “{connection.last_error_message[:200]}”")
+
+    if cause_id in RECONNECT_CAUSES and connection.token_issued_at and incident_started:
+        age = incident_started - connection.token_issued_at
+        if cause_id != "token_expired" and age < TOKEN_LIFETIME - timedelta(days=1):
+            ranked[cause_id].evidence.append(
+                f"The token was {_age(age)} old when it stopped working, long before its 60-day end: it was "
+                "revoked, not worn out."
+            )
+
+    if connection.refresh_failures and cause_id == "token_expired":
+        ranked[cause_id].evidence.append(
+            f"Our automatic refresh failed {connection.refresh_failures} time(s) before the expiry"
+            + (f" (last: {connection.last_refresh_error})." if connection.last_refresh_error else ".")
+            + " That is on our side, not yours."
+        )
+
+    _reason_from_history(connection, events, now, cause_id, add)
+
+    missing = [p for p in REQUIRED_PERMISSIONS if connection.permissions and p not in connection.permissions]
+    if missing:
+        add(
+            "permissions_changed",
+            "likely",
+            f"At the last connect Instagram granted {', '.join(connection.permissions)}, without {', '.join(missing)}.",
+        )
+
+    if cause_id == "invalid_token":
+        for other in ("password_changed", "session_invalidated", "app_removed"):
+            if other not in ranked:
+                add(other, "possible", "Instagram often answers this way after this, without saying so.")
+
+    causes = sorted(ranked.values(), key=lambda c: CONFIDENCE_ORDER[c.confidence])
+    return Diagnosis(causes, incident_started)
+
+
+def _reason_from_history(connection, events, now, cause_id, add) -> None:
+    """Many connects from many networks or browsers point at the behavioural causes."""
+    since = now - HISTORY_WINDOW
+    connects = [
+        e for e in events if e.kind in ("connected", "reconnected", "switched_account") and e.occurred_at >= since
+    ]
+    networks = {e.ip_prefix for e in connects if e.ip_prefix}
+    browsers = {e.user_agent_family for e in connects if e.user_agent_family}
+    if cause_id not in ("session_invalidated", "password_changed", "invalid_token", "account_checkpoint"):
+        return
+    summary = (
+        f"Connected {len(connects)} times in the last 30 days, from {len(networks)} network(s) and "
+        f"{len(browsers)} browser(s)."
+    )
+    if len(networks) >= 3 or len(browsers) >= 3:
+        target = "session_invalidated" if cause_id == "invalid_token" else cause_id
+        add(target, "likely", summary, pattern="many_devices")
+    elif len(connects) >= 3:
+        target = "session_invalidated" if cause_id == "invalid_token" else cause_id
+        add(target, "likely", summary, pattern="frequent_reconnects")
+
+
+def diagnose_connection(connection: InstagramConnection | None, now: datetime) -> Diagnosis:
+    """Load the connection's recent history and diagnose it."""
+    from sqlalchemy import select
+
+    from webapp.extensions import db
+
+    if connection is None or connection.state in ("healthy", "not_connected"):
+        return Diagnosis([], None)
+    events = db.session.scalars(
+        select(ConnectionEvent)
+        .where(ConnectionEvent.connection_id == connection.id, ConnectionEvent.occurred_at >= now - timedelta(days=90))
+        .order_by(ConnectionEvent.occurred_at.desc())
+        .limit(500)
+    ).all()
+    return diagnose(connection, list(events), now)
+
+
+def incident_key(diagnosis: Diagnosis) -> str | None:
+    return diagnosis.incident_started_at.isoformat(timespec="seconds") if diagnosis.incident_started_at else None

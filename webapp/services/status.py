@@ -1,0 +1,172 @@
+"""What the status card, the health strip and the timeline show, computed from the rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.models import ConnectionEvent, InstagramConnection
+
+TOKEN_LIFETIME_DAYS = 60
+
+STATE_LABELS = {
+    "not_connected": ("Not connected", "○"),
+    "healthy": ("Connected", "✓"),
+    "expiring": ("Expiring soon", "!"),
+    "degraded": ("Having trouble, retrying", "~"),
+    "needs_reconnect": ("Disconnected by Instagram", "✕"),
+}
+
+# Which events each timeline filter shows.
+EVENT_GROUPS = {
+    "problems": ("refresh_failed", "check_failed", "expired", "deauthorized", "token_unreadable"),
+    "connections": ("connected", "reconnected", "switched_account", "disconnected", "instagram_data_deleted"),
+    "upkeep": ("refreshed", "checked"),
+}
+EVENT_TITLES = {
+    "connected": "Connected",
+    "reconnected": "Reconnected",
+    "switched_account": "Switched account",
+    "disconnected": "Disconnected by the shop",
+    "deauthorized": "App removed on Instagram",
+    "instagram_data_deleted": "Instagram data deleted",
+    "refreshed": "Token renewed",
+    "refresh_failed": "Token renewal failed",
+    "checked": "Health check passed",
+    "check_failed": "Health check failed",
+    "expired": "Token expired",
+    "token_unreadable": "Stored token unreadable",
+}
+
+
+def duration_text(delta: timedelta) -> str:
+    """'12 days', '5 hours', '3 minutes'; the largest unit that is at least one."""
+    seconds = max(int(delta.total_seconds()), 0)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return "less than a minute"
+
+
+def countdown_text(delta: timedelta) -> str:
+    """'47 days, 3 hours, 12 minutes' (the browser keeps it ticking from data-expires-at)."""
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    days, rest = divmod(minutes, 1440)
+    hours, minutes = divmod(rest, 60)
+    parts = [(days, "day"), (hours, "hour"), (minutes, "minute")]
+    return ", ".join(f"{count} {unit}{'s' if count != 1 else ''}" for count, unit in parts)
+
+
+@dataclass
+class CardView:
+    state: str
+    label: str
+    icon: str
+    token_age: str | None = None
+    token_age_days: float = 0
+    expires_at: datetime | None = None
+    expires_in: str | None = None
+    last_refresh: datetime | None = None
+    next_refresh: datetime | None = None
+    last_check: datetime | None = None
+    last_check_ok: bool | None = None
+    next_check: datetime | None = None
+    retry_at: datetime | None = None
+    paused_until: datetime | None = None
+
+    @property
+    def lifetime_used_days(self) -> int:
+        return min(int(self.token_age_days), TOKEN_LIFETIME_DAYS)
+
+
+def card_view(connection: InstagramConnection | None, now: datetime) -> CardView:
+    state = connection.state if connection else "not_connected"
+    label, icon = STATE_LABELS[state]
+    view = CardView(state=state, label=label, icon=icon)
+    if connection is None or not connection.has_token or connection.token_issued_at is None:
+        return view
+    age = now - connection.token_issued_at
+    view.token_age = duration_text(age)
+    view.token_age_days = age.total_seconds() / 86400
+    view.expires_at = connection.token_expires_at
+    if connection.token_expires_at:
+        remaining = connection.token_expires_at - now
+        view.expires_in = countdown_text(remaining) if remaining.total_seconds() > 0 else None
+    view.last_refresh = connection.last_refreshed_at
+    view.next_refresh = connection.refresh_due_at if state in ("healthy", "expiring", "degraded") else None
+    view.last_check = connection.last_checked_at
+    view.last_check_ok = connection.last_check_ok
+    view.next_check = connection.check_due_at if state in ("healthy", "expiring", "degraded") else None
+    view.retry_at = connection.retry_at
+    view.paused_until = connection.paused_until if connection.paused_until and connection.paused_until > now else None
+    return view
+
+
+@dataclass(frozen=True)
+class DayCell:
+    day: datetime
+    status: str  # healthy | degraded | disconnected | not_connected
+
+    @property
+    def label(self) -> str:
+        words = {
+            "healthy": "connected",
+            "degraded": "had trouble",
+            "disconnected": "disconnected",
+            "not_connected": "not connected",
+        }
+        return f"{self.day:%d %b}: {words[self.status]}"
+
+
+_STATE_TO_DAY = {
+    "healthy": "healthy",
+    "expiring": "degraded",
+    "degraded": "degraded",
+    "needs_reconnect": "disconnected",
+    "not_connected": "not_connected",
+}
+_DAY_SEVERITY = {"not_connected": 0, "healthy": 1, "degraded": 2, "disconnected": 3}
+
+
+def health_strip(connection: InstagramConnection | None, now: datetime, days: int = 90) -> list[DayCell]:
+    """One cell per day, oldest first: the worst state the connection was in that day."""
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days - 1)
+    if connection is None:
+        return [DayCell(start + timedelta(days=i), "not_connected") for i in range(days)]
+    before = db.session.scalar(
+        select(ConnectionEvent.state_after)
+        .where(ConnectionEvent.connection_id == connection.id, ConnectionEvent.occurred_at < start)
+        .order_by(ConnectionEvent.occurred_at.desc(), ConnectionEvent.id.desc())
+        .limit(1)
+    )
+    rows = db.session.execute(
+        select(ConnectionEvent.occurred_at, ConnectionEvent.state_after)
+        .where(ConnectionEvent.connection_id == connection.id, ConnectionEvent.occurred_at >= start)
+        .order_by(ConnectionEvent.occurred_at, ConnectionEvent.id)
+    ).all()
+    carried = _STATE_TO_DAY.get(before or "not_connected", "not_connected")
+    cells, index = [], 0
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        day_end = day + timedelta(days=1)
+        worst = carried
+        while index < len(rows) and rows[index].occurred_at < day_end:
+            status = _STATE_TO_DAY.get(rows[index].state_after or "not_connected", "not_connected")
+            if _DAY_SEVERITY[status] > _DAY_SEVERITY[worst]:
+                worst = status
+            carried = status
+            index += 1
+        cells.append(DayCell(day, worst))
+    return cells
+
+
+def timeline_query(connection: InstagramConnection, group: str | None):
+    query = select(ConnectionEvent).where(ConnectionEvent.connection_id == connection.id)
+    if group in EVENT_GROUPS:
+        query = query.where(ConnectionEvent.kind.in_(EVENT_GROUPS[group]))
+    return query.order_by(ConnectionEvent.occurred_at.desc(), ConnectionEvent.id.desc())

@@ -181,7 +181,7 @@ def explain_error_command(as_json: bool, source: str):
 
     try:
         if source == "-":
-            raw = click.get_text_stream("stdin").read()
+            raw = sys.stdin.read()
         else:
             with open(source, encoding="utf-8", errors="replace") as handle:
                 raw = handle.read(1_000_000)

@@ -57,7 +57,9 @@ def test_merchant_connects_then_a_deauthorize_flips_the_card(page):
 
 def test_merchant_who_cancels_sees_nothing_changed(page):
     log_in_as_demo_merchant(page)
-    page.get_by_role("button", name="Reconnect", exact=True).or_(page.get_by_role("button", name="Connect Instagram")).click()
+    page.get_by_role("button", name="Reconnect", exact=True).or_(
+        page.get_by_role("button", name="Connect Instagram")
+    ).click()
     page.wait_for_url("**/sandbox/oauth/authorize?**")
     page.get_by_role("button", name="Cancel").click()
     page.wait_for_url(DASHBOARD)

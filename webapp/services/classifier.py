@@ -230,6 +230,9 @@ def classify_fields(
         return _of("app_misconfigured")
     if code == 102:
         return _of("invalid_token")
+    if code == 100:
+        # "Invalid parameter": about the request, even when its text mentions permissions.
+        return _of("request_error")
     if is_transient:
         return _of("provider_error")
     by_text = cause_from_message(message)
@@ -239,8 +242,6 @@ def classify_fields(
         return _of("invalid_token")
     if http_status is not None and http_status >= 500:
         return _of("provider_error")
-    if code == 100:
-        return _of("request_error")
     if error_type == "OAuthException" and code is None and http_status in (400, 401):
         return _of("invalid_token")
     return _of("unknown")

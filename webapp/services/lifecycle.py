@@ -293,6 +293,19 @@ def _apply_failure(connection, outcome, classification: Classification, now, pol
         )
         log.info("connection %s: %s -> needs_reconnect (%s)", connection.id, kind, classification.cause)
         return "needs_reconnect"
+    if connection.state == "needs_reconnect":
+        # A manual test of an already broken connection hit passing trouble: it stays broken.
+        record_event(
+            connection,
+            kind,
+            now,
+            SYSTEM,
+            cause=classification.cause,
+            meta_code=error.code,
+            meta_subcode=error.subcode,
+            message=error.message[:1000],
+        )
+        return "transient"
     new_day = _record_failure(connection, now, policy, rng, cause=classification.cause)
     if outcome.work == "refresh" and new_day:
         connection.refresh_failures += 1

@@ -1,0 +1,235 @@
+"""The diagnosis engine: every cause from JSON and from text, and reasoning from history."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from webapp.models import ConnectionEvent, InstagramConnection
+from webapp.services.classifier import ALL_CAUSES
+from webapp.services.diagnosis import diagnose, explain_error
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def graph(code, message, subcode=None, error_type="OAuthException", **extra):
+    error = {"message": message, "type": error_type, "code": code, "fbtrace_id": "AbCd", **extra}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    return {"error": error}
+
+
+# For every cause: a JSON body as Meta sends it, and the kind of text people paste instead.
+EXAMPLES = {
+    "token_expired": (
+        graph(
+            190,
+            "Error validating access token: Session has expired on Tuesday, 10-Nov-26 10:00:00 PST. The current time is Thursday, 26-Nov-26 03:00:00 PST.",
+            463,
+        ),
+        "facebook.GraphAPIError: Error validating access token: Session has expired on Tuesday, 10-Nov-26 10:00:00 PST.",
+    ),
+    "password_changed": (
+        graph(
+            190,
+            "Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons.",
+            460,
+        ),
+        "WARN instagram sync failed: (OAuthException) The session has been invalidated because the user changed their password",
+    ),
+    "app_removed": (
+        graph(190, "Error validating access token: The user has not authorized application 1234567890.", 458),
+        "Error validating access token: The user has not authorized application 1234567890. code=190 subcode=458",
+    ),
+    "account_checkpoint": (
+        graph(
+            190,
+            "Error validating access token: You cannot access the app till you log in to www.facebook.com and follow the instructions given.",
+            459,
+        ),
+        "code 25 subcode 2207050: The user's professional account is inactive, checkpointed, or restricted.",
+    ),
+    "session_invalidated": (
+        graph(190, "Error validating access token: The session is invalid because the user logged out.", 467),
+        "Instagram API error: Error validating access token: The session is invalid because the user logged out.",
+    ),
+    "permissions_changed": (
+        graph(10, "(#10) Application does not have permission for this action"),
+        "GraphRequestError: (#200) Requires instagram_business_basic permission to manage the object",
+    ),
+    "data_access_expired": (
+        graph(190, "The access token is invalid since the user hasn't engaged the app in longer than 90 days.", 493),
+        "token invalid since the user hasn't engaged the app in longer than 90 days",
+    ),
+    "invalid_token": (
+        graph(190, "Invalid OAuth access token - Cannot parse access token"),
+        '{"meta": {"error_type": "OAuthAccessTokenException", "code": 400, "error_message": "The access_token provided is invalid."}}',
+    ),
+    "rate_limited": (
+        graph(4, "(#4) Application request limit reached", is_transient=True),
+        "There have been too many calls to this Instagram account. Wait a bit and try again. (code 80002)",
+    ),
+    "policy_block": (
+        graph(368, "(#368) Temporarily blocked for policies violations"),
+        "The action attempted has been deemed abusive: (#368) Temporarily blocked for policies violations",
+    ),
+    "provider_error": (
+        graph(2, "An unexpected error has occurred. Please retry your request later.", is_transient=True),
+        "requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='graph.instagram.com', port=443): Read timed out. (read timeout=10)",
+    ),
+    "app_misconfigured": (
+        {"error_type": "OAuthException", "code": 400, "error_message": "Invalid platform app"},
+        "Error validating client secret. (code 101)",
+    ),
+    "request_error": (
+        graph(
+            100,
+            "Unsupported get request. Object with ID 'me' does not exist, cannot be loaded due to missing permissions, or does not support this operation",
+            33,
+            "IGApiException",
+        ),
+        "(#100) Tried accessing nonexisting field (followers) on node type (User)",
+    ),
+    "unknown": ({"something": "else"}, "the printer is on fire"),
+}
+
+
+def test_examples_cover_every_cause():
+    assert set(EXAMPLES) == ALL_CAUSES
+
+
+@pytest.mark.parametrize("cause", sorted(EXAMPLES))
+@pytest.mark.parametrize("form", ["json", "text"])
+def test_every_cause_from_json_and_from_text(cause, form):
+    body, text = EXAMPLES[cause]
+    raw = json.dumps(body) if form == "json" else text
+    answer = explain_error(raw)
+    assert answer["cause"] == cause, (form, answer["meta"])
+    assert answer["title"] and answer["explanation"] and answer["checklist"]
+    assert set(answer["meta"]) == {"code", "subcode", "type", "message"}
+
+
+def test_json_inside_a_log_line_is_read():
+    line = 'ERROR sync shop=42 response={"error": {"message": "x", "type": "OAuthException", "code": 190, "error_subcode": 460}}'
+    answer = explain_error(line)
+    assert answer["cause"] == "password_changed"
+    assert answer["meta"] == {"code": 190, "subcode": 460, "type": "OAuthException", "message": "x"}
+
+
+def connection_with(**fields) -> InstagramConnection:
+    defaults = {
+        "id": 1,
+        "state": "needs_reconnect",
+        "token_issued_at": NOW - timedelta(days=12),
+        "token_expires_at": NOW + timedelta(days=48),
+        "connected_at": NOW - timedelta(days=12),
+        "granted_permissions": "instagram_business_basic",
+        "refresh_failures": 0,
+    }
+    return InstagramConnection(**{**defaults, **fields})
+
+
+def event(kind, days_ago, **fields) -> ConnectionEvent:
+    return ConnectionEvent(kind=kind, occurred_at=NOW - timedelta(days=days_ago), **fields)
+
+
+def test_many_networks_before_a_467_point_at_many_devices():
+    connection = connection_with(
+        cause="session_invalidated",
+        last_error_code=190,
+        last_error_subcode=467,
+        connected_at=NOW - timedelta(days=2),
+        token_issued_at=NOW - timedelta(days=2),
+    )
+    history = [
+        event("connected", 20, ip_prefix="203.0.113.0/24", user_agent_family="Safari on iOS"),
+        event("reconnected", 9, ip_prefix="198.51.100.0/24", user_agent_family="Chrome on Windows"),
+        event("reconnected", 2, ip_prefix="192.0.2.0/24", user_agent_family="Chrome on Android"),
+        event(
+            "check_failed",
+            0.1,
+            cause="session_invalidated",
+            meta_code=190,
+            meta_subcode=467,
+            state_after="needs_reconnect",
+        ),
+    ]
+    diagnosis = diagnose(connection, history, NOW)
+    primary = diagnosis.primary
+    assert primary.cause.id == "session_invalidated" and primary.confidence == "certain"
+    assert primary.pattern is not None and primary.pattern.id == "many_devices"
+    assert any("from 3 network(s) and 3 browser(s)" in line for line in primary.evidence)
+    assert primary.checklist[0].startswith("Connect from one computer")
+
+
+def test_a_quiet_history_gives_no_behavioural_pattern():
+    connection = connection_with(cause="session_invalidated", last_error_code=190, last_error_subcode=467)
+    history = [
+        event("connected", 12, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event("check_failed", 0.1, cause="session_invalidated", meta_code=190, meta_subcode=467),
+    ]
+    assert diagnose(connection, history, NOW).primary.pattern is None
+
+
+def test_a_deauthorize_callback_makes_app_removed_certain():
+    connection = connection_with(cause="invalid_token", last_error_code=190)
+    history = [
+        event("connected", 12),
+        event("deauthorized", 1, cause="app_removed", actor_kind="meta"),
+        event("check_failed", 0.5, cause="invalid_token", meta_code=190),
+    ]
+    diagnosis = diagnose(connection, history, NOW)
+    assert diagnosis.primary.cause.id == "app_removed" and diagnosis.primary.confidence == "certain"
+    assert "invalid_token" in [c.cause.id for c in diagnosis.others]
+
+
+def test_token_age_at_death_says_revoked_not_expired():
+    connection = connection_with(cause="password_changed", last_error_code=190, last_error_subcode=460)
+    history = [
+        event("connected", 12),
+        event("check_failed", 0, cause="password_changed", meta_code=190, meta_subcode=460),
+    ]
+    evidence = diagnose(connection, history, NOW).primary.evidence
+    assert any("12 days old when it stopped working" in line and "revoked, not worn out" in line for line in evidence)
+
+
+def test_expiry_after_failed_refreshes_is_said_honestly():
+    connection = connection_with(
+        cause="token_expired",
+        refresh_failures=4,
+        last_refresh_error="provider_error: HTTP 503 from Meta",
+        token_issued_at=NOW - timedelta(days=61),
+        token_expires_at=NOW - timedelta(days=1),
+    )
+    history = [
+        event(
+            "expired", 1, cause="token_expired", message="The token expired after automatic refresh failed 4 time(s)."
+        )
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.cause.id == "token_expired" and primary.confidence == "certain"
+    assert any("Our automatic refresh failed 4 time(s)" in line and "on our side" in line for line in primary.evidence)
+
+
+def test_plain_190_lists_the_usual_suspects():
+    connection = connection_with(
+        cause="invalid_token", last_error_code=190, last_error_message="Invalid OAuth access token"
+    )
+    diagnosis = diagnose(connection, [event("check_failed", 0, cause="invalid_token", meta_code=190)], NOW)
+    assert diagnosis.primary.cause.id == "invalid_token" and diagnosis.primary.confidence == "likely"
+    assert {c.cause.id for c in diagnosis.others} >= {"password_changed", "session_invalidated", "app_removed"}
+    assert all(c.confidence == "possible" for c in diagnosis.others)
+
+
+def test_missing_permission_at_connect_is_evidence():
+    connection = connection_with(
+        cause="permissions_changed", last_error_code=10, granted_permissions="instagram_business_content_publish"
+    )
+    diagnosis = diagnose(connection, [event("check_failed", 0, cause="permissions_changed", meta_code=10)], NOW)
+    assert any("without instagram_business_basic" in line for line in diagnosis.primary.evidence)
+
+
+def test_healthy_connection_has_no_diagnosis():
+    assert diagnose(connection_with(state="healthy", cause=None), [], NOW).primary is None

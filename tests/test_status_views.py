@@ -1,0 +1,232 @@
+"""The status card, the what-happened panel, the timeline, the strip, the explainer: fragment and page pairs."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from tests.factories import make_connection, make_shop, make_user
+from webapp.models import ChecklistTick, ConnectionEvent
+from webapp.services import connections as connection_service
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def merchant(auth):
+    user = make_user(shop=make_shop(name="Tea House"))
+    auth.login_as(user)
+    return user
+
+
+def add_event(db, connection, kind, when, **fields):
+    db.session.add(ConnectionEvent(connection_id=connection.id, kind=kind, occurred_at=when, **fields))
+    db.session.commit()
+
+
+def break_connection(db, connection, cause="password_changed", code=190, subcode=460, days_ago=0.0):
+    when = NOW - timedelta(days=days_ago)
+    connection.state, connection.cause = "needs_reconnect", cause
+    connection.state_changed_at = when
+    connection.last_error_code, connection.last_error_subcode = code, subcode
+    connection.last_error_message = (
+        "Error validating access token: The session has been invalidated because the user changed their password."
+    )
+    db.session.commit()
+    add_event(
+        db,
+        connection,
+        "check_failed",
+        when,
+        cause=cause,
+        meta_code=code,
+        meta_subcode=subcode,
+        state_after="needs_reconnect",
+        actor_kind="meta",
+    )
+
+
+def test_card_fragment_and_page(client, merchant, db):
+    make_connection(merchant.shop, issued_at=NOW - timedelta(days=12), expires_at=NOW + timedelta(days=48))
+    fragment = client.get("/instagram/card", headers={"HX-Request": "true"})
+    body = fragment.get_data(as_text=True)
+    assert fragment.status_code == 200 and "<html" not in body and "HX-Request" in fragment.headers["Vary"]
+    assert "HX-Trigger" not in fragment.headers  # polling must not trigger the other widgets
+    assert 'hx-trigger="poll"' in body and 'data-poll-seconds="30"' in body
+    assert "12 days" in body and "Lifetime used: 12 of 60 days" in body
+    assert re.search(r'class="countdown" data-expires-at="[^"]+">4[78] days, \d+ hours?, \d+ minutes?<', body)
+    assert 'value="12"' in body and "<progress" in body
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="instagram-card"' in page.get_data(as_text=True)
+    assert client.get("/instagram/card").headers["Location"] == "/"
+
+
+def test_state_is_words_and_icon_not_colour_alone(client, merchant, db):
+    connection = make_connection(merchant.shop)
+    for state, words in [
+        ("healthy", "Connected"),
+        ("degraded", "Having trouble, retrying"),
+        ("expiring", "Expiring soon"),
+        ("needs_reconnect", "Disconnected by Instagram"),
+    ]:
+        connection.state = state
+        db.session.commit()
+        body = client.get("/instagram/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+        badge = re.search(r'<span class="state-badge[^>]*>(.*?)</span>\s*</header>', body, re.S).group(1)
+        assert words in badge and 'aria-hidden="true"' in badge
+
+
+def test_last_meta_error_sits_in_a_disclosure(client, merchant, db):
+    connection = make_connection(merchant.shop)
+    break_connection(db, connection)
+    body = client.get("/instagram/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<details" in body and "code 190, subcode 460" in body
+
+
+def test_panel_shows_cause_confidence_evidence_and_checklist(client, merchant, db):
+    connection = make_connection(merchant.shop, issued_at=NOW - timedelta(days=12))
+    break_connection(db, connection)
+    page = client.get("/").get_data(as_text=True)
+    assert "What happened" in page and "The Instagram or Facebook password was changed" in page
+    assert "Certain" in page and "subcode 460" in page
+    assert "12 days old when it stopped working" in page
+    assert "Reconnect Instagram" in page and "To keep it from happening again" in page
+    assert 'href="/help/why-instagram-disconnects#password_changed"' in page
+
+
+def test_panel_absent_when_healthy(client, merchant):
+    make_connection(merchant.shop)
+    assert "What happened" not in client.get("/").get_data(as_text=True)
+
+
+def test_diagnosis_fragment_and_page(client, merchant, db):
+    connection = make_connection(merchant.shop)
+    break_connection(db, connection)
+    fragment = client.get("/instagram/diagnosis", headers={"HX-Request": "true"})
+    body = fragment.get_data(as_text=True)
+    assert fragment.status_code == 200 and "<html" not in body and 'id="diagnosis-panel"' in body
+    assert 'hx-trigger="connection-changed from:body"' in body
+    assert client.get("/instagram/diagnosis").headers["Location"] == "/"
+
+
+def tick(client, auth, item, incident, htmx=True):
+    token = auth.csrf_token("/")
+    headers = {"HX-Request": "true"} if htmx else {}
+    return client.post(
+        "/instagram/checklist", data={"csrf_token": token, "item": item, "incident": incident}, headers=headers
+    )
+
+
+def current_incident(client) -> str:
+    return re.search(r'name="incident" value="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+
+
+def test_checklist_ticks_are_kept_per_incident(client, auth, merchant, db):
+    connection = make_connection(merchant.shop)
+    break_connection(db, connection, days_ago=1)
+    incident = current_incident(client)
+    body = tick(client, auth, 0, incident).get_data(as_text=True)
+    assert 'aria-pressed="true"' in body and "<html" not in body
+    assert 'aria-pressed="true"' in client.get("/").get_data(as_text=True)  # kept across page loads
+    # Without JavaScript the same form posts and comes back to the dashboard.
+    response = tick(client, auth, 1, incident, htmx=False)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert db.session.scalar(select(ChecklistTick.item).where(ChecklistTick.item == 1)) == 1
+    tick(client, auth, 0, incident)  # untick
+    assert {t.item for t in db.session.scalars(select(ChecklistTick))} == {1}
+    # A new incident starts with a clean list.
+    connection.state = "healthy"
+    db.session.commit()
+    break_connection(db, connection, cause="session_invalidated", subcode=467, days_ago=0)
+    assert current_incident(client) != incident
+    assert 'aria-pressed="true"' not in client.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("item", ["-1", "999", "abc"])
+def test_bad_checklist_item_is_a_400(client, auth, merchant, db, item):
+    connection = make_connection(merchant.shop)
+    break_connection(db, connection)
+    response = tick(client, auth, item, current_incident(client), htmx=False)
+    assert response.status_code == 400
+
+
+def test_history_is_paginated_and_filterable(client, merchant, db):
+    connection = make_connection(merchant.shop)
+    for day in range(30):
+        add_event(
+            db, connection, "checked", NOW - timedelta(days=day, hours=1), state_after="healthy", message=f"check {day}"
+        )
+    add_event(
+        db, connection, "check_failed", NOW - timedelta(minutes=5), state_after="degraded", cause="provider_error"
+    )
+    page = client.get("/instagram/history").get_data(as_text=True)
+    assert "31 events" in page and "Page 1 of 2" in page
+    assert page.index("Health check failed") < page.index("check 0")
+    problems = client.get("/instagram/history?group=problems").get_data(as_text=True)
+    assert "1 event" in problems and "check 3" not in problems
+    assert client.get("/instagram/history?group=nonsense").status_code == 404
+    assert client.get("/instagram/history?page=9").status_code == 404
+
+
+def test_health_strip_has_90_labelled_days(client, merchant, db):
+    connection = make_connection(merchant.shop)
+    add_event(db, connection, "connected", NOW - timedelta(days=10), state_after="healthy")
+    add_event(db, connection, "check_failed", NOW - timedelta(days=5), state_after="degraded")
+    add_event(db, connection, "checked", NOW - timedelta(days=4, hours=-1), state_after="healthy")
+    add_event(db, connection, "check_failed", NOW - timedelta(days=2), state_after="needs_reconnect")
+    page = client.get("/").get_data(as_text=True)
+    strip = re.search(r'<figure class="health-strip".*?</figure>', page, re.S).group(0)
+    cells = re.findall(r'class="day-(\w+)"><title>([^<]+)</title>', strip)
+    assert len(cells) == 90
+    statuses = [status for status, _ in cells]
+    assert statuses[:79] == ["not_connected"] * 79
+    assert statuses[79] == "healthy" and statuses[84] == "degraded" and statuses[87] == "disconnected"
+    assert statuses[-1] == "disconnected"
+    assert cells[-1][1].endswith(": disconnected") and 'role="img"' in strip
+
+
+def test_explainer_page_is_public_and_in_our_words(client):
+    page = client.get("/help/why-instagram-disconnects").get_data(as_text=True)
+    assert "Why does Instagram disconnect?" in page
+    for anchor in ("password_changed", "app_removed", "session_invalidated", "account_checkpoint", "many_devices"):
+        assert f'id="{anchor}"' in page
+
+
+def test_staff_explain_page(client, auth):
+    auth.login_as(make_user(role="support"))
+    token = auth.csrf_token("/support/explain")
+    response = client.post(
+        "/support/explain",
+        data={
+            "csrf_token": token,
+            "raw_error": '{"error": {"message": "x", "type": "OAuthException", "code": 190, "error_subcode": 458}}',
+        },
+    )
+    page = response.get_data(as_text=True)
+    assert (
+        response.status_code == 200
+        and "Our app was removed from the Instagram account" in page
+        and "app_removed" in page
+    )
+    empty = client.post("/support/explain", data={"csrf_token": token, "raw_error": ""})
+    assert empty.status_code == 400 and "Paste an error" in empty.get_data(as_text=True)
+
+
+def test_merchants_cannot_use_the_staff_explain_page(client, merchant):
+    assert client.get("/support/explain").status_code == 403
+
+
+def test_reconnect_after_break_says_connection_restored(client, auth, merchant, db, requests_mock):
+    from tests.instagram_helpers import FakeInstagram, connect
+
+    FakeInstagram(requests_mock).install()
+    connect(client, auth)
+    connection = connection_service.connection_for(merchant.shop)
+    break_connection(db, connection)
+    connect(client, auth, code="code-2")
+    page = client.get("/").get_data(as_text=True)
+    assert "Connection restored" in page and "What happened" not in page
+    assert "Reconnected" in page

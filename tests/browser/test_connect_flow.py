@@ -65,3 +65,40 @@ def test_merchant_who_cancels_sees_nothing_changed(page):
     page.wait_for_url(DASHBOARD)
     expect(page.get_by_text("You cancelled the Instagram login. Nothing was changed.")).to_be_visible()
     assert_no_csp_violations(page)
+
+
+def test_break_in_the_sandbox_see_the_cause_reconnect_in_one_click(page):
+    """Issue 5: the card ticks, a revocation shows its cause and checklist, one click restores it."""
+    log_in_as_demo_merchant(page)
+    card = page.locator("#instagram-card")
+    if "Not connected" in card.inner_text():
+        page.get_by_role("button", name="Connect Instagram").click()
+        page.get_by_label("Create a sandbox account").fill("bloom_and_stem")
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url(DASHBOARD)
+    # The countdown is live: the browser rewrites it between server updates.
+    countdown = page.locator(".countdown")
+    expect(countdown).to_have_attribute("data-ticked", re.compile(r"\d+"))
+    assert re.fullmatch(r"\d+ days?, \d+ hours?, \d+ minutes?", countdown.inner_text())
+
+    page.goto("/sandbox/")
+    page.locator("article", has_text="@bloom_and_stem").get_by_role("button", name="Change password").click()
+    page.goto("/")
+    page.get_by_role("button", name="Test connection now").click()
+    expect(card.locator(".state-badge")).to_have_text(re.compile("Disconnected by Instagram"))
+    panel = page.locator("#diagnosis-panel")
+    expect(panel).to_contain_text("The Instagram or Facebook password was changed")
+    expect(panel).to_contain_text("Certain")
+    expect(panel.locator(".checklist li")).to_have_count(3)
+    panel.get_by_role("button", name=re.compile("^Mark as done: If you changed the password yourself")).click()
+    expect(panel.locator(".checklist li.done")).to_have_count(1)
+    assert_no_csp_violations(page)
+
+    panel.get_by_role("button", name="Reconnect Instagram").click()
+    page.wait_for_url("**/sandbox/oauth/authorize?**")
+    page.get_by_role("button", name="Allow").click()
+    page.wait_for_url(DASHBOARD)
+    expect(page.get_by_text("Connection restored: @bloom_and_stem is connected again.")).to_be_visible()
+    expect(card.locator(".state-badge")).to_have_text(re.compile("Connected"))
+    expect(page.locator("#diagnosis-panel")).to_be_hidden()
+    assert_no_csp_violations(page)

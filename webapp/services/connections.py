@@ -22,6 +22,11 @@ from webapp.services.token_vault import TokenVault, TokenVaultError, fingerprint
 log = logging.getLogger(__name__)
 
 LONG_LIVED_DEFAULT = timedelta(days=60)
+RECONNECTED_AFTER = {
+    "needs_reconnect": " after Instagram had ended the connection",
+    "degraded": " while Instagram was having trouble",
+    "expiring": " shortly before the old connection would have expired",
+}
 PENDING_SWITCH_LIFETIME = timedelta(minutes=15)
 
 
@@ -222,7 +227,7 @@ def _apply_new_token(
     username = f"@{connection.username}" if connection.username else "the Instagram account"
     messages = {
         "connected": f"Connected {username}.",
-        "reconnected": f"Reconnected {username} (was {previous_state.replace('_', ' ')}).",
+        "reconnected": f"Reconnected {username}{RECONNECTED_AFTER.get(previous_state, '')}.",
         "switched_account": f"Switched from @{switched_from} to {username}.",
     }
     record_event(

@@ -89,6 +89,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.dashboard.routes import bp as dashboard_bp
     from webapp.health import bp as health_bp
     from webapp.instagram.routes import bp as instagram_bp
+    from webapp.notifications.routes import bp as notifications_bp
     from webapp.support.routes import bp as support_bp
 
     app.register_blueprint(health_bp)
@@ -97,6 +98,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(instagram_bp)
     app.register_blueprint(callbacks_bp)
     app.register_blueprint(support_bp)
+    app.register_blueprint(notifications_bp)
     if app.config["INSTAGRAM_SANDBOX"]:
         # Never in production: load_config refuses INSTAGRAM_SANDBOX there.
         from webapp.sandbox.routes import bp as sandbox_bp

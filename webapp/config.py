@@ -101,6 +101,14 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         }
     meta_urls = {name: env.get(name) or default for name, default in meta_defaults.items()}
 
+    mail_url = env.get("MAIL_URL") or None
+    if mail_url:
+        from webapp.services.mailer import MailConfigError, parse_mail_url
+
+        try:
+            parse_mail_url(mail_url, "x@example.com")
+        except MailConfigError as exc:
+            raise ConfigError(str(exc)) from exc
     return {
         "ENV_NAME": environment,
         "PRODUCTION": production,
@@ -154,6 +162,14 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "MANUAL_ACTION_RATE_LIMIT": env.get("MANUAL_ACTION_RATE_LIMIT", "6 per minute"),
         # The public origin Meta redirects back to, exactly as registered in the Meta app dashboard.
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/") or None,
+        # Where links in mails point when PUBLIC_BASE_URL is not set (local runs).
+        "LOCAL_BASE_URL": env.get("LOCAL_BASE_URL", f"http://127.0.0.1:{env.get('PORT', '5000')}"),
+        "MAIL_FROM": env.get("MAIL_FROM", "Shop Instagram Health <no-reply@shop-health.example>"),
+        "RECONNECT_LINK_DAYS": _int(env, "RECONNECT_LINK_DAYS", 7),
+        "REMINDER_DAYS": tuple(int(d) for d in env.get("REMINDER_DAYS", "2,5").split(",") if d.strip()),
+        "EXPIRY_WARNING_NOTICE_DAYS": tuple(
+            int(d) for d in env.get("EXPIRY_WARNING_NOTICE_DAYS", "10,3").split(",") if d.strip()
+        ),
     }
 
 

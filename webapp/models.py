@@ -71,6 +71,9 @@ class User(UserMixin, db.Model):
     shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id", ondelete="RESTRICT"), index=True)
     active: Mapped[bool] = mapped_column(default=True)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Mail preferences: the first notice of a disconnection is always sent; these are optional.
+    notify_reminders: Mapped[bool] = mapped_column(default=True, server_default=db.true())
+    notify_expiry_warnings: Mapped[bool] = mapped_column(default=True, server_default=db.true())
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -184,6 +187,9 @@ class InstagramConnection(db.Model):
     last_refresh_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_refresh_error: Mapped[str | None] = mapped_column(String(500))
     refresh_failures: Mapped[int] = mapped_column(default=0)
+    # Incidents (a stretch of needs_reconnect) drive notifications: started, and the one just resolved.
+    incident_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_incident_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     shop: Mapped[Shop] = relationship(backref=db.backref("instagram_connection", uselist=False))
     connected_by: Mapped[User | None] = relationship()
@@ -339,3 +345,63 @@ class ChecklistTick(db.Model):
 
     def __repr__(self) -> str:
         return f"<ChecklistTick connection={self.connection_id} item={self.item}>"
+
+
+class OutboundMail(db.Model):
+    """One mail to one person. The idempotency key makes each notice exist once, however many senders."""
+
+    __tablename__ = "outbound_mails"
+    __table_args__ = (Index("ix_outbound_mails_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("instagram_connections.id", ondelete="SET NULL"), index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(255))
+    text_body: Mapped[str] = mapped_column(db.Text)
+    html_body: Mapped[str] = mapped_column(db.Text)
+    unsubscribe_url: Mapped[str | None] = mapped_column(String(1000))
+    # pending -> sending -> sent; failed after the last attempt; outbox when no MAIL_URL is set.
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<OutboundMail {self.kind} to {self.to_address} {self.status}>"
+
+
+class Notification(db.Model):
+    """An in-app notice for one person, shown in the nav's unread count."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user_unread", "user_id", "read_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(40))
+    title: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(String(1000))
+    link: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<Notification {self.kind} user={self.user_id}>"
+
+
+class UsedLinkToken(db.Model):
+    """Single-use signed links (reconnect links) that were already used."""
+
+    __tablename__ = "used_link_tokens"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

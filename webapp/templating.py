@@ -26,6 +26,15 @@ def register(app: Flask) -> None:
 
     app.jinja_env.globals["event_titles"] = EVENT_TITLES
 
+    def unread_notifications() -> int:
+        from flask_login import current_user
+
+        from webapp.notifications.routes import unread_count
+
+        return unread_count(current_user.id) if current_user.is_authenticated else 0
+
+    app.jinja_env.globals["unread_notifications"] = unread_notifications
+
     @app.context_processor
     def layout_globals() -> dict:
         return {

@@ -23,11 +23,15 @@ from sqlalchemy import delete, select
 
 from webapp.extensions import db
 from webapp.models import WorkerProcess
-from webapp.services import lifecycle
+from webapp.services import lifecycle, notifications
 from webapp.services.instagram_client import InstagramClient
 from webapp.services.schedule import Policy
 
 log = logging.getLogger(__name__)
+
+
+# Outcomes after which the merchant may need to hear from us right away.
+NOTIFY_AT_ONCE = frozenset({"needs_reconnect", "expired", "recovered"})
 
 
 class WorkerRefused(RuntimeError):
@@ -117,8 +121,12 @@ class Worker:
                 db.session.commit()
 
     def tick(self) -> None:
+        """Once a minute: expire, plan notices (only the worker that wins the tick), send mail (any)."""
         with self.app.app_context():
-            lifecycle.scheduler_tick(self.owner, self.clock(), self.policy)
+            now = self.clock()
+            if lifecycle.scheduler_tick(self.owner, now, self.policy) is not None:
+                notifications.plan(self.app, now)
+            notifications.deliver(self.app, now)
 
     def claim(self, limit: int | None = None) -> list[lifecycle.Claim]:
         with self.app.app_context():
@@ -188,19 +196,27 @@ class Worker:
         return self.totals
 
     def _collect(self, done, in_flight: dict, on_result) -> None:
-        released = []
+        released, changed = [], []
         for future in done:
             claim = in_flight.pop(future)
             summary = future.result()
             if summary == "released":
                 released.append(claim)
                 continue
+            if summary in NOTIFY_AT_ONCE:
+                changed.append(claim.connection_id)
             self.totals[summary] += 1
             if on_result:
                 on_result(summary)
         if released:
             with self.app.app_context():
                 lifecycle.release(released)
+        if changed:
+            # A disconnect (or a recovery) is told at once, not at the next tick.
+            with self.app.app_context():
+                now = self.clock()
+                notifications.plan(self.app, now, connection_ids=changed)
+                notifications.deliver(self.app, now)
 
     def _guarded(self, claim: lifecycle.Claim, stop: threading.Event) -> str:
         if stop.is_set():

@@ -21,7 +21,7 @@ from webapp.instagram.oauth import (
     keep_alive_policy,
     token_vault,
 )
-from webapp.services import connections, lifecycle, status
+from webapp.services import connections, lifecycle, notifications, status
 from webapp.services.diagnosis import diagnose_connection, incident_key
 from webapp.services.instagram_client import MetaApiError
 
@@ -92,6 +92,7 @@ def callback():
             "error",
         )
         return redirect(url_for("dashboard.index"))
+    notifications.plan(current_app, g.now, connection_ids=[connection.id])  # a "restored" notice, if due
     latest = connection.events.order_by(None).order_by(connections.ConnectionEvent.id.desc()).first()
     if latest is not None and latest.kind == "reconnected":
         flash(f"Connection restored: @{connection.username} is connected again.", "success")
@@ -118,6 +119,7 @@ def switch():
             client_fingerprint=_client_fingerprint(),
             policy=keep_alive_policy(),
         )
+        notifications.plan(current_app, g.now, connection_ids=[connection.id])
         flash(f"Switched: your shop is now connected to @{connection.username}.", "success")
         return redirect(url_for("dashboard.index"))
     current = connections.connection_for(shop)
@@ -237,6 +239,8 @@ def _run_now(work: str):
         )
     except lifecycle.ConnectionBusy:
         return _card_response("An automatic check is running right now. Try again in a few seconds.", "info")
+    if result.summary in ("needs_reconnect", "recovered", "expired"):
+        notifications.plan(current_app, g.now, connection_ids=[connection.id])
     return _card_response(result.message, result.level)
 
 
@@ -254,3 +258,28 @@ def test_now():
 def refresh_now():
     """Refresh the token now instead of waiting for the automatic refresh."""
     return _run_now("refresh")
+
+
+@bp.route("/reconnect/<token>", methods=["GET", "POST"])
+@merchant_required
+def reconnect_link(token: str):
+    """From a mail: opening the link shows one button; pressing it starts the Instagram login."""
+    from webapp.services.notifications import LinkError, read_reconnect_token, use_reconnect_token
+
+    try:
+        payload = read_reconnect_token(current_app, token)
+    except LinkError as error:
+        flash(str(error), "warning")
+        return redirect(url_for("dashboard.index"))
+    connection = connections.connection_for(current_user.shop)
+    if payload["c"] != connection.id:
+        abort(403, description="This reconnect link is for another shop. Log in with that shop's account.")
+    form = ConnectForm()
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            use_reconnect_token(payload, g.now)
+        except LinkError as error:
+            flash(str(error), "warning")
+            return redirect(url_for("dashboard.index"))
+        return instagram_login().authorize_redirect(callback_url())
+    return render_template("instagram/reconnect_link.html", connection=connection, form=form, token=token)

@@ -96,8 +96,16 @@ def record_event(connection: InstagramConnection, kind: str, now: datetime, acto
 
 
 def set_state(connection: InstagramConnection, state: str, now: datetime, cause: str | None = None) -> None:
+    """Move the connection to `state`, keeping track of incidents (stretches of needs_reconnect)."""
     if connection.state != state:
         connection.state_changed_at = now
+    if state == "needs_reconnect" and connection.incident_started_at is None:
+        connection.incident_started_at = now
+    elif state == "healthy" and connection.incident_started_at is not None:
+        connection.resolved_incident_at = connection.incident_started_at  # "restored" mail is due
+        connection.incident_started_at = None
+    elif state == "not_connected":
+        connection.incident_started_at = connection.resolved_incident_at = None
     connection.state = state
     connection.cause = cause
 
@@ -450,3 +458,11 @@ def toggle_checklist_item(connection: InstagramConnection, incident: str, item: 
     except IntegrityError:
         db.session.rollback()  # a double click: already ticked
     return True
+
+
+def connection_ids_for(instagram_user_id: str) -> list[int]:
+    return list(
+        db.session.scalars(
+            select(InstagramConnection.id).where(InstagramConnection.instagram_user_id == instagram_user_id)
+        )
+    )

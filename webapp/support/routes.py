@@ -18,3 +18,28 @@ def explain():
     form = ExplainErrorForm()
     answer = explain_error(form.raw_error.data) if form.validate_on_submit() else None
     return render_template("support/explain.html", form=form, answer=answer), 400 if form.errors else 200
+
+
+@bp.get("/outbox")
+@staff_required
+def outbox():
+    """Every mail the dashboard wrote, newest first, with its delivery status (also without MAIL_URL)."""
+    from flask import request
+    from sqlalchemy import select
+
+    from webapp.extensions import db
+    from webapp.models import OutboundMail
+
+    page = request.args.get("page", 1, type=int)
+    pagination = db.paginate(select(OutboundMail).order_by(OutboundMail.id.desc()), page=page, per_page=25)
+    return render_template("support/outbox.html", pagination=pagination)
+
+
+@bp.get("/outbox/<int:mail_id>")
+@staff_required
+def outbox_mail(mail_id: int):
+    from webapp.extensions import db
+    from webapp.models import OutboundMail
+
+    mail = db.get_or_404(OutboundMail, mail_id, description="There is no mail with that number.")
+    return render_template("support/outbox_mail.html", mail=mail)

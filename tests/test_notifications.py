@@ -1,0 +1,335 @@
+"""Mail and in-app notifications against a real SMTP server on loopback (aiosmtpd)."""
+
+from __future__ import annotations
+
+import email
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from email import policy as email_policy
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
+
+from tests.factories import make_connection, make_shop, make_user
+from tests.servers import free_port
+from webapp.config import ConfigError, load_config
+from webapp.models import ConnectionEvent, InstagramConnection, Notification, OutboundMail
+from webapp.services import notifications
+from webapp.services.connections import set_state
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+CANARY = "IGAAmail-canary-token-42"
+
+
+class Inbox:
+    def __init__(self, refuse: bool = False):
+        self.messages: list[email.message.EmailMessage] = []
+        self.refuse = refuse
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        if self.refuse:
+            return "451 Try again later"
+        with self.lock:
+            self.messages.append(email.message_from_bytes(envelope.content, policy=email_policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def inbox():
+    box = Inbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.url = f"smtp://127.0.0.1:{controller.port}?tls=none"
+    yield box
+    controller.stop()
+
+
+@pytest.fixture
+def mail_app(app, inbox):
+    app.config["MAIL_URL"] = inbox.url
+    return app
+
+
+@pytest.fixture
+def shop_with_merchants():
+    shop = make_shop(name="Bloom & Stem")
+    owner = make_user(shop=shop, name="Maya", email="maya@bloom.example")
+    partner = make_user(shop=shop, name="Leo", email="leo@bloom.example")
+    return shop, owner, partner
+
+
+def break_it(db, connection, when, cause="password_changed", subcode=460):
+    set_state(connection, "needs_reconnect", when, cause=cause)
+    connection.last_error_code, connection.last_error_subcode = 190, subcode
+    db.session.add(
+        ConnectionEvent(
+            connection_id=connection.id,
+            kind="check_failed",
+            occurred_at=when,
+            cause=cause,
+            meta_code=190,
+            meta_subcode=subcode,
+            state_after="needs_reconnect",
+            actor_kind="meta",
+        )
+    )
+    db.session.commit()
+
+
+def cycle(app, now):
+    notifications.plan(app, now)
+    return notifications.deliver(app, now)
+
+
+def test_disconnect_mail_has_both_parts_the_cause_and_a_working_link(
+    mail_app, db, inbox, client, auth, shop_with_merchants
+):
+    shop, owner, partner = shop_with_merchants
+    connection = make_connection(shop, token=CANARY, issued_at=NOW - timedelta(days=12), username="bloom_and_stem")
+    break_it(db, connection, NOW)
+    assert cycle(mail_app, NOW) == {"sent": 2, "failed": 0, "retry": 0}
+    assert sorted(m["To"] for m in inbox.messages) == ["leo@bloom.example", "maya@bloom.example"]
+    message = next(m for m in inbox.messages if m["To"] == "maya@bloom.example")
+    assert message["Subject"] == "Instagram is disconnected from Bloom & Stem: please reconnect"
+    assert message["From"] and message["Date"] and message["Message-ID"]
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    for body in (text, html):
+        assert "The Instagram or Facebook password was changed" in body
+        assert CANARY not in body  # promise 15: no token in any mail
+    assert "style=" in html and "<table" in html  # inline styles that survive mail clients
+    link = re.search(r"http://127\.0\.0\.1:5000(/instagram/reconnect/[\w.\-]+)", text).group(1)
+
+    auth.login_as(owner)
+    opened = client.get(link)
+    assert opened.status_code == 200 and "Reconnect Instagram" in opened.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(InstagramConnection, connection.id).state == "needs_reconnect"  # GET changed nothing
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', opened.get_data(as_text=True)).group(1)
+    started = client.post(link, data={"csrf_token": token})
+    assert started.status_code == 302 and started.headers["Location"].startswith(
+        "https://www.instagram.com/oauth/authorize"
+    )
+    again = client.post(link, data={"csrf_token": token})
+    assert again.headers["Location"] == "/"
+    assert "already used" in client.get("/").get_data(as_text=True)
+
+
+def test_reconnect_link_leads_through_login_first(mail_app, db, inbox, client, auth, shop_with_merchants):
+    shop, owner, _ = shop_with_merchants
+    connection = make_connection(shop)
+    break_it(db, connection, NOW)
+    cycle(mail_app, NOW)
+    link = re.search(
+        r"http://127\.0\.0\.1:5000(/instagram/reconnect/[\w.\-]+)", inbox.messages[0].get_body(("plain",)).get_content()
+    ).group(1)
+    response = client.get(link)
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=/instagram/reconnect/")
+    login = auth.login(owner.email, next_url=link)
+    assert login.headers["Location"] == link
+
+
+def test_expired_or_forged_reconnect_link(mail_app, client, auth, shop_with_merchants):
+    shop, owner, _ = shop_with_merchants
+    make_connection(shop)
+    auth.login_as(owner)
+    response = client.get("/instagram/reconnect/not-a-real-token")
+    assert response.status_code == 302
+    assert "This reconnect link is not valid" in client.get("/").get_data(as_text=True)
+
+
+def test_repeating_the_cycle_sends_nothing_more(mail_app, db, inbox, shop_with_merchants):
+    shop, _, _ = shop_with_merchants
+    break_it(db, make_connection(shop), NOW)
+    for minute in range(5):
+        cycle(mail_app, NOW + timedelta(minutes=minute))
+    assert len(inbox.messages) == 2
+    assert db.session.scalar(select(func.count(Notification.id))) == 2
+
+
+def test_exactly_once_with_parallel_senders(mail_app, db, inbox, shop_with_merchants):
+    """Four workers plan and deliver at the same moment: one mail per person, not four."""
+    shop, _, _ = shop_with_merchants
+    break_it(db, make_connection(shop), NOW)
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def worker():
+        try:
+            with mail_app.app_context():
+                barrier.wait()
+                cycle(mail_app, NOW)
+        except Exception as error:  # noqa: BLE001 - surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with mail_app.app_context():
+        cycle(mail_app, NOW + timedelta(minutes=1))  # whatever a lost race left pending goes now
+    assert sorted(m["To"] for m in inbox.messages) == ["leo@bloom.example", "maya@bloom.example"], errors
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count(OutboundMail.id))) == 2
+
+
+def test_reminder_schedule_with_a_fixed_now(mail_app, db, inbox, shop_with_merchants):
+    shop, owner, partner = shop_with_merchants
+    partner.notify_reminders = False  # opted out: still gets the first notice, never reminders
+    db.session.commit()
+    break_it(db, make_connection(shop), NOW)
+    timeline = {}
+    for hours in (0, 1, 47, 49, 100, 121, 200):
+        before = len(inbox.messages)
+        cycle(mail_app, NOW + timedelta(hours=hours))
+        timeline[hours] = [(m["To"], m["Subject"]) for m in inbox.messages[before:]]
+    assert {to for to, _ in timeline[0]} == {"maya@bloom.example", "leo@bloom.example"}
+    assert timeline[1] == [] and timeline[47] == []
+    assert timeline[49] == [("maya@bloom.example", "Reminder: Instagram is still disconnected from Bloom & Stem")]
+    assert timeline[100] == []
+    assert timeline[121] == [("maya@bloom.example", "Reminder: Instagram is still disconnected from Bloom & Stem")]
+    assert timeline[200] == []
+    reminder = inbox.messages[-1]
+    assert reminder["List-Unsubscribe"].startswith("<http://127.0.0.1:5000/notifications/unsubscribe/")
+
+
+def test_restored_mail_once_after_the_incident(mail_app, db, inbox, shop_with_merchants):
+    shop, _, _ = shop_with_merchants
+    connection = make_connection(shop)
+    break_it(db, connection, NOW)
+    cycle(mail_app, NOW)
+    set_state(connection, "healthy", NOW + timedelta(hours=3))
+    db.session.commit()
+    cycle(mail_app, NOW + timedelta(hours=3))
+    cycle(mail_app, NOW + timedelta(hours=4))
+    subjects = [m["Subject"] for m in inbox.messages]
+    assert subjects.count("Instagram is connected again for Bloom & Stem") == 2  # one per person, once
+
+
+def test_transient_trouble_sends_nothing(mail_app, db, inbox, shop_with_merchants):
+    shop, _, _ = shop_with_merchants
+    connection = make_connection(shop)
+    set_state(connection, "degraded", NOW, cause="provider_error")
+    connection.consecutive_failures = 3
+    db.session.commit()
+    for day in range(3):
+        cycle(mail_app, NOW + timedelta(days=day))
+    assert inbox.messages == []
+
+
+def test_expiry_warnings_only_when_refresh_keeps_failing(mail_app, db, inbox, shop_with_merchants):
+    shop, owner, partner = shop_with_merchants
+    partner.notify_expiry_warnings = False
+    db.session.commit()
+    connection = make_connection(shop, issued_at=NOW - timedelta(days=45), expires_at=NOW + timedelta(days=15))
+    cycle(mail_app, NOW + timedelta(days=6))
+    assert inbox.messages == []  # healthy, refreshes fine: no warning even 9 days before expiry
+    set_state(connection, "expiring", NOW, cause="provider_error")
+    connection.refresh_failures = 2
+    db.session.commit()
+    sent = {}
+    for day in (4, 5, 6, 11, 12, 13):
+        before = len(inbox.messages)
+        cycle(mail_app, NOW + timedelta(days=day))
+        sent[day] = [m["Subject"] for m in inbox.messages[before:]]
+    assert sent[4] == []
+    assert sent[5] == ["Instagram connection for Bloom & Stem ends in 10 days"]
+    assert sent[6] == [] and sent[11] == []
+    assert sent[12] == ["Instagram connection for Bloom & Stem ends in 3 days"]
+    assert sent[13] == []
+    assert all(m["To"] == "maya@bloom.example" for m in inbox.messages)
+
+
+def test_failed_sends_are_retried_with_backoff_and_visible_to_staff(app, db, client, auth, shop_with_merchants):
+    refusing = Inbox(refuse=True)
+    controller = Controller(refusing, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        app.config["MAIL_URL"] = f"smtp://127.0.0.1:{controller.port}?tls=none"
+        shop, _, _ = shop_with_merchants
+        break_it(db, make_connection(shop), NOW)
+        assert cycle(app, NOW) == {"sent": 0, "failed": 0, "retry": 2}
+        mail = db.session.scalar(select(OutboundMail).order_by(OutboundMail.id))
+        assert mail.status == "pending" and mail.attempts == 1 and mail.next_attempt_at == NOW + timedelta(minutes=1)
+        assert cycle(app, NOW + timedelta(seconds=30)) == {"sent": 0, "failed": 0, "retry": 0}  # backing off
+        refusing.refuse = False
+        assert cycle(app, NOW + timedelta(minutes=2))["sent"] == 2
+    finally:
+        controller.stop()
+    auth.login_as(make_user(role="support"))
+    page = client.get("/support/outbox").get_data(as_text=True)
+    assert "Instagram is disconnected from Bloom &amp; Stem" in page and "sent" in page
+
+
+def test_without_mail_url_mails_wait_in_the_outbox(app, db, client, auth, shop_with_merchants):
+    shop, _, _ = shop_with_merchants
+    break_it(db, make_connection(shop), NOW)
+    notifications.plan(app, NOW)
+    assert notifications.deliver(app, NOW) == {}
+    assert {m.status for m in db.session.scalars(select(OutboundMail))} == {"outbox"}
+    auth.login_as(make_user(role="support"))
+    page = client.get("/support/outbox").get_data(as_text=True)
+    assert "MAIL_URL is not set" in page and "maya@bloom.example" in page
+    mail_id = db.session.scalar(select(OutboundMail.id))
+    assert "Reconnect Instagram" in client.get(f"/support/outbox/{mail_id}").get_data(as_text=True)
+    assert client.get("/support/outbox/999999").status_code == 404
+
+
+@pytest.mark.parametrize("url", ["http://mail.example.com", "smtp://", "smtp://host:notaport", "smtp://host?tls=maybe"])
+def test_bad_mail_url_is_refused_at_start_up(url):
+    with pytest.raises(ConfigError, match="MAIL_URL"):
+        load_config({"MAIL_URL": url})
+
+
+def test_good_mail_urls_are_accepted():
+    assert load_config({"MAIL_URL": "smtp://user:p%40ss@smtp.example.com:587"})["MAIL_URL"]
+    assert load_config({"MAIL_URL": "smtps://user:pass@smtp.example.com"})["MAIL_URL"]
+
+
+def test_unsubscribe_link_shows_a_button_then_turns_reminders_off(app, client, db, shop_with_merchants):
+    _, owner, _ = shop_with_merchants
+    token = notifications.unsubscribe_token(app, owner.id)
+    page = client.get(f"/notifications/unsubscribe/{token}")
+    assert page.status_code == 200 and "Stop reminders and warnings?" in page.get_data(as_text=True)
+    db.session.refresh(owner)
+    assert owner.notify_reminders  # opening changed nothing
+    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    done = client.post(f"/notifications/unsubscribe/{token}", data={"csrf_token": csrf})
+    assert "Reminders stopped" in done.get_data(as_text=True)
+    db.session.refresh(owner)
+    assert not owner.notify_reminders and not owner.notify_expiry_warnings
+    assert client.get("/notifications/unsubscribe/forged").status_code == 400
+
+
+def test_settings_page(client, auth, db, shop_with_merchants):
+    _, owner, _ = shop_with_merchants
+    auth.login_as(owner)
+    token = auth.csrf_token("/account/notifications")
+    client.post("/account/notifications", data={"csrf_token": token, "notify_expiry_warnings": "y"})
+    db.session.refresh(owner)
+    assert (owner.notify_reminders, owner.notify_expiry_warnings) == (False, True)
+
+
+def test_in_app_list_count_and_mark_read(app, client, auth, db, shop_with_merchants):
+    shop, owner, _ = shop_with_merchants
+    break_it(db, make_connection(shop), NOW)
+    notifications.plan(app, NOW)
+    auth.login_as(owner)
+    badge = client.get("/notifications/count", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'aria-label="1 unread"' in badge and "<html" not in badge
+    assert 'aria-label="1 unread"' in client.get("/").get_data(as_text=True)
+    page = client.get("/notifications").get_data(as_text=True)
+    assert "Instagram is disconnected" in page and 'hx-trigger="load"' in page
+    response = client.post("/notifications/read", headers={"HX-Request": "true", "X-CSRFToken": auth.csrf_token("/")})
+    assert response.status_code == 204 and response.headers["HX-Trigger"] == "notifications-read"
+    assert (
+        "unread"
+        not in client.get("/notifications/count", headers={"HX-Request": "true"})
+        .get_data(as_text=True)
+        .split("Notifications")[1]
+    )

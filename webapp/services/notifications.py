@@ -1,0 +1,312 @@
+"""Who hears what, when, exactly once: disconnect notices, reminders, pre-expiry warnings, recovery.
+
+Planning decides which notices are due (with a fixed `now`) and records each one under an
+idempotency key (connection, incident or expiry, kind, person); a unique index makes parallel
+workers and retries harmless. Delivery claims pending mails with a lease and sends them over SMTP,
+retrying failures with backoff; without MAIL_URL they stay in the outbox for staff to read.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import Flask, render_template, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from webapp.extensions import db
+from webapp.models import InstagramConnection, Notification, OutboundMail, UsedLinkToken, User
+from webapp.services import mailer
+from webapp.services.diagnosis import diagnose_connection
+
+log = logging.getLogger(__name__)
+
+SEND_LEASE = timedelta(minutes=2)
+RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2))
+NOTICE_STATES = ("needs_reconnect", "expiring", "degraded", "healthy")
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # disconnected | reminder | expiry_warning | restored
+    key: str  # without the person
+    days: int = 0
+    optional_preference: str | None = None  # the User flag that may turn it off
+
+
+class LinkError(ValueError):
+    """A signed link is broken, expired or already used; the message is for the person."""
+
+
+def _serializer(app: Flask, purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=f"shop-health:{purpose}")
+
+
+def reconnect_token(app: Flask, connection_id: int, user_id: int) -> str:
+    return _serializer(app, "reconnect").dumps({"c": connection_id, "u": user_id, "n": secrets.token_urlsafe(12)})
+
+
+def read_reconnect_token(app: Flask, token: str) -> dict:
+    """Verify a reconnect link; raise LinkError when it is forged, too old or already used."""
+    max_age = app.config["RECONNECT_LINK_DAYS"] * 86400
+    try:
+        payload = _serializer(app, "reconnect").loads(token, max_age=max_age)
+    except SignatureExpired as exc:
+        raise LinkError("This reconnect link has expired. You can reconnect from your dashboard.") from exc
+    except BadSignature as exc:
+        raise LinkError("This reconnect link is not valid. You can reconnect from your dashboard.") from exc
+    if db.session.get(UsedLinkToken, payload["n"]) is not None:
+        raise LinkError("This reconnect link was already used. You can reconnect from your dashboard.")
+    return payload
+
+
+def use_reconnect_token(payload: dict, now: datetime) -> None:
+    db.session.add(UsedLinkToken(nonce=payload["n"], used_at=now))
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise LinkError("This reconnect link was already used. You can reconnect from your dashboard.") from exc
+
+
+def unsubscribe_token(app: Flask, user_id: int) -> str:
+    return _serializer(app, "unsubscribe").dumps({"u": user_id})
+
+
+def read_unsubscribe_token(app: Flask, token: str) -> int:
+    try:
+        return int(_serializer(app, "unsubscribe").loads(token, max_age=400 * 86400)["u"])
+    except (BadSignature, KeyError, TypeError, ValueError) as exc:
+        raise LinkError("This unsubscribe link is not valid. Change your mail settings from your account.") from exc
+
+
+def due_notices(connection: InstagramConnection, now: datetime, config, sent_keys: set[str]) -> list[Notice]:
+    """The notices this connection is due at `now` (before de-duplication by key)."""
+    notices: list[Notice] = []
+    if connection.state == "needs_reconnect" and connection.incident_started_at is not None:
+        incident = f"c{connection.id}:i{connection.incident_started_at:%Y%m%dT%H%M%S}"
+        notices.append(Notice("disconnected", f"{incident}:disconnected"))
+        previous = f"{incident}:disconnected"
+        for days in config["REMINDER_DAYS"]:
+            key = f"{incident}:reminder{days}"
+            # A reminder follows an earlier notice; a long outage of the worker does not send all at once.
+            if now - connection.incident_started_at >= timedelta(days=days) and previous in sent_keys:
+                notices.append(Notice("reminder", key, days, "notify_reminders"))
+            previous = key
+    refresh_failing = connection.refresh_failures > 0 and connection.state in ("expiring", "degraded")
+    if refresh_failing and connection.token_expires_at is not None and connection.token_expires_at > now:
+        left = connection.token_expires_at - now
+        due = [days for days in config["EXPIRY_WARNING_NOTICE_DAYS"] if left <= timedelta(days=days)]
+        if due:
+            days = min(due)  # only the most urgent warning that applies
+            key = f"c{connection.id}:e{connection.token_expires_at:%Y%m%d}:expiry{days}"
+            notices.append(Notice("expiry_warning", key, days, "notify_expiry_warnings"))
+    if connection.state == "healthy" and connection.resolved_incident_at is not None:
+        incident = f"c{connection.id}:i{connection.resolved_incident_at:%Y%m%dT%H%M%S}"
+        if f"{incident}:disconnected" in sent_keys:
+            notices.append(Notice("restored", f"{incident}:restored"))
+    return notices
+
+
+def _base_url(app: Flask) -> str:
+    return app.config.get("PUBLIC_BASE_URL") or app.config["LOCAL_BASE_URL"]
+
+
+def _compose(app: Flask, notice: Notice, connection: InstagramConnection, person: User, now: datetime) -> dict:
+    """Subject, text and HTML of one notice for one person, with working links."""
+    diagnosis = diagnose_connection(connection, now) if notice.kind != "restored" else None
+    primary = diagnosis.primary if diagnosis else None
+    with app.test_request_context(base_url=_base_url(app)):
+        links = {
+            "dashboard": url_for("dashboard.index", _external=True),
+            "reconnect": url_for(
+                "instagram.reconnect_link", token=reconnect_token(app, connection.id, person.id), _external=True
+            ),
+            "help": url_for("dashboard.why_disconnects", _external=True) + (f"#{primary.cause.id}" if primary else ""),
+            "settings": url_for("notifications.settings", _external=True),
+            "unsubscribe": url_for(
+                "notifications.unsubscribe", token=unsubscribe_token(app, person.id), _external=True
+            ),
+        }
+        shop = connection.shop.name
+        subjects = {
+            "disconnected": f"Instagram is disconnected from {shop}: please reconnect",
+            "reminder": f"Reminder: Instagram is still disconnected from {shop}",
+            "expiry_warning": f"Instagram connection for {shop} ends in {notice.days} days",
+            "restored": f"Instagram is connected again for {shop}",
+        }
+        context = {
+            "notice": notice,
+            "connection": connection,
+            "person": person,
+            "shop": shop,
+            "cause": primary.cause if primary else None,
+            "pattern": primary.pattern if primary else None,
+            "checklist": primary.checklist if primary else [],
+            "links": links,
+            "expires_at": connection.token_expires_at,
+            "failing_since": connection.failing_since,
+        }
+        text = render_template(f"mail/{notice.kind}.txt", **context)
+        html = render_template(f"mail/{notice.kind}.html", **context)
+    return {
+        "subject": subjects[notice.kind],
+        "text": text,
+        "html": html,
+        "link": links["reconnect"] if notice.kind != "restored" else links["dashboard"],
+        "unsubscribe": links["unsubscribe"] if notice.optional_preference else links["settings"],
+    }
+
+
+IN_APP_TITLES = {
+    "disconnected": "Instagram is disconnected",
+    "reminder": "Instagram is still disconnected",
+    "expiry_warning": "Instagram connection ends soon",
+    "restored": "Instagram is connected again",
+}
+
+
+def plan(app: Flask, now: datetime, connection_ids: list[int] | None = None) -> int:
+    """Record every notice that is due now, once per key and person. Return how many were new.
+
+    The worker that wins the scheduler tick plans for everyone; a worker or a request that has just
+    changed a connection plans for that one at once, so a disconnect mail does not wait a minute.
+    """
+    query = select(InstagramConnection)
+    if connection_ids is not None:
+        query = query.where(InstagramConnection.id.in_(connection_ids))
+    candidates = db.session.scalars(
+        query.where(
+            InstagramConnection.state.in_(NOTICE_STATES),
+            or_(
+                InstagramConnection.incident_started_at.is_not(None),
+                InstagramConnection.resolved_incident_at.is_not(None),
+                InstagramConnection.refresh_failures > 0,
+            ),
+        )
+    ).all()
+    created = 0
+    for connection in candidates:
+        sent_keys = set(
+            db.session.scalars(
+                select(Notification.idempotency_key).where(Notification.idempotency_key.like(f"c{connection.id}:%"))
+            )
+        )
+        sent_keys = {key.rsplit(":u", 1)[0] for key in sent_keys}
+        people = [u for u in connection.shop.users if u.active and u.role == "merchant"]
+        for notice in due_notices(connection, now, app.config, sent_keys):
+            for person in people:
+                if notice.optional_preference and not getattr(person, notice.optional_preference):
+                    continue
+                created += _record(app, notice, connection, person, now)
+        if connection.state == "healthy" and connection.resolved_incident_at is not None:
+            connection.resolved_incident_at = None  # the restored notice (if any) is recorded
+    db.session.commit()
+    return created
+
+
+def _record(app: Flask, notice: Notice, connection: InstagramConnection, person: User, now: datetime) -> int:
+    key = f"{notice.key}:u{person.id}"
+    if db.session.scalar(select(Notification.id).where(Notification.idempotency_key == key)):
+        return 0
+    content = _compose(app, notice, connection, person, now)
+    status = "pending" if app.config.get("MAIL_URL") else "outbox"
+    try:
+        with db.session.begin_nested():
+            db.session.add(
+                Notification(
+                    idempotency_key=key,
+                    user_id=person.id,
+                    kind=notice.kind,
+                    title=IN_APP_TITLES[notice.kind],
+                    body=content["subject"],
+                    link=content["link"],
+                    created_at=now,
+                )
+            )
+            db.session.add(
+                OutboundMail(
+                    idempotency_key=key,
+                    kind=notice.kind,
+                    connection_id=connection.id,
+                    user_id=person.id,
+                    to_address=person.email,
+                    subject=content["subject"],
+                    text_body=content["text"],
+                    html_body=content["html"],
+                    unsubscribe_url=content["unsubscribe"],
+                    status=status,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+    except IntegrityError:
+        return 0  # another worker recorded it first: exactly once
+    if status == "outbox":
+        log.info("mail kept in the outbox (no MAIL_URL): %s to user %s", notice.kind, person.id)
+    return 1
+
+
+def deliver(app: Flask, now: datetime, limit: int = 20) -> dict:
+    """Send pending mails; each is claimed with a lease so parallel senders never send it twice."""
+    if not app.config.get("MAIL_URL"):
+        return {}
+    settings = mailer.parse_mail_url(app.config["MAIL_URL"], app.config["MAIL_FROM"])
+    query = (
+        select(OutboundMail)
+        .where(
+            OutboundMail.status.in_(("pending", "sending")),
+            or_(OutboundMail.next_attempt_at.is_(None), OutboundMail.next_attempt_at <= now),
+            or_(OutboundMail.lease_expires_at.is_(None), OutboundMail.lease_expires_at < now),
+        )
+        .order_by(OutboundMail.id)
+        .limit(limit)
+    )
+    if db.engine.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    claimed = []
+    for mail in db.session.scalars(query):
+        mail.status, mail.lease_expires_at = "sending", now + SEND_LEASE
+        claimed.append(mail.id)
+    db.session.commit()  # the lease is ours; nothing stays open while SMTP talks
+    results = {"sent": 0, "failed": 0, "retry": 0}
+    for mail_id in claimed:
+        mail = db.session.get(OutboundMail, mail_id)
+        message = mailer.build_message(
+            sender=settings.sender,
+            to=mail.to_address,
+            subject=mail.subject,
+            text=mail.text_body,
+            html=mail.html_body,
+            unsubscribe_url=mail.unsubscribe_url,
+        )
+        db.session.commit()
+        try:
+            mailer.send(settings, message)
+        except (OSError, mailer.smtplib.SMTPException) as error:
+            mail.attempts += 1
+            mail.last_error = f"{type(error).__name__}: {error}"[:500]
+            if mail.attempts > len(RETRY_DELAYS):
+                mail.status = "failed"
+                results["failed"] += 1
+            else:
+                mail.status = "pending"
+                mail.next_attempt_at = now + RETRY_DELAYS[mail.attempts - 1]
+                results["retry"] += 1
+            log.warning(
+                "mail %s to user %s failed (attempt %d): %s",
+                mail.kind,
+                mail.user_id,
+                mail.attempts,
+                type(error).__name__,
+            )
+        else:
+            mail.status, mail.sent_at, mail.attempts = "sent", now, mail.attempts + 1
+            results["sent"] += 1
+        mail.lease_expires_at = None
+        db.session.commit()
+    return results

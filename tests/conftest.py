@@ -153,7 +153,7 @@ class AuthActions:
     client: object
 
     def csrf_token(self, path: str = "/login") -> str:
-        return csrf_token_from(self.client.get(path).get_data(as_text=True))
+        return csrf_token_from(self.client.get(path, follow_redirects=True).get_data(as_text=True))
 
     def login(self, email: str, password: str = factories.DEFAULT_PASSWORD, next_url: str | None = None):
         token = self.csrf_token("/login")

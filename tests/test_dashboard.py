@@ -19,7 +19,8 @@ def test_support_home_lists_shops(client, auth):
     make_shop(name="Zebra Crafts")
     make_shop(name="apple bakery")
     auth.login_as(make_user(role="support"))
-    page = client.get("/").get_data(as_text=True)
+    assert client.get("/").headers["Location"] == "/support/"
+    page = client.get("/shops").get_data(as_text=True)
     assert page.index("apple bakery") < page.index("Zebra Crafts")
     assert "2 shops" in page
 

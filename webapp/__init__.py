@@ -84,6 +84,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from webapp.admin.routes import bp as admin_bp
     from webapp.auth.routes import bp as auth_bp
     from webapp.callbacks.routes import bp as callbacks_bp
     from webapp.dashboard.routes import bp as dashboard_bp
@@ -99,6 +100,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(callbacks_bp)
     app.register_blueprint(support_bp)
     app.register_blueprint(notifications_bp)
+    app.register_blueprint(admin_bp)
     if app.config["INSTAGRAM_SANDBOX"]:
         # Never in production: load_config refuses INSTAGRAM_SANDBOX there.
         from webapp.sandbox.routes import bp as sandbox_bp
@@ -123,6 +125,9 @@ def register_request_hooks(app: Flask) -> None:
     app.before_request(refuse_nul_bytes)
     app.before_request(enforce_session_limits)
     app.after_request(apply_security_headers)
+    from webapp.support.hooks import register as register_impersonation_hooks
+
+    register_impersonation_hooks(app)
 
 
 def register_template_helpers(app: Flask) -> None:

@@ -42,6 +42,7 @@ class UTCDateTime(TypeDecorator):
 
 class Shop(db.Model):
     __tablename__ = "shops"
+    __table_args__ = (Index("ix_shops_name_lower", text("lower(name)")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120))
@@ -141,8 +142,9 @@ class InstagramConnection(db.Model):
             "state IN ('not_connected', 'healthy', 'expiring', 'degraded', 'needs_reconnect')",
             name="ck_instagram_connections_state",
         ),
-        Index("ix_instagram_connections_state", "state"),
+        Index("ix_instagram_connections_state_changed", "state", "state_changed_at"),
         Index("ix_instagram_connections_due_at", "due_at"),
+        Index("ix_instagram_connections_username_lower", text("lower(username)")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -225,7 +227,19 @@ class ConnectionEvent(db.Model):
     """One thing that happened to a connection; the timeline and the diagnosis read these."""
 
     __tablename__ = "connection_events"
-    __table_args__ = (Index("ix_connection_events_connection_time", "connection_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_connection_events_connection_time", "connection_id", "occurred_at"),
+        Index("ix_connection_events_occurred_at", "occurred_at"),
+        # The fleet's "causes of the last 30 days" reads only events that carry a cause.
+        Index(
+            "ix_connection_events_cause_time",
+            "occurred_at",
+            "cause",
+            "connection_id",
+            postgresql_where=text("cause IS NOT NULL"),
+            sqlite_where=text("cause IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("instagram_connections.id", ondelete="CASCADE"))
@@ -405,3 +419,52 @@ class UsedLinkToken(db.Model):
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Impersonation(db.Model):
+    """A support agent viewing a shop as its merchant: time-boxed, with a reason, always audited."""
+
+    __tablename__ = "impersonations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    subject_user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_reason: Mapped[str | None] = mapped_column(String(40))
+
+    agent: Mapped[User] = relationship(foreign_keys=[agent_id])
+    subject: Mapped[User] = relationship(foreign_keys=[subject_user_id])
+    shop: Mapped[Shop] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Impersonation {self.id} agent={self.agent_id} shop={self.shop_id}>"
+
+
+class AuditEntry(db.Model):
+    """Who did what to whom, and why. Append-only: the database refuses updates and deletes."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_occurred_at", "occurred_at"),
+        Index("ix_audit_log_shop", "subject_shop_id", "occurred_at"),
+        Index("ix_audit_log_actor", "actor_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_label: Mapped[str] = mapped_column(String(300))  # e.g. "agent@support.example (support)" or "Meta"
+    action: Mapped[str] = mapped_column(String(80))
+    subject_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    subject_shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id", ondelete="SET NULL"))
+    impersonation_id: Mapped[int | None] = mapped_column(ForeignKey("impersonations.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    ip_prefix: Mapped[str | None] = mapped_column(String(48))
+    details: Mapped[str | None] = mapped_column(String(1000))
+
+    def __repr__(self) -> str:
+        return f"<AuditEntry {self.action} by {self.actor_label}>"

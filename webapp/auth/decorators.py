@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort
+from flask import abort, g
 from flask_login import current_user, login_required
+
+OWNER_ONLY_MESSAGE = (
+    "While you view the shop as its merchant you cannot connect, reconnect or disconnect Instagram, or change "
+    "the merchant's account. Use “Send reconnect link” so the merchant can do it."
+)
 
 
 def merchant_required(view):
@@ -22,6 +27,8 @@ def merchant_required(view):
 
 
 def staff_required(view):
+    """Support and admin only (never while viewing a shop as its merchant: no nesting)."""
+
     @wraps(view)
     @login_required
     def wrapper(*args, **kwargs):
@@ -30,3 +37,30 @@ def staff_required(view):
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def admin_required(view):
+    @wraps(view)
+    @login_required
+    def wrapper(*args, **kwargs):
+        if current_user.role != "admin":
+            abort(403, description="Only administrators can open this page.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def owner_only(view):
+    """Refuse this view while a support agent is viewing the shop as its merchant (promise 27)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if g.get("impersonation") is not None:
+            abort(403, description=OWNER_ONLY_MESSAGE)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def impersonating() -> bool:
+    return g.get("impersonation") is not None

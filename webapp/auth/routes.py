@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from webapp.auth.decorators import owner_only
 from webapp.auth.forms import ChangePasswordForm, LoginForm, LogoutForm
 from webapp.extensions import limiter
 from webapp.security import mark_session_started, safe_next_url
-from webapp.services import accounts
+from webapp.services import accounts, audit
 
 bp = Blueprint("auth", __name__)
 
@@ -50,6 +51,8 @@ def login():
             session.permanent = True
             mark_session_started(g.now)
             login_user(user)
+            if user.is_staff:
+                audit.record("staff.login", now=g.now, actor=user, ip_prefix=login_session.ip_prefix)
             return redirect(safe_next_url(form.next.data) or _home_for(user))
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
 
@@ -67,6 +70,7 @@ def logout():
 
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
+@owner_only
 def change_password():
     form = ChangePasswordForm()
     if form.validate_on_submit():

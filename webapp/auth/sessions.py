@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import flash, g, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
 from webapp.extensions import db, login_manager
 from webapp.htmx import hx_redirect
 from webapp.models import User
+from webapp.services import impersonation
 from webapp.services.accounts import live_session
 
 SESSION_ENDED_MESSAGE = "Your session has ended. Please log in again."
@@ -15,14 +18,40 @@ SESSION_ENDED_MESSAGE = "Your session has ended. Please log in again."
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    """Load the user only while this browser's server-side session is live."""
+    """Load the user only while this browser's server-side session is live.
+
+    While a support agent views a shop as its merchant, the signed-in user stays the agent (that is
+    whose session is checked), but `current_user` is the merchant, so every merchant page works
+    unchanged; `g.impersonation` says who is really there.
+    """
     try:
         user = db.session.get(User, int(user_id))
     except ValueError:
         return None
     if user is None or live_session(user.id, session.get("sid")) is None:
         return None
+    impersonation_id = session.get("impersonation_id")
+    if impersonation_id is not None:
+        now = g.get("now") or datetime.now(UTC)
+        active, why_ended = impersonation.active(impersonation_id, user, now)
+        if why_ended is None:
+            g.impersonation = active
+            return active.subject
+        if active is not None:
+            impersonation.stop(active, now, why_ended)
+        session.pop("impersonation_id", None)
+        flash(IMPERSONATION_ENDED.get(why_ended, IMPERSONATION_ENDED["ended"]), "info")
+        if not user.active:
+            return None
     return user
+
+
+IMPERSONATION_ENDED = {
+    "expired": "Your time viewing the shop as its merchant ran out; you are back in your own account.",
+    "role_revoked": "Your support role was removed, so viewing the shop as its merchant has ended.",
+    "subject_changed": "The merchant's account changed, so viewing it has ended.",
+    "ended": "Viewing the shop as its merchant has ended.",
+}
 
 
 @login_manager.unauthorized_handler

@@ -8,7 +8,7 @@ from flask import Blueprint, abort, current_app, g, jsonify, render_template, re
 
 from webapp.extensions import csrf, db
 from webapp.models import MetaCallback
-from webapp.services import connections, notifications, signed_request
+from webapp.services import audit, connections, notifications, signed_request
 
 bp = Blueprint("callbacks", __name__, url_prefix="/instagram")
 log = logging.getLogger(__name__)
@@ -29,6 +29,12 @@ def refuse_signed_request(error: signed_request.SignedRequestError):
 def deauthorize():
     payload = _verified_payload()
     changed = connections.apply_deauthorize(payload["user_id"], payload.get("issued_at", 0), g.now)
+    audit.record(
+        "meta.deauthorize",
+        now=g.now,
+        actor=None,
+        details=f"Instagram user {payload['user_id']}: {changed} connection(s) changed",
+    )
     if changed:
         notifications.plan(current_app, g.now, connection_ids=connections.connection_ids_for(payload["user_id"]))
     return jsonify(status="ok", connections_changed=changed)
@@ -39,6 +45,7 @@ def deauthorize():
 def data_deletion():
     payload = _verified_payload()
     callback = connections.request_data_deletion(payload["user_id"], payload.get("issued_at", 0), g.now)
+    audit.record("meta.data_deletion", now=g.now, actor=None, details=f"confirmation {callback.confirmation_code}")
     code = callback.confirmation_code
     base = current_app.config.get("PUBLIC_BASE_URL")
     status_url = (

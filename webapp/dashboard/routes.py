@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, render_template, request
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
@@ -20,7 +20,7 @@ SHOPS_PER_PAGE = 50
 @login_required
 def index():
     if current_user.is_staff:
-        return shops()
+        return redirect(url_for("support.fleet_overview"))
     return render_template("dashboard/index.html", **merchant_dashboard(current_user.shop, g.now))
 
 

@@ -8,7 +8,7 @@ from authlib.integrations.base_client.errors import MismatchingStateError, OAuth
 from flask import Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from webapp.auth.decorators import merchant_required
+from webapp.auth.decorators import merchant_required, owner_only
 from webapp.dashboard.routes import merchant_dashboard
 from webapp.extensions import db, limiter
 from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
@@ -35,6 +35,7 @@ def _client_fingerprint() -> connections.ClientFingerprint:
 
 @bp.post("/connect")
 @merchant_required
+@owner_only
 def connect():
     """Start Instagram Business Login (POST + CSRF, so no other site can start it for the merchant)."""
     ConnectForm()  # CSRFProtect has already checked the token
@@ -43,6 +44,7 @@ def connect():
 
 @bp.get("/callback")
 @merchant_required
+@owner_only
 def callback():
     if request.args.get("error"):
         if request.args.get("error") == "access_denied":
@@ -103,6 +105,7 @@ def callback():
 
 @bp.route("/switch", methods=["GET", "POST"])
 @merchant_required
+@owner_only
 def switch():
     shop = current_user.shop
     pending = connections.live_pending_switch(shop, g.now)
@@ -128,6 +131,7 @@ def switch():
 
 @bp.post("/switch/cancel")
 @merchant_required
+@owner_only
 def cancel_switch():
     connections.cancel_switch(current_user.shop)
     flash("Kept your current Instagram account. Nothing was changed.", "info")
@@ -136,6 +140,7 @@ def cancel_switch():
 
 @bp.route("/disconnect", methods=["GET", "POST"])
 @merchant_required
+@owner_only
 def disconnect():
     connection = connections.connection_for(current_user.shop)
     if not connection.has_token and connection.state == "not_connected":
@@ -262,6 +267,7 @@ def refresh_now():
 
 @bp.route("/reconnect/<token>", methods=["GET", "POST"])
 @merchant_required
+@owner_only
 def reconnect_link(token: str):
     """From a mail: opening the link shows one button; pressing it starts the Instagram login."""
     from webapp.services.notifications import LinkError, read_reconnect_token, use_reconnect_token

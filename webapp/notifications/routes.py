@@ -8,6 +8,7 @@ from flask_wtf import FlaskForm
 from sqlalchemy import func, select, update
 from wtforms import BooleanField, SubmitField
 
+from webapp.auth.decorators import impersonating, owner_only
 from webapp.extensions import db
 from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
 from webapp.models import Notification, User
@@ -55,6 +56,9 @@ def count():
 @login_required
 def mark_read():
     """Mark every notification read (the list page does this when it opens)."""
+    if impersonating():
+        # Support looking at the list must not hide the merchant's unread notices.
+        return make_response("", 204) if is_fragment_request() else redirect(url_for(".index"))
     db.session.execute(
         update(Notification)
         .where(Notification.user_id == current_user.id, Notification.read_at.is_(None))
@@ -68,6 +72,7 @@ def mark_read():
 
 @bp.route("/account/notifications", methods=["GET", "POST"])
 @login_required
+@owner_only
 def settings():
     form = SettingsForm(obj=current_user)
     if form.validate_on_submit():

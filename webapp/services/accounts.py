@@ -86,18 +86,18 @@ def create_user(
     """Create a user after checking role, shop, email uniqueness and password strength."""
     email = User.normalise_email(email)
     if "@" not in email or email.startswith("@") or email.endswith("@"):
-        raise AccountError(f"{email!r} is not an email address.")
+        raise AccountError(f"{email!r} is not an email address.", field="email")
     if role not in ROLES:
-        raise AccountError(f"Role must be one of {', '.join(ROLES)}.")
+        raise AccountError(f"Role must be one of {', '.join(ROLES)}.", field="role")
     if role == "merchant" and shop is None:
         raise AccountError("A merchant must belong to a shop.")
     if role != "merchant" and shop is not None:
         raise AccountError("Support and admin users do not belong to a shop.")
     if find_user_by_email(email):
-        raise AccountError(f"A user with the email {email} already exists.")
+        raise AccountError(f"A user with the email {email} already exists.", field="email")
     problem = password_problem(password, email)
     if problem:
-        raise AccountError(problem)
+        raise AccountError(problem, field="password")
     user = User(email=email, role=role, shop=shop, name=name, created_at=now, password_changed_at=now)
     user.set_password(password)
     db.session.add(user)
@@ -174,3 +174,37 @@ def change_password(user: User, current: str, new: str, now: datetime, keep_sess
     user.password_changed_at = now
     db.session.commit()
     revoke_all_sessions(user, now, keep=keep_session)
+
+
+def change_role(user: User, role: str, *, actor: User, now: datetime) -> None:
+    """Give a staff user another staff role; their sessions end so the change applies at once."""
+    from webapp.services import audit
+
+    if role not in ("support", "admin"):
+        raise AccountError("Staff roles are support and admin.")
+    if not user.is_staff:
+        raise AccountError("Only staff roles can be changed here.")
+    if user.id == actor.id:
+        raise AccountError("You cannot change your own role.")
+    previous = user.role
+    user.role = role
+    audit.record(
+        "staff.role_changed", now=now, actor=actor, subject_user=user, details=f"{previous} -> {role}", commit=False
+    )
+    db.session.commit()
+    revoke_all_sessions(user, now)
+
+
+def set_active(user: User, active: bool, *, actor: User, now: datetime) -> None:
+    """Deactivate (every session ends) or reactivate a staff user."""
+    from webapp.services import audit
+
+    if user.id == actor.id:
+        raise AccountError("You cannot deactivate yourself.")
+    user.active = active
+    audit.record(
+        "staff.activated" if active else "staff.deactivated", now=now, actor=actor, subject_user=user, commit=False
+    )
+    db.session.commit()
+    if not active:
+        revoke_all_sessions(user, now)

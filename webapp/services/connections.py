@@ -307,9 +307,19 @@ def cancel_switch(shop: Shop) -> None:
 
 def disconnect(connection: InstagramConnection, user: User, now: datetime) -> None:
     """Delete the token and mark the shop not connected; the history stays."""
+    from webapp.services import audit
+
     forget_token(connection)
     set_state(connection, "not_connected", now)
     record_event(connection, "disconnected", now, Actor.for_user(user), message="Disconnected by the shop.")
+    audit.record(
+        "instagram.disconnected",
+        now=now,
+        actor=user,
+        subject_user=user,
+        subject_shop_id=connection.shop_id,
+        commit=False,
+    )
     db.session.commit()
 
 

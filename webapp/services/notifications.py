@@ -138,6 +138,7 @@ def _compose(app: Flask, notice: Notice, connection: InstagramConnection, person
             "reminder": f"Reminder: Instagram is still disconnected from {shop}",
             "expiry_warning": f"Instagram connection for {shop} ends in {notice.days} days",
             "restored": f"Instagram is connected again for {shop}",
+            "reconnect_link": f"Your link to reconnect Instagram for {shop}",
         }
         context = {
             "notice": notice,
@@ -167,6 +168,7 @@ IN_APP_TITLES = {
     "reminder": "Instagram is still disconnected",
     "expiry_warning": "Instagram connection ends soon",
     "restored": "Instagram is connected again",
+    "reconnect_link": "Support sent you a reconnect link",
 }
 
 
@@ -310,3 +312,33 @@ def deliver(app: Flask, now: datetime, limit: int = 20) -> dict:
         mail.lease_expires_at = None
         db.session.commit()
     return results
+
+
+def send_reconnect_link(
+    app: Flask,
+    connection: InstagramConnection,
+    agent: User,
+    now: datetime,
+    *,
+    impersonation_id: int | None = None,
+    ip_prefix: str | None = None,
+) -> int:
+    """Mail each merchant of the shop a fresh reconnect link, at support's request. Returns how many."""
+    from webapp.services import audit
+
+    people = [u for u in connection.shop.users if u.active and u.role == "merchant"]
+    notice = Notice("reconnect_link", f"c{connection.id}:link{now:%Y%m%dT%H%M%S%f}")
+    for person in people:
+        _record(app, notice, connection, person, now)
+        audit.record(
+            "reconnect_link.sent",
+            now=now,
+            actor=agent,
+            subject_user=person,
+            subject_shop_id=connection.shop_id,
+            impersonation_id=impersonation_id,
+            ip_prefix=ip_prefix,
+            commit=False,
+        )
+    db.session.commit()
+    return len(people)

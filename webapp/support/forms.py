@@ -1,5 +1,5 @@
 from flask_wtf import FlaskForm
-from wtforms import SubmitField, TextAreaField
+from wtforms import PasswordField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 
@@ -12,3 +12,14 @@ class ExplainErrorForm(FlaskForm):
         ],
     )
     submit = SubmitField("Explain")
+
+
+class ImpersonateForm(FlaskForm):
+    reason = TextAreaField(
+        "Reason (ticket number, what the merchant asked)",
+        validators=[DataRequired(message="Give a reason; it is kept in the audit log."), Length(max=500)],
+    )
+    password = PasswordField(
+        "Your password", validators=[DataRequired(message="Enter your own password to confirm it is you.")]
+    )
+    submit = SubmitField("View as merchant")

@@ -1,14 +1,175 @@
-"""Tools for support agents (roles support and admin)."""
+"""Tools for support agents (roles support and admin): fleet, shops, viewing as merchant, errors, outbox."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
 
 from webapp.auth.decorators import staff_required
+from webapp.dashboard.routes import merchant_dashboard
+from webapp.extensions import db, limiter
+from webapp.instagram.oauth import instagram_client, keep_alive_policy, token_vault
+from webapp.models import AuditEntry, OutboundMail, Shop
+from webapp.services import fleet, impersonation, lifecycle, notifications
+from webapp.services.connections import Actor, connection_for
 from webapp.services.diagnosis import explain_error
-from webapp.support.forms import ExplainErrorForm
+from webapp.services.fingerprint import ip_prefix
+from webapp.support.forms import ExplainErrorForm, ImpersonateForm
 
 bp = Blueprint("support", __name__, url_prefix="/support")
+PER_PAGE = 50
+
+
+@bp.get("/")
+@staff_required
+def fleet_overview():
+    """Every shop at a glance: counts per state, recent causes, who needs attention (longest first)."""
+    search = request.args.get("q", "").strip()[:100]
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        abort(404)
+    if search:
+        results = db.paginate(fleet.search_shops(search), page=page, per_page=PER_PAGE, error_out=False)
+        return render_template("support/search.html", results=results, search=search)
+    attention = db.paginate(fleet.needs_attention(), page=page, per_page=PER_PAGE, error_out=True)
+    return render_template(
+        "support/fleet.html",
+        counts=fleet.state_counts(),
+        causes=fleet.recent_causes(g.now),
+        attention=attention,
+        search=search,
+    )
+
+
+@bp.get("/shops/<int:shop_id>")
+@staff_required
+def shop_detail(shop_id: int):
+    shop = db.get_or_404(Shop, shop_id, description="There is no shop with that number.")
+    context = merchant_dashboard(shop, g.now)
+    mails = db.session.scalars(
+        select(OutboundMail)
+        .where(OutboundMail.user_id.in_([u.id for u in shop.users]))
+        .order_by(OutboundMail.id.desc())
+        .limit(20)
+    ).all()
+    audit_rows = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.subject_shop_id == shop.id).order_by(AuditEntry.id.desc()).limit(20)
+    ).all()
+    return render_template(
+        "support/shop.html",
+        form=ImpersonateForm(),
+        mails=mails,
+        audit_rows=audit_rows,
+        merchant=impersonation.shop_merchant(shop),
+        **context,
+    )
+
+
+@bp.post("/shops/<int:shop_id>/impersonate")
+@staff_required
+def impersonate(shop_id: int):
+    """Start viewing the shop as its merchant: POST + CSRF + a reason + the agent's own password."""
+    shop = db.get_or_404(Shop, shop_id, description="There is no shop with that number.")
+    form = ImpersonateForm()
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(error, "error")
+        return redirect(url_for(".shop_detail", shop_id=shop.id))
+    try:
+        started = impersonation.start(
+            agent=current_user,
+            shop=shop,
+            reason=form.reason.data,
+            password=form.password.data,
+            now=g.now,
+            minutes=current_app.config["IMPERSONATION_MINUTES"],
+            ip_prefix=ip_prefix(request.remote_addr),
+            nested="impersonation_id" in session,
+        )
+    except impersonation.ImpersonationRefused as refusal:
+        flash(str(refusal), "error")
+        return redirect(url_for(".shop_detail", shop_id=shop.id))
+    session["impersonation_id"] = started.id
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.post("/impersonation/stop")
+@login_required
+def stop_impersonation():
+    active = g.get("impersonation")
+    if active is None:
+        flash("You were not viewing a shop as its merchant.", "info")
+        return redirect(url_for(".fleet_overview"))
+    impersonation.stop(active, g.now, "stopped", ip_prefix(request.remote_addr))
+    session.pop("impersonation_id", None)
+    flash(f"Stopped viewing {active.shop.name} as its merchant.", "success")
+    return redirect(url_for(".shop_detail", shop_id=active.shop_id))
+
+
+def _agent():
+    """The real support person: the impersonating agent, or the signed-in staff user."""
+    active = g.get("impersonation")
+    if active is not None:
+        return active.agent
+    if current_user.is_authenticated and current_user.is_staff:
+        return current_user
+    abort(403)
+
+
+def _shop_key() -> str:
+    return f"support-shop:{request.view_args.get('shop_id')}"
+
+
+@bp.post("/shops/<int:shop_id>/reconnect-link")
+@login_required
+@limiter.limit("5 per hour", key_func=_shop_key)
+def send_reconnect_link(shop_id: int):
+    """Mail the shop's merchants a signed, single-use reconnect link (from support or while viewing)."""
+    agent = _agent()
+    active = g.get("impersonation")
+    if active is not None and active.shop_id != shop_id:
+        abort(403)
+    shop = db.get_or_404(Shop, shop_id, description="There is no shop with that number.")
+    sent = notifications.send_reconnect_link(
+        current_app,
+        connection_for(shop),
+        agent,
+        g.now,
+        impersonation_id=active.id if active else None,
+        ip_prefix=ip_prefix(request.remote_addr),
+    )
+    if sent:
+        flash(f"Reconnect link sent to {sent} merchant login(s) of {shop.name}.", "success")
+    else:
+        flash(f"{shop.name} has no active merchant login to send a link to.", "warning")
+    return redirect(url_for("dashboard.index") if active else url_for(".shop_detail", shop_id=shop.id))
+
+
+@bp.post("/shops/<int:shop_id>/test")
+@staff_required
+@limiter.limit("6 per minute", key_func=_shop_key)
+def test_connection(shop_id: int):
+    shop = db.get_or_404(Shop, shop_id, description="There is no shop with that number.")
+    connection = connection_for(shop)
+    try:
+        result = lifecycle.run_now(
+            connection.id,
+            "check",
+            actor=Actor("support", current_user.id),
+            now=g.now,
+            client=instagram_client(),
+            vault=token_vault(),
+            policy=keep_alive_policy(),
+        )
+    except lifecycle.ConnectionBusy:
+        flash("An automatic check is running right now. Try again in a few seconds.", "info")
+    else:
+        flash(result.message, result.level)
+        if result.summary in ("needs_reconnect", "recovered"):
+            notifications.plan(current_app, g.now, connection_ids=[connection.id])
+    return redirect(url_for(".shop_detail", shop_id=shop.id))
 
 
 @bp.route("/explain", methods=["GET", "POST"])
@@ -24,12 +185,6 @@ def explain():
 @staff_required
 def outbox():
     """Every mail the dashboard wrote, newest first, with its delivery status (also without MAIL_URL)."""
-    from flask import request
-    from sqlalchemy import select
-
-    from webapp.extensions import db
-    from webapp.models import OutboundMail
-
     page = request.args.get("page", 1, type=int)
     pagination = db.paginate(select(OutboundMail).order_by(OutboundMail.id.desc()), page=page, per_page=25)
     return render_template("support/outbox.html", pagination=pagination)
@@ -38,8 +193,5 @@ def outbox():
 @bp.get("/outbox/<int:mail_id>")
 @staff_required
 def outbox_mail(mail_id: int):
-    from webapp.extensions import db
-    from webapp.models import OutboundMail
-
     mail = db.get_or_404(OutboundMail, mail_id, description="There is no mail with that number.")
     return render_template("support/outbox_mail.html", mail=mail)

@@ -1,0 +1,107 @@
+"""Administrators: staff accounts and the audit log."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import EmailField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+from webapp.auth.decorators import admin_required
+from webapp.extensions import db
+from webapp.models import STAFF_ROLES, AuditEntry, User
+from webapp.services import accounts, audit
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+class StaffForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(message="Enter an email."), Length(max=254)])
+    name = StringField("Name", validators=[Length(max=120)])
+    role = SelectField("Role", choices=[("support", "Support"), ("admin", "Admin")])
+    password = PasswordField("First password", validators=[DataRequired(message="Set a first password.")])
+    submit = SubmitField("Create staff login")
+
+
+@bp.route("/staff", methods=["GET", "POST"])
+@admin_required
+def staff():
+    form = StaffForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.create_user(
+                email=form.email.data,
+                password=form.password.data,
+                role=form.role.data,
+                name=form.name.data or "",
+                now=g.now,
+            )
+        except accounts.AccountError as error:
+            db.session.rollback()
+            form.email.errors.append(str(error)) if "email" in str(error).lower() else form.password.errors.append(
+                str(error)
+            )
+        else:
+            audit.record(
+                "staff.created", now=g.now, actor=current_user, subject_user=user, details=user.role, commit=False
+            )
+            db.session.commit()
+            flash(f"Created {user.role} login {user.email}.", "success")
+            return redirect(url_for(".staff"))
+    people = db.session.scalars(select(User).where(User.role.in_(STAFF_ROLES)).order_by(User.email)).all()
+    return render_template("admin/staff.html", form=form, people=people), 400 if form.errors else 200
+
+
+def _staff_member(user_id: int) -> User:
+    user = db.get_or_404(User, user_id, description="There is no user with that number.")
+    if not user.is_staff:
+        abort(404, description="There is no staff member with that number.")
+    return user
+
+
+@bp.post("/staff/<int:user_id>/role")
+@admin_required
+def change_role(user_id: int):
+    user = _staff_member(user_id)
+    try:
+        accounts.change_role(user, request.form.get("role", ""), actor=current_user, now=g.now)
+    except accounts.AccountError as error:
+        flash(str(error), "error")
+    else:
+        flash(f"{user.email} is now {user.role}; their sessions were ended.", "success")
+    return redirect(url_for(".staff"))
+
+
+@bp.post("/staff/<int:user_id>/active")
+@admin_required
+def set_active(user_id: int):
+    user = _staff_member(user_id)
+    active = request.form.get("active") == "1"
+    try:
+        accounts.set_active(user, active, actor=current_user, now=g.now)
+    except accounts.AccountError as error:
+        flash(str(error), "error")
+    else:
+        flash(f"{user.email} {'reactivated' if active else 'deactivated; their sessions were ended'}.", "success")
+    return redirect(url_for(".staff"))
+
+
+@bp.get("/audit")
+@admin_required
+def audit_log():
+    """Browse the append-only audit log, filtered by actor, action or shop."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc())
+    actor = request.args.get("actor", "").strip()
+    action = request.args.get("action", "").strip()
+    shop = request.args.get("shop", type=int)
+    if actor:
+        query = query.where(AuditEntry.actor_label.ilike(f"%{actor}%"))
+    if action:
+        query = query.where(AuditEntry.action.ilike(f"{action}%"))
+    if shop:
+        query = query.where(AuditEntry.subject_shop_id == shop)
+    page = request.args.get("page", 1, type=int)
+    pagination = db.paginate(query, page=page, per_page=50, error_out=True)
+    return render_template("admin/audit.html", pagination=pagination, actor=actor, action=action, shop=shop)

@@ -1,0 +1,72 @@
+"""The whole fleet for support: counts per state, recent causes, who needs attention, search."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import distinct, func, or_, select
+
+from webapp.extensions import db
+from webapp.models import ConnectionEvent, InstagramConnection, Shop, User
+
+ATTENTION_STATES = ("needs_reconnect", "expiring", "degraded")
+STATE_ORDER = ("needs_reconnect", "expiring", "degraded", "healthy", "not_connected")
+
+
+def state_counts() -> dict[str, int]:
+    """Shops per connection state; a shop that never connected counts as not connected."""
+    counts = dict(
+        db.session.execute(select(InstagramConnection.state, func.count()).group_by(InstagramConnection.state)).all()
+    )
+    shops = db.session.scalar(select(func.count(Shop.id)))
+    with_connection = sum(counts.values())
+    counts["not_connected"] = counts.get("not_connected", 0) + max(shops - with_connection, 0)
+    return {state: counts.get(state, 0) for state in STATE_ORDER}
+
+
+def recent_causes(now: datetime, days: int = 30) -> list[tuple[str, int]]:
+    """Causes seen in the last `days`, with how many connections each touched, most first."""
+    rows = db.session.execute(
+        select(ConnectionEvent.cause, func.count(distinct(ConnectionEvent.connection_id)))
+        .where(ConnectionEvent.cause.is_not(None), ConnectionEvent.occurred_at >= now - timedelta(days=days))
+        .group_by(ConnectionEvent.cause)
+        .order_by(func.count(distinct(ConnectionEvent.connection_id)).desc())
+    ).all()
+    return [(cause, count) for cause, count in rows]
+
+
+def needs_attention(search: str | None = None):
+    """Connections in trouble, longest in trouble first, with their shops."""
+    query = (
+        select(InstagramConnection, Shop)
+        .join(Shop, Shop.id == InstagramConnection.shop_id)
+        .where(InstagramConnection.state.in_(ATTENTION_STATES))
+        .order_by(InstagramConnection.state_changed_at.asc().nulls_first(), InstagramConnection.id)
+    )
+    return _filtered(query, search)
+
+
+def search_shops(search: str):
+    """Any shop whose name, domain, Instagram @username or a login email matches."""
+    query = (
+        select(Shop, InstagramConnection)
+        .outerjoin(InstagramConnection, InstagramConnection.shop_id == Shop.id)
+        .order_by(func.lower(Shop.name), Shop.id)
+    )
+    return _filtered(query, search)
+
+
+def _filtered(query, search: str | None):
+    term = (search or "").strip().lower().lstrip("@")
+    if not term:
+        return query
+    pattern = f"%{term.replace('%', '').replace('_', '')}%"
+    emails = select(User.shop_id).where(func.lower(User.email).like(pattern), User.shop_id.is_not(None))
+    return query.where(
+        or_(
+            func.lower(Shop.name).like(pattern),
+            func.lower(Shop.domain).like(pattern),
+            func.lower(InstagramConnection.username).like(pattern),
+            Shop.id.in_(emails),
+        )
+    )

@@ -1,0 +1,106 @@
+"""Support agents viewing a shop as its merchant (after django-hijack): rules, time box, audit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.models import Impersonation, Shop, User
+from webapp.services import audit
+from webapp.services.connections import Actor, connection_for, record_event
+
+MIN_REASON_LENGTH = 8
+
+
+class ImpersonationRefused(Exception):
+    """The rules do not allow this impersonation; the message is for the agent."""
+
+
+def shop_merchant(shop: Shop) -> User | None:
+    return db.session.scalar(
+        select(User).where(User.shop_id == shop.id, User.role == "merchant", User.active.is_(True)).order_by(User.id)
+    )
+
+
+def start(
+    *, agent: User, shop: Shop, reason: str, password: str, now: datetime, minutes: int, ip_prefix: str, nested: bool
+) -> Impersonation:
+    """Begin viewing `shop` as its merchant; every rule of promises 25 and 26 is checked here."""
+    if not agent.is_staff or not agent.active:
+        raise ImpersonationRefused("Only support staff can view a shop as its merchant.")
+    if nested:
+        raise ImpersonationRefused("You are already viewing a shop as its merchant. Stop that first.")
+    if not agent.check_password(password or ""):
+        raise ImpersonationRefused("Your password is not correct. Enter your own password to confirm it is you.")
+    reason = (reason or "").strip()
+    if len(reason) < MIN_REASON_LENGTH:
+        raise ImpersonationRefused("Give a reason (for example the ticket number) of at least 8 characters.")
+    subject = shop_merchant(shop)
+    if subject is None:
+        raise ImpersonationRefused("This shop has no active merchant login to view as.")
+    if subject.is_staff:  # belt and braces: only merchants are ever impersonated
+        raise ImpersonationRefused("Staff accounts cannot be impersonated.")
+    session = Impersonation(
+        agent_id=agent.id,
+        subject_user_id=subject.id,
+        shop_id=shop.id,
+        reason=reason,
+        started_at=now,
+        expires_at=now + timedelta(minutes=minutes),
+    )
+    db.session.add(session)
+    db.session.flush()
+    audit.record(
+        "impersonation.start",
+        now=now,
+        actor=agent,
+        subject_user=subject,
+        subject_shop_id=shop.id,
+        impersonation_id=session.id,
+        reason=reason,
+        ip_prefix=ip_prefix,
+        commit=False,
+    )
+    record_event(
+        connection_for(shop),
+        "support_viewed",
+        now,
+        Actor("support", agent.id),
+        message=f"Support ({agent.display_name}) viewed your shop: {reason}",
+    )
+    db.session.commit()
+    return session
+
+
+def active(impersonation_id: int, agent: User, now: datetime) -> tuple[Impersonation | None, str | None]:
+    """The impersonation if it may go on, else (None, why it ended)."""
+    session = db.session.get(Impersonation, impersonation_id)
+    if session is None or session.agent_id != agent.id or session.ended_at is not None:
+        return None, "ended"
+    if not agent.active or not agent.is_staff:
+        return session, "role_revoked"
+    if now >= session.expires_at:
+        return session, "expired"
+    if session.subject.is_staff or not session.subject.active:
+        return session, "subject_changed"
+    return session, None
+
+
+def stop(session: Impersonation, now: datetime, why: str, ip_prefix: str | None = None) -> None:
+    if session.ended_at is not None:
+        return
+    session.ended_at, session.ended_reason = now, why
+    audit.record(
+        "impersonation.stop",
+        now=now,
+        actor=session.agent,
+        subject_user=session.subject,
+        subject_shop_id=session.shop_id,
+        impersonation_id=session.id,
+        reason=why,
+        ip_prefix=ip_prefix,
+        commit=False,
+    )
+    db.session.commit()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Flask, current_app, g
 
@@ -47,5 +47,6 @@ def register(app: Flask) -> None:
             "htmx_integrity": HTMX_INTEGRITY,
             "htmx_local_path": HTMX_LOCAL_PATH,
             "sandbox_enabled": current_app.config.get("INSTAGRAM_SANDBOX"),
-            "request_now": getattr(g, "now", None),
+            # g.now is stamped per request; an early error (e.g. CSRF) can render before that.
+            "request_now": g.get("now") or datetime.now(UTC),
         }

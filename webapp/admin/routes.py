@@ -7,6 +7,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import EmailField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from webapp.auth.decorators import admin_required
@@ -20,7 +21,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 class StaffForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(message="Enter an email."), Length(max=254)])
     name = StringField("Name", validators=[Length(max=120)])
-    role = SelectField("Role", choices=[("support", "Support"), ("admin", "Admin")])
+    role = SelectField("Role", choices=[SelectChoice("support", "Support"), SelectChoice("admin", "Admin")])
     password = PasswordField("First password", validators=[DataRequired(message="Set a first password.")])
     submit = SubmitField("Create staff login")
 

@@ -29,6 +29,9 @@ def load_user(user_id: str) -> User | None:
     except ValueError:
         return None
     if user is None or live_session(user.id, session.get("sid")) is None:
+        if user is not None and "impersonation_id" in session:
+            # The agent's own session was revoked (role removed, deactivated): end the view too.
+            impersonation.end_all_for(user, g.get("now") or datetime.now(UTC), "role_revoked")
         return None
     impersonation_id = session.get("impersonation_id")
     if impersonation_id is not None:

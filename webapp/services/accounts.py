@@ -193,6 +193,9 @@ def change_role(user: User, role: str, *, actor: User, now: datetime) -> None:
     )
     db.session.commit()
     revoke_all_sessions(user, now)
+    from webapp.services.impersonation import end_all_for
+
+    end_all_for(user, now, "role_revoked")
 
 
 def set_active(user: User, active: bool, *, actor: User, now: datetime) -> None:
@@ -208,3 +211,6 @@ def set_active(user: User, active: bool, *, actor: User, now: datetime) -> None:
     db.session.commit()
     if not active:
         revoke_all_sessions(user, now)
+        from webapp.services.impersonation import end_all_for
+
+        end_all_for(user, now, "role_revoked")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import distinct, func, or_, select
+from sqlalchemy.orm import contains_eager
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, InstagramConnection, Shop, User
@@ -36,10 +37,11 @@ def recent_causes(now: datetime, days: int = 30) -> list[tuple[str, int]]:
 
 
 def needs_attention(search: str | None = None):
-    """Connections in trouble, longest in trouble first, with their shops."""
+    """Connections in trouble, longest in trouble first, each with its shop loaded."""
     query = (
-        select(InstagramConnection, Shop)
+        select(InstagramConnection)
         .join(Shop, Shop.id == InstagramConnection.shop_id)
+        .options(contains_eager(InstagramConnection.shop))
         .where(InstagramConnection.state.in_(ATTENTION_STATES))
         .order_by(InstagramConnection.state_changed_at.asc().nulls_first(), InstagramConnection.id)
     )
@@ -49,8 +51,9 @@ def needs_attention(search: str | None = None):
 def search_shops(search: str):
     """Any shop whose name, domain, Instagram @username or a login email matches."""
     query = (
-        select(Shop, InstagramConnection)
+        select(Shop)
         .outerjoin(InstagramConnection, InstagramConnection.shop_id == Shop.id)
+        .options(contains_eager(Shop.instagram_connection))
         .order_by(func.lower(Shop.name), Shop.id)
     )
     return _filtered(query, search)
@@ -60,13 +63,14 @@ def _filtered(query, search: str | None):
     term = (search or "").strip().lower().lstrip("@")
     if not term:
         return query
-    pattern = f"%{term.replace('%', '').replace('_', '')}%"
-    emails = select(User.shop_id).where(func.lower(User.email).like(pattern), User.shop_id.is_not(None))
+    # Usernames are full of "_", a LIKE wildcard: escape wildcards so they match themselves.
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+
+    def matches(column):
+        return func.lower(column).like(pattern, escape="\\")
+
+    emails = select(User.shop_id).where(matches(User.email), User.shop_id.is_not(None))
     return query.where(
-        or_(
-            func.lower(Shop.name).like(pattern),
-            func.lower(Shop.domain).like(pattern),
-            func.lower(InstagramConnection.username).like(pattern),
-            Shop.id.in_(emails),
-        )
+        or_(matches(Shop.name), matches(Shop.domain), matches(InstagramConnection.username), Shop.id.in_(emails))
     )

@@ -104,3 +104,13 @@ def stop(session: Impersonation, now: datetime, why: str, ip_prefix: str | None 
         commit=False,
     )
     db.session.commit()
+
+
+def end_all_for(agent: User, now: datetime, why: str) -> int:
+    """End every running impersonation of this agent (their role or account changed)."""
+    running = db.session.scalars(
+        select(Impersonation).where(Impersonation.agent_id == agent.id, Impersonation.ended_at.is_(None))
+    ).all()
+    for session in running:
+        stop(session, now, why)
+    return len(running)

@@ -1,0 +1,440 @@
+"""Support: fleet, search, shop detail, view-as-merchant, audit log, staff (promises 25-29)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DatabaseError
+
+from tests.conftest import AuthActions
+from tests.factories import DEFAULT_PASSWORD, make_connection, make_shop, make_user
+from webapp.models import AuditEntry, ConnectionEvent, Impersonation, InstagramConnection, OutboundMail
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def shop():
+    shop = make_shop(name="Bloom & Stem", domain="bloom.example")
+    make_user(shop=shop, email="maya@bloom.example", name="Maya")
+    make_connection(shop, username="bloom_and_stem", token="IGAAsupport-canary-99")
+    return shop
+
+
+@pytest.fixture
+def agent(auth):
+    user = make_user(role="support", email="sam@support.example", name="Sam")
+    auth.login_as(user)
+    return user
+
+
+def impersonate(client, auth, shop, reason="Ticket 4411: merchant cannot connect", password=DEFAULT_PASSWORD):
+    token = auth.csrf_token(f"/support/shops/{shop.id}")
+    return client.post(
+        f"/support/shops/{shop.id}/impersonate", data={"csrf_token": token, "reason": reason, "password": password}
+    )
+
+
+def audit_actions(db) -> list[str]:
+    db.session.expire_all()
+    return [row.action for row in db.session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+
+
+# ---- promise 25 ---------------------------------------------------------------------------------
+
+
+def test_agent_views_the_shop_as_its_merchant(client, auth, db, shop, agent):
+    """Promise 25/26: start with reason and password, land on the merchant's dashboard with a banner."""
+    response = impersonate(client, auth, shop)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    page = client.get("/").get_data(as_text=True)
+    assert "<h1>Bloom &amp; Stem</h1>" in page
+    assert 'id="impersonation-banner"' in page and "You are viewing <strong>Bloom &amp; Stem</strong> as Maya" in page
+    assert "IGAAsupport-canary-99" not in page  # promise 16: only the fingerprint
+    session = db.session.scalar(select(Impersonation))
+    assert session.reason == "Ticket 4411: merchant cannot connect"
+    assert session.expires_at - session.started_at == timedelta(minutes=30)
+
+
+def test_merchants_cannot_impersonate(client, auth, db, shop):
+    """Promise 25: only support staff impersonate."""
+    other_merchant = make_user(shop=make_shop())
+    auth.login_as(other_merchant)
+    assert impersonate(client, auth, shop).status_code == 403
+    assert db.session.scalar(select(func.count(Impersonation.id))) == 0
+
+
+def test_shop_without_a_merchant_cannot_be_viewed(client, auth, db, agent):
+    """Promise 25: only merchants are impersonated."""
+    empty = make_shop(name="No logins")
+    response = impersonate(client, auth, empty)
+    assert response.status_code == 302
+    assert "no active merchant login" in client.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def test_never_nested(client, auth, db, shop, agent):
+    """Promise 25: while viewing as a merchant, staff pages (and a second start) are refused."""
+    impersonate(client, auth, shop)
+    second = make_shop(name="Second")
+    make_user(shop=second)
+    token = auth.csrf_token("/")
+    refused = client.post(
+        f"/support/shops/{second.id}/impersonate",
+        data={"csrf_token": token, "reason": "another ticket 12", "password": DEFAULT_PASSWORD},
+    )
+    assert refused.status_code == 403
+    assert client.get("/support/").status_code == 403
+    assert db.session.scalar(select(func.count(Impersonation.id))) == 1
+
+
+# ---- promise 26 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reason,password,message",
+    [
+        ("", DEFAULT_PASSWORD, "Give a reason"),
+        ("short", DEFAULT_PASSWORD, "at least 8 characters"),
+        ("Ticket 4411: merchant asks", "not-my-password", "Your password is not correct"),
+        ("Ticket 4411: merchant asks", "", "Enter your own password"),
+    ],
+)
+def test_start_needs_a_reason_and_the_agents_password(client, auth, db, shop, agent, reason, password, message):
+    """Promise 26."""
+    response = impersonate(client, auth, shop, reason=reason, password=password)
+    assert response.status_code == 302
+    assert message in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert db.session.scalar(select(func.count(Impersonation.id))) == 0
+
+
+def test_start_and_stop_are_post_with_csrf(client, auth, shop, agent):
+    """Promise 26."""
+    assert client.get(f"/support/shops/{shop.id}/impersonate").status_code == 405
+    no_csrf = client.post(
+        f"/support/shops/{shop.id}/impersonate", data={"reason": "Ticket 4411 x", "password": DEFAULT_PASSWORD}
+    )
+    assert no_csrf.status_code == 400
+    impersonate(client, auth, shop)
+    assert client.get("/support/impersonation/stop").status_code == 405
+    assert client.post("/support/impersonation/stop").status_code == 400
+
+
+def test_time_box_ends_it_on_the_next_request(client, auth, db, shop, agent):
+    """Promise 26: the hard time limit."""
+    impersonate(client, auth, shop)
+    session = db.session.scalar(select(Impersonation))
+    session.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    db.session.commit()
+    assert client.get("/").headers["Location"] == "/support/"
+    page = client.get("/support/").get_data(as_text=True)
+    assert "Your time viewing the shop as its merchant ran out" in page
+    db.session.expire_all()
+    assert db.session.scalar(select(Impersonation)).ended_reason == "expired"
+    assert audit_actions(db)[-1] == "impersonation.stop"
+
+
+def test_banner_is_on_fragments_too(client, auth, shop, agent):
+    """Promise 26: the banner shows on every fragment (out of band)."""
+    impersonate(client, auth, shop)
+    fragment = client.get("/instagram/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<html" not in fragment
+    assert 'id="impersonation-banner"' in fragment and 'hx-swap-oob="true"' in fragment
+
+
+def test_stop_returns_to_the_shop_page(client, auth, db, shop, agent):
+    impersonate(client, auth, shop)
+    response = client.post("/support/impersonation/stop", data={"csrf_token": auth.csrf_token("/")})
+    assert response.headers["Location"] == f"/support/shops/{shop.id}"
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Stopped viewing Bloom &amp; Stem" in page and 'id="impersonation-banner"' not in page
+
+
+# ---- promise 27 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("POST", "/instagram/connect"),
+        ("GET", "/instagram/disconnect"),
+        ("POST", "/instagram/disconnect"),
+        ("GET", "/instagram/switch"),
+        ("POST", "/instagram/switch/cancel"),
+        ("GET", "/instagram/callback?code=x&state=y"),
+        ("GET", "/account/password"),
+        ("POST", "/account/password"),
+        ("GET", "/account/notifications"),
+        ("GET", "/instagram/reconnect/sometoken"),
+    ],
+)
+def test_owner_only_actions_are_refused(client, auth, db, shop, agent, method, path):
+    """Promise 27: no connecting, disconnecting, or changing the merchant's account."""
+    impersonate(client, auth, shop)
+    token = auth.csrf_token("/")
+    response = client.open(
+        path,
+        method=method,
+        data={
+            "csrf_token": token,
+            "confirm": "y",
+            "current_password": DEFAULT_PASSWORD,
+            "new_password": "x" * 12,
+            "confirm_password": "x" * 12,
+        },
+    )
+    assert response.status_code == 403
+    assert "Send reconnect link" in response.get_data(as_text=True)
+    db.session.expire_all()
+    connection = db.session.scalar(select(InstagramConnection))
+    assert connection.state == "healthy" and connection.has_token
+
+
+def test_agent_can_send_a_reconnect_link_and_test_while_viewing(client, auth, db, shop, agent, requests_mock):
+    impersonate(client, auth, shop)
+    token = auth.csrf_token("/")
+    sent = client.post(f"/support/shops/{shop.id}/reconnect-link", data={"csrf_token": token})
+    assert sent.status_code == 302 and sent.headers["Location"] == "/"
+    assert "Reconnect link sent to 1 merchant login(s)" in client.get("/").get_data(as_text=True)
+    assert db.session.scalar(select(OutboundMail.kind)) == "reconnect_link"
+    connection = db.session.scalar(select(InstagramConnection))
+    requests_mock.get("https://graph.instagram.com/v23.0/me", json={"user_id": connection.instagram_user_id})
+    tested = client.post("/instagram/test", headers={"HX-Request": "true", "X-CSRFToken": token})
+    assert tested.status_code == 200 and "everything works" in tested.get_data(as_text=True)
+
+
+def test_viewing_does_not_mark_the_merchants_notifications_read(client, auth, db, shop, agent):
+    impersonate(client, auth, shop)
+    response = client.post("/notifications/read", headers={"HX-Request": "true", "X-CSRFToken": auth.csrf_token("/")})
+    assert response.status_code == 204 and "HX-Trigger" not in response.headers
+
+
+# ---- promise 28 ---------------------------------------------------------------------------------
+
+
+def test_everything_is_attributable(client, auth, db, shop, agent, requests_mock):
+    """Promise 28: start, every write, stop: audit rows with the real actor and the subject."""
+    impersonate(client, auth, shop)
+    connection = db.session.scalar(select(InstagramConnection))
+    requests_mock.get("https://graph.instagram.com/v23.0/me", json={"user_id": connection.instagram_user_id})
+    token = auth.csrf_token("/")
+    client.post("/instagram/test", data={"csrf_token": token})
+    client.post("/support/impersonation/stop", data={"csrf_token": token})
+    db.session.expire_all()
+    rows = db.session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [r.action for r in rows] == [
+        "staff.login",
+        "impersonation.start",
+        "impersonation.write",
+        "impersonation.stop",
+    ]
+    for row in rows[1:]:
+        assert row.actor_id == agent.id and row.actor_label == "sam@support.example (support)"
+        assert row.subject_shop_id == shop.id and row.impersonation_id is not None
+    assert rows[1].reason == "Ticket 4411: merchant cannot connect" and rows[1].ip_prefix == "127.0.0.0/24"
+    assert "POST /instagram/test" in rows[2].details
+    # Merchants see in their timeline that support viewed their shop.
+    event = db.session.scalar(select(ConnectionEvent).where(ConnectionEvent.kind == "support_viewed"))
+    assert event.actor_kind == "support" and "Ticket 4411" in event.message
+
+
+def test_audit_log_is_append_only_in_the_database(db, shop, agent):
+    """Promise 28: the database itself refuses updates and deletes."""
+    assert db.session.scalar(select(func.count(AuditEntry.id))) >= 1
+    for statement in ("UPDATE audit_log SET action = 'forged'", "DELETE FROM audit_log"):
+        with pytest.raises(DatabaseError, match="append-only"):
+            db.session.execute(text(statement))
+        db.session.rollback()
+    assert "forged" not in audit_actions(db)
+
+
+# ---- promise 29 ---------------------------------------------------------------------------------
+
+
+def test_deactivating_the_agent_ends_the_impersonation_on_the_next_request(app, client, auth, db, shop, agent):
+    """Promise 29."""
+    impersonate(client, auth, shop)
+    admin = make_user(role="admin")
+    admin_client = app.test_client()
+    AuthActions(admin_client).login_as(admin)
+    token = AuthActions(admin_client).csrf_token("/admin/staff")
+    admin_client.post(f"/admin/staff/{agent.id}/active", data={"csrf_token": token, "active": "0"})
+    response = client.get("/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    db.session.expire_all()
+    session = db.session.scalar(select(Impersonation))
+    assert session.ended_at is not None and session.ended_reason == "role_revoked"
+
+
+def test_losing_the_staff_role_ends_it_too(client, auth, db, shop, agent):
+    """Promise 29: a role taken away directly in the database also ends it on the next request."""
+    impersonate(client, auth, shop)
+    db.session.refresh(agent)
+    agent.role, agent.shop_id = "merchant", make_shop().id
+    db.session.commit()
+    client.get("/")
+    db.session.expire_all()
+    assert db.session.scalar(select(Impersonation)).ended_reason == "role_revoked"
+    assert 'id="impersonation-banner"' not in client.get("/").get_data(as_text=True)
+
+
+# ---- authorisation matrix -----------------------------------------------------------------------
+
+STAFF_PAGES = [
+    ("GET", "/support/"),
+    ("GET", "/support/?q=bloom"),
+    ("GET", "/support/shops/{shop}"),
+    ("GET", "/support/explain"),
+    ("GET", "/support/outbox"),
+    ("GET", "/shops"),
+    ("POST", "/support/shops/{shop}/test"),
+]
+ADMIN_PAGES = [("GET", "/admin/staff"), ("GET", "/admin/audit")]
+
+
+def client_as(app, role, shop):
+    client = app.test_client()
+    actions = AuthActions(client)
+    if role == "anonymous":
+        return client, None
+    if role == "impersonating":
+        agent = make_user(role="support")
+        actions.login_as(agent)
+        token = actions.csrf_token(f"/support/shops/{shop.id}")
+        client.post(
+            f"/support/shops/{shop.id}/impersonate",
+            data={"csrf_token": token, "reason": "matrix test 1234", "password": DEFAULT_PASSWORD},
+        )
+        return client, actions
+    user = make_user(role=role, shop=shop if role == "merchant" else None)
+    actions.login_as(user)
+    return client, actions
+
+
+EXPECTED = {
+    "anonymous": {"staff": 302, "admin": 302},
+    "merchant": {"staff": 403, "admin": 403},
+    "impersonating": {"staff": 403, "admin": 403},
+    "support": {"staff": 200, "admin": 403},
+    "admin": {"staff": 200, "admin": 200},
+}
+
+
+@pytest.mark.parametrize("role", list(EXPECTED))
+def test_authorisation_matrix(app, db, shop, role, requests_mock):
+    client, actions = client_as(app, role, shop)
+    connection = db.session.scalar(select(InstagramConnection))
+    requests_mock.get("https://graph.instagram.com/v23.0/me", json={"user_id": connection.instagram_user_id})
+    for kind, pages in (("staff", STAFF_PAGES), ("admin", ADMIN_PAGES)):
+        for method, path in pages:
+            url = path.format(shop=shop.id)
+            data = {"csrf_token": actions.csrf_token("/")} if (actions and method == "POST") else {}
+            status = client.open(url, method=method, data=data).status_code
+            expected = EXPECTED[role][kind]
+            if method == "POST" and expected == 200:
+                expected = 302  # actions redirect back to the page
+            if method == "POST" and role == "anonymous":
+                expected = 400  # no session, no CSRF token: refused before anything else
+            assert status == expected, (role, method, url, status)
+
+
+# ---- fleet, search, pagination ------------------------------------------------------------------
+
+
+def test_fleet_counts_causes_and_longest_first(client, auth, db, agent):
+    now = datetime.now(UTC)
+    specs = [("healthy", None, 0)] * 3 + [
+        ("degraded", "provider_error", 2),
+        ("needs_reconnect", "password_changed", 5),
+        ("needs_reconnect", "app_removed", 1),
+        ("expiring", "provider_error", 3),
+    ]
+    for index, (state, cause, days) in enumerate(specs):
+        connection = make_connection(make_shop(name=f"Shop {index:02d}"), state=state, username=f"shop{index}")
+        connection.cause, connection.state_changed_at = cause, now - timedelta(days=days)
+        if cause:
+            db.session.add(
+                ConnectionEvent(
+                    connection_id=connection.id,
+                    kind="check_failed",
+                    cause=cause,
+                    occurred_at=now - timedelta(days=days),
+                )
+            )
+    make_shop(name="Never connected")
+    db.session.commit()
+    page = client.get("/support/").get_data(as_text=True)
+    caption = re.search(r'<figcaption id="state-chart-caption">(.*?)</figcaption>', page).group(1)
+    assert (
+        caption
+        == "8 shops: 2 disconnected by instagram, 1 expiring soon, 1 having trouble, retrying, 3 connected, 1 not connected."
+    )
+    attention = re.findall(r'<td><a href="/support/shops/\d+">(Shop \d+)</a>', page)
+    assert attention == ["Shop 04", "Shop 06", "Shop 03", "Shop 05"]  # longest in trouble first
+    assert "provider_error" in page and "password_changed" in page
+
+
+@pytest.mark.parametrize("query", ["bloom", "BLOOM.EXAMPLE", "@bloom_and", "maya@bloom"])
+def test_search_by_name_domain_username_and_email(client, auth, shop, agent, query):
+    make_shop(name="Other Shop")
+    page = client.get(f"/support/?q={query}").get_data(as_text=True)
+    assert "1 found" in page and "Bloom &amp; Stem" in page and "Other Shop" not in page
+
+
+def test_needs_attention_is_paginated(client, auth, db, agent):
+    for index in range(55):
+        make_connection(make_shop(name=f"Broken {index:02d}"), state="needs_reconnect").cause = "invalid_token"
+    db.session.commit()
+    first = client.get("/support/").get_data(as_text=True)
+    assert "Page 1 of 2" in first and first.count('href="/support/shops/') == 50
+    second = client.get("/support/?page=2").get_data(as_text=True)
+    assert second.count('href="/support/shops/') == 5
+    assert client.get("/support/?page=0").status_code == 404
+
+
+def test_unknown_shop_is_a_404(client, agent):
+    assert client.get("/support/shops/999999").status_code == 404
+
+
+def test_staff_management_and_role_changes_end_sessions(app, client, auth, db):
+    admin = make_user(role="admin")
+    auth.login_as(admin)
+    token = auth.csrf_token("/admin/staff")
+    created = client.post(
+        "/admin/staff",
+        data={"csrf_token": token, "email": "new@support.example", "role": "support", "password": "a-solid-first-pass"},
+    )
+    assert created.status_code == 302
+    weak = client.post(
+        "/admin/staff",
+        data={"csrf_token": token, "email": "weak@support.example", "role": "support", "password": "short"},
+    )
+    assert weak.status_code == 400 and "Use at least 10 characters." in weak.get_data(as_text=True)
+    newbie = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "staff.created"))
+    assert newbie is not None
+    other = app.test_client()
+    from webapp.models import User
+
+    new_user = db.session.scalar(select(User).where(User.email == "new@support.example"))
+    AuthActions(other).login_as(new_user, password="a-solid-first-pass")
+    assert other.get("/support/").status_code == 200
+    client.post(f"/admin/staff/{new_user.id}/role", data={"csrf_token": token, "role": "admin"})
+    assert other.get("/support/").status_code == 302  # their session ended
+    db.session.expire_all()
+    assert db.session.get(User, new_user.id).role == "admin"
+    assert "staff.role_changed" in audit_actions(db)
+    assert (
+        client.post(f"/admin/staff/{admin.id}/role", data={"csrf_token": token, "role": "support"}).status_code == 302
+    )
+    assert db.session.get(User, admin.id).role == "admin"  # not yourself
+
+
+def test_audit_page_filters(client, auth, db, shop):
+    admin = make_user(role="admin", email="boss@support.example")
+    auth.login_as(admin)
+    page = client.get("/admin/audit?actor=boss").get_data(as_text=True)
+    assert "staff.login" in page and "boss@support.example (admin)" in page
+    assert "1 entries" in page or "entries" in page
+    assert client.get("/admin/audit?page=99").status_code == 404

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from flask import Flask, render_template, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
@@ -258,8 +258,8 @@ def deliver(app: Flask, now: datetime, limit: int = 20) -> dict:
     if not app.config.get("MAIL_URL"):
         return {}
     settings = mailer.parse_mail_url(app.config["MAIL_URL"], app.config["MAIL_FROM"])
-    query = (
-        select(OutboundMail)
+    due = (
+        select(OutboundMail.id)
         .where(
             OutboundMail.status.in_(("pending", "sending")),
             or_(OutboundMail.next_attempt_at.is_(None), OutboundMail.next_attempt_at <= now),
@@ -268,13 +268,21 @@ def deliver(app: Flask, now: datetime, limit: int = 20) -> dict:
         .order_by(OutboundMail.id)
         .limit(limit)
     )
-    if db.engine.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
     claimed = []
-    for mail in db.session.scalars(query):
-        mail.status, mail.lease_expires_at = "sending", now + SEND_LEASE
-        claimed.append(mail.id)
-    db.session.commit()  # the lease is ours; nothing stays open while SMTP talks
+    for mail_id in db.session.scalars(due).all():
+        # Compare-and-set: only one sender's UPDATE matches while the lease is free (any database).
+        taken = db.session.execute(
+            update(OutboundMail)
+            .where(
+                OutboundMail.id == mail_id,
+                OutboundMail.status.in_(("pending", "sending")),
+                or_(OutboundMail.lease_expires_at.is_(None), OutboundMail.lease_expires_at < now),
+            )
+            .values(status="sending", lease_expires_at=now + SEND_LEASE)
+        )
+        db.session.commit()  # the lease is ours; nothing stays open while SMTP talks
+        if taken.rowcount == 1:
+            claimed.append(mail_id)
     results = {"sent": 0, "failed": 0, "retry": 0}
     for mail_id in claimed:
         mail = db.session.get(OutboundMail, mail_id)

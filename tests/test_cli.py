@@ -67,7 +67,7 @@ def test_demo_seed_is_idempotent_and_prints_logins(runner, db):
         assert DEMO_MERCHANT["email"] in output and DEMO_MERCHANT["password"] in output
         assert DEMO_SUPPORT["email"] in output
     assert len(db.session.scalars(select(Shop)).all()) == 1
-    assert len(db.session.scalars(select(User)).all()) == 2
+    assert len(db.session.scalars(select(User)).all()) == 3
 
 
 def test_demo_logins_work(client, auth, runner):

@@ -21,6 +21,7 @@ demo_cli = AppGroup("demo", help="Demo data for local runs.")
 DEMO_SHOP = {"name": "Bloom & Stem Flowers", "domain": "bloom-and-stem.example"}
 DEMO_MERCHANT = {"email": "owner@bloom-and-stem.example", "password": "sunflower-market-2026", "name": "Maya Jones"}
 DEMO_SUPPORT = {"email": "agent@support.example", "password": "helpdesk-tulip-2026", "name": "Sam Support"}
+DEMO_ADMIN = {"email": "admin@support.example", "password": "orchid-keeper-2026", "name": "Alex Admin"}
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -73,7 +74,8 @@ def seed_command():
         shop = Shop(**DEMO_SHOP, created_at=now)
         db.session.add(shop)
     created = []
-    for spec, role, user_shop in ((DEMO_MERCHANT, "merchant", shop), (DEMO_SUPPORT, "support", None)):
+    logins = ((DEMO_MERCHANT, "merchant", shop), (DEMO_SUPPORT, "support", None), (DEMO_ADMIN, "admin", None))
+    for spec, role, user_shop in logins:
         if accounts.find_user_by_email(spec["email"]) is None:
             accounts.create_user(role=role, shop=user_shop, now=now, **spec)
             created.append(spec["email"])
@@ -86,7 +88,8 @@ def demo_logins_text() -> str:
     return (
         "Demo logins:\n"
         f"  merchant  {DEMO_MERCHANT['email']:32} password: {DEMO_MERCHANT['password']}\n"
-        f"  support   {DEMO_SUPPORT['email']:32} password: {DEMO_SUPPORT['password']}"
+        f"  support   {DEMO_SUPPORT['email']:32} password: {DEMO_SUPPORT['password']}\n"
+        f"  admin     {DEMO_ADMIN['email']:32} password: {DEMO_ADMIN['password']}"
     )
 
 

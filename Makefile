@@ -4,7 +4,7 @@ PYTHON ?= python3
 FLASK = $(VENV)/bin/flask --app wsgi
 PORT ?= 5000
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean promises screenshots bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,20 @@ run: install
 ## Run the whole test suite (SQLite; set TEST_DATABASE_URL for PostgreSQL)
 test: install
 	$(VENV)/bin/pytest
+
+## Every promise in ../shared/PROMISES.md with the tests that name it (exit 1 on a gap)
+promises: install
+	$(VENV)/bin/python tools/promise_coverage.py
+
+## Regenerate the README's screenshots from a real browser run (Debian Chromium)
+screenshots: install
+	SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(VENV)/bin/pytest -q -p no:randomly tests/browser/test_screenshots.py
+
+## Benchmarks (need PostgreSQL on 127.0.0.1); see docs/benchmarks.md
+bench: install
+	$(VENV)/bin/python -m bench.sweep
+	$(VENV)/bin/python -m bench.fleet
+	$(VENV)/bin/python -m bench.load
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -87,6 +87,7 @@ def cycle(app, now):
 def test_disconnect_mail_has_both_parts_the_cause_and_a_working_link(
     mail_app, db, inbox, client, auth, shop_with_merchants
 ):
+    """Promise 15: no token in any mail; the mail carries the cause and a working, single-use link."""
     shop, owner, partner = shop_with_merchants
     connection = make_connection(shop, token=CANARY, issued_at=NOW - timedelta(days=12), username="bloom_and_stem")
     break_it(db, connection, NOW)

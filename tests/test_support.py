@@ -399,6 +399,7 @@ def test_unknown_shop_is_a_404(client, agent):
 
 
 def test_staff_management_and_role_changes_end_sessions(app, client, auth, db):
+    """Promise 20: a role change invalidates the old cookies of that user."""
     admin = make_user(role="admin")
     auth.login_as(admin)
     token = auth.csrf_token("/admin/staff")

@@ -24,6 +24,7 @@ def log_in_as_demo_merchant(page) -> None:
 
 
 def test_merchant_connects_then_a_deauthorize_flips_the_card(page):
+    """Promise 31: connecting and reconnecting in a real browser reports no CSP violations."""
     log_in_as_demo_merchant(page)
     card = page.locator("#instagram-card")
     assert "Not connected" in card.inner_text()

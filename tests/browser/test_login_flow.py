@@ -12,6 +12,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_demo_merchant_logs_in_and_sees_the_dashboard(page):
+    """Promise 31: a real browser run reports no CSP violations."""
     page.goto("/")
     assert page.url.endswith("/login?next=/")
     page.get_by_label("Email").fill(DEMO_MERCHANT["email"])

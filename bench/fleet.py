@@ -27,7 +27,14 @@ from bench.sweep import ensure_database  # noqa: E402
 from webapp.config import normalise_database_url  # noqa: E402
 
 STATES = ["healthy"] * 85 + ["degraded"] * 5 + ["expiring"] * 2 + ["needs_reconnect"] * 6 + ["not_connected"] * 2
-CAUSES = ["password_changed", "session_invalidated", "app_removed", "account_checkpoint", "token_expired", "provider_error"]
+CAUSES = [
+    "password_changed",
+    "session_invalidated",
+    "app_removed",
+    "account_checkpoint",
+    "token_expired",
+    "provider_error",
+]
 
 
 def seed(uri: str, shops: int, events_per_shop: int, key: str) -> None:
@@ -41,23 +48,66 @@ def seed(uri: str, shops: int, events_per_shop: int, key: str) -> None:
     with engine.begin() as connection:
         for start in range(1, shops + 1, 5000):
             ids = range(start, min(start + 5000, shops + 1))
-            connection.execute(insert(Shop.__table__), [{"id": i, "name": f"Shop {i:06d}", "domain": f"shop{i}.example", "created_at": now} for i in ids])
-            connection.execute(insert(User.__table__), [{"id": i, "email": f"owner{i}@shop{i}.example", "name": "", "password_hash": "x", "role": "merchant", "shop_id": i, "active": True, "created_at": now, "notify_reminders": True, "notify_expiry_warnings": True} for i in ids])
+            connection.execute(
+                insert(Shop.__table__),
+                [{"id": i, "name": f"Shop {i:06d}", "domain": f"shop{i}.example", "created_at": now} for i in ids],
+            )
+            connection.execute(
+                insert(User.__table__),
+                [
+                    {
+                        "id": i,
+                        "email": f"owner{i}@shop{i}.example",
+                        "name": "",
+                        "password_hash": "x",
+                        "role": "merchant",
+                        "shop_id": i,
+                        "active": True,
+                        "created_at": now,
+                        "notify_reminders": True,
+                        "notify_expiry_warnings": True,
+                    }
+                    for i in ids
+                ],
+            )
             rows, events = [], []
             for i in ids:
                 state = rng.choice(STATES)
                 cause = rng.choice(CAUSES) if state in ("degraded", "expiring", "needs_reconnect") else None
                 changed = now - timedelta(hours=rng.randint(1, 24 * 60))
-                rows.append({"id": i, "shop_id": i, "state": state, "cause": cause, "state_changed_at": changed, "username": f"shop{i}",
-                             "instagram_user_id": str(i), "granted_permissions": "instagram_business_basic",
-                             "token_ciphertext": ciphertext if state != "not_connected" else None, "token_issued_at": now - timedelta(days=3),
-                             "token_expires_at": now + timedelta(days=57), "lease_version": 0, "consecutive_failures": 0,
-                             "failure_days": 0, "refresh_failures": 0, "created_at": now})
+                rows.append(
+                    {
+                        "id": i,
+                        "shop_id": i,
+                        "state": state,
+                        "cause": cause,
+                        "state_changed_at": changed,
+                        "username": f"shop{i}",
+                        "instagram_user_id": str(i),
+                        "granted_permissions": "instagram_business_basic",
+                        "token_ciphertext": ciphertext if state != "not_connected" else None,
+                        "token_issued_at": now - timedelta(days=3),
+                        "token_expires_at": now + timedelta(days=57),
+                        "lease_version": 0,
+                        "consecutive_failures": 0,
+                        "failure_days": 0,
+                        "refresh_failures": 0,
+                        "created_at": now,
+                    }
+                )
                 for n in range(events_per_shop):
                     failing = cause is not None and n == 0
-                    events.append({"connection_id": i, "kind": "check_failed" if failing else "checked", "cause": cause if failing else None,
-                                   "occurred_at": now - timedelta(hours=rng.randint(1, 24 * 90)), "actor_kind": "system",
-                                   "state_after": state if failing else "healthy", "message": ""})
+                    events.append(
+                        {
+                            "connection_id": i,
+                            "kind": "check_failed" if failing else "checked",
+                            "cause": cause if failing else None,
+                            "occurred_at": now - timedelta(hours=rng.randint(1, 24 * 90)),
+                            "actor_kind": "system",
+                            "state_after": state if failing else "healthy",
+                            "message": "",
+                        }
+                    )
             connection.execute(insert(InstagramConnection.__table__), rows)
             if events:
                 connection.execute(insert(ConnectionEvent.__table__), events)
@@ -83,10 +133,14 @@ def main() -> int:
     parser.add_argument("--shops", type=int, default=100_000)
     parser.add_argument("--events-per-shop", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bench"))
+    parser.add_argument(
+        "--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bench")
+    )
     args = parser.parse_args()
     key = Fernet.generate_key().decode()
-    os.environ.update({"DATABASE_URL": args.database_url, "TOKEN_ENCRYPTION_KEYS": key, "SECRET_KEY": "bench", "LOG_LEVEL": "WARNING"})
+    os.environ.update(
+        {"DATABASE_URL": args.database_url, "TOKEN_ENCRYPTION_KEYS": key, "SECRET_KEY": "bench", "LOG_LEVEL": "WARNING"}
+    )
     print(f"Seeding {args.shops} shops, {args.shops * args.events_per_shop} events ...", flush=True)
     ensure_database(args.database_url)
     from flask_migrate import upgrade
@@ -101,7 +155,9 @@ def main() -> int:
         upgrade()
     seed(normalise_database_url(args.database_url), args.shops, args.events_per_shop, key)
     with app.app_context():
-        create_user(email="bench-agent@support.example", password="fleet-timing-pass-1", role="support", now=datetime.now(UTC))
+        create_user(
+            email="bench-agent@support.example", password="fleet-timing-pass-1", role="support", now=datetime.now(UTC)
+        )
         db.session.commit()
     app.test_client_class = IsolatedClient
     client = app.test_client()

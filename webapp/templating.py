@@ -23,12 +23,13 @@ def format_datetime(value: datetime | None, missing: str = "never") -> str:
 def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
     from webapp.services.causes import CAUSES
-    from webapp.services.status import EVENT_TITLES, STATE_LABELS, duration_text
+    from webapp.services.status import EVENT_TITLES, STATE_LABELS, duration_text, strip_summary
 
     app.jinja_env.globals["event_titles"] = EVENT_TITLES
     app.jinja_env.globals["state_labels"] = STATE_LABELS
     app.jinja_env.globals["cause_catalogue"] = CAUSES
     app.jinja_env.globals["duration"] = duration_text
+    app.jinja_env.globals["strip_summary"] = strip_summary
 
     def unread_notifications() -> int:
         from flask_login import current_user

@@ -57,7 +57,9 @@ def test_support_agent_flow(browser, live_dashboard):
     expect(page.get_by_role("heading", level=1)).to_have_text("Bloom & Stem Flowers")
     expect(page.locator("#diagnosis-panel")).to_contain_text("Instagram ended the login session")
 
-    page.get_by_label("Reason (ticket number, what the merchant asked)").fill("Ticket 4411: Instagram keeps disconnecting")
+    page.get_by_label("Reason (ticket number, what the merchant asked)").fill(
+        "Ticket 4411: Instagram keeps disconnecting"
+    )
     page.get_by_label("Your password").fill(DEMO_SUPPORT["password"])
     page.get_by_role("button", name="View as merchant").click()
     banner = page.locator("#impersonation-banner")
@@ -81,7 +83,13 @@ def test_support_agent_flow(browser, live_dashboard):
     log_in(admin, DEMO_ADMIN)
     admin.goto("/admin/audit?actor=agent@support.example")
     table = admin.locator("table")
-    for action in ("impersonation.start", "impersonation.write", "reconnect_link.sent", "impersonation.stop", "staff.login"):
+    for action in (
+        "impersonation.start",
+        "impersonation.write",
+        "reconnect_link.sent",
+        "impersonation.stop",
+        "staff.login",
+    ):
         expect(table).to_contain_text(action)
     expect(table).to_contain_text("agent@support.example (support)")
     expect(table).to_contain_text("Ticket 4411: Instagram keeps disconnecting")

@@ -19,7 +19,7 @@ def merchant_required(view):
     @wraps(view)
     @login_required
     def wrapper(*args, **kwargs):
-        if current_user.role != "merchant" or current_user.shop is None:
+        if current_user.role != "merchant" or current_user.shop_id is None:
             abort(403, description="Only the shop's own logins can change its Instagram connection.")
         return view(*args, **kwargs)
 

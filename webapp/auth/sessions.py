@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from flask import flash, g, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
-from webapp.extensions import db, login_manager
+from webapp.extensions import login_manager
 from webapp.htmx import hx_redirect
 from webapp.models import User
 from webapp.services import impersonation
-from webapp.services.accounts import live_session
+from webapp.services.accounts import user_with_live_session
 
 SESSION_ENDED_MESSAGE = "Your session has ended. Please log in again."
 
@@ -25,10 +25,10 @@ def load_user(user_id: str) -> User | None:
     unchanged; `g.impersonation` says who is really there.
     """
     try:
-        user = db.session.get(User, int(user_id))
+        user = user_with_live_session(int(user_id), session.get("sid"))
     except ValueError:
         return None
-    if user is None or live_session(user.id, session.get("sid")) is None:
+    if user is None:
         if user is not None and "impersonation_id" in session:
             # The agent's own session was revoked (role removed, deactivated): end the view too.
             impersonation.end_all_for(user, g.get("now") or datetime.now(UTC), "role_revoked")

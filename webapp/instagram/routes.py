@@ -166,7 +166,12 @@ def _shop_key() -> str:
 def _card_response(message: str | None = None, level: str = "info", changed: bool = True):
     """The card fragment for htmx (with `connection-changed` after an action), or back to the page."""
     if is_fragment_request():
-        connection = current_user.shop.instagram_connection
+        # Straight to the connection by shop id: this fragment is polled by every open dashboard.
+        connection = db.session.scalar(
+            db.select(connections.InstagramConnection).where(
+                connections.InstagramConnection.shop_id == current_user.shop_id
+            )
+        )
         html = render_template(
             "instagram/_card.html",
             connection=connection,

@@ -141,6 +141,17 @@ def live_session(user_id: int, session_id: str | None) -> LoginSession | None:
     return login_session
 
 
+def user_with_live_session(user_id: int, session_id: str | None) -> User | None:
+    """The user, if this browser's session is theirs and still live (one query: it runs on every request)."""
+    if not session_id:
+        return None
+    return db.session.scalar(
+        select(User)
+        .join(LoginSession, LoginSession.user_id == User.id)
+        .where(User.id == user_id, LoginSession.id == session_id, LoginSession.revoked_at.is_(None))
+    )
+
+
 def revoke_session(session_id: str | None, now: datetime) -> None:
     if session_id:
         db.session.execute(

@@ -18,6 +18,16 @@ from webapp.services.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classif
 from webapp.services.instagram_client import parse_error_body
 
 REQUIRED_PERMISSIONS = ("instagram_business_basic",)
+DIAGNOSTIC_EVENT_KINDS = (
+    "connected",
+    "reconnected",
+    "switched_account",
+    "deauthorized",
+    "expired",
+    "refresh_failed",
+    "check_failed",
+    "token_unreadable",
+)
 HISTORY_WINDOW = timedelta(days=30)
 TOKEN_LIFETIME = timedelta(days=60)
 CONFIDENCE_ORDER = {"certain": 0, "likely": 1, "possible": 2}
@@ -290,9 +300,14 @@ def diagnose_connection(connection: InstagramConnection | None, now: datetime) -
 
     if connection is None or connection.state in ("healthy", "not_connected"):
         return Diagnosis([], None)
+    # Routine successes ("checked", "refreshed") are most of the history and say nothing about a break.
     events = db.session.scalars(
         select(ConnectionEvent)
-        .where(ConnectionEvent.connection_id == connection.id, ConnectionEvent.occurred_at >= now - timedelta(days=90))
+        .where(
+            ConnectionEvent.connection_id == connection.id,
+            ConnectionEvent.occurred_at >= now - timedelta(days=90),
+            ConnectionEvent.kind.in_(DIAGNOSTIC_EVENT_KINDS),
+        )
         .order_by(ConnectionEvent.occurred_at.desc())
         .limit(500)
     ).all()

@@ -132,6 +132,20 @@ _STATE_TO_DAY = {
 _DAY_SEVERITY = {"not_connected": 0, "healthy": 1, "degraded": 2, "disconnected": 3}
 
 
+def strip_summary(cells: list[DayCell]) -> str:
+    """'80 days connected, 3 days with trouble, ...' for screen readers."""
+    words = {
+        "healthy": "connected",
+        "degraded": "with trouble",
+        "disconnected": "disconnected",
+        "not_connected": "not connected",
+    }
+    counts = {status: 0 for status in words}
+    for cell in cells:
+        counts[cell.status] += 1
+    return ", ".join(f"{counts[status]} days {word}" for status, word in words.items()) + "."
+
+
 def health_strip(connection: InstagramConnection | None, now: datetime, days: int = 90) -> list[DayCell]:
     """One cell per day, oldest first: the worst state the connection was in that day."""
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -177,7 +177,8 @@ def test_health_strip_has_90_labelled_days(client, merchant, db):
     add_event(db, connection, "check_failed", NOW - timedelta(days=5), state_after="degraded")
     add_event(db, connection, "checked", NOW - timedelta(days=4, hours=-1), state_after="healthy")
     add_event(db, connection, "check_failed", NOW - timedelta(days=2), state_after="needs_reconnect")
-    page = client.get("/").get_data(as_text=True)
+    page = client.get("/instagram/activity", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "<html" not in page
     strip = re.search(r'<figure class="health-strip".*?</figure>', page, re.S).group(0)
     cells = re.findall(r'class="day-(\w+)"><title>([^<]+)</title>', strip)
     assert len(cells) == 90
@@ -229,4 +230,14 @@ def test_reconnect_after_break_says_connection_restored(client, auth, merchant, 
     connect(client, auth, code="code-2")
     page = client.get("/").get_data(as_text=True)
     assert "Connection restored" in page and "What happened" not in page
-    assert "Reconnected" in page
+    activity = client.get("/instagram/activity", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Reconnected" in activity
+
+
+def test_activity_fragment_and_page(client, merchant, db):
+    make_connection(merchant.shop)
+    page = client.get("/").get_data(as_text=True)
+    assert 'hx-get="/instagram/activity"' in page and 'href="/instagram/history"' in page  # works without JS too
+    fragment = client.get("/instagram/activity", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and "Last 90 days" in fragment.get_data(as_text=True)
+    assert client.get("/instagram/activity").headers["Location"] == "/instagram/history"

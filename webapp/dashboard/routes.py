@@ -25,12 +25,9 @@ def index():
 
 
 def merchant_dashboard(shop: Shop, now) -> dict:
-    """Everything the merchant's dashboard shows: card, diagnosis, health strip, recent events."""
+    """What the merchant's dashboard page shows: the card and the diagnosis (history comes as a fragment)."""
     connection = shop.instagram_connection
     diagnosis = diagnose_connection(connection, now)
-    recent = []
-    if connection is not None:
-        recent = db.session.scalars(status.timeline_query(connection, None).limit(5)).all()
     return {
         "shop": shop,
         "connection": connection,
@@ -38,8 +35,6 @@ def merchant_dashboard(shop: Shop, now) -> dict:
         "diagnosis": diagnosis,
         "incident": incident_key(diagnosis),
         "ticks": checklist_ticks(connection, incident_key(diagnosis)),
-        "cells": status.health_strip(connection, now),
-        "recent_events": recent,
     }
 
 

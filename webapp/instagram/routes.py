@@ -222,6 +222,20 @@ def tick():
     return vary_on_htmx(redirect(url_for("dashboard.index")))
 
 
+@bp.get("/activity")
+@merchant_required
+def activity():
+    """The 90-day strip and the latest events (htmx), or the full history page."""
+    if not is_fragment_request():
+        return vary_on_htmx(redirect(url_for("instagram.history")))
+    connection = connections.connection_for(current_user.shop)
+    recent = db.session.scalars(status.timeline_query(connection, None).limit(5)).all()
+    html = render_template(
+        "dashboard/_activity.html", cells=status.health_strip(connection, g.now), recent_events=recent
+    )
+    return vary_on_htmx(make_response(html))
+
+
 @bp.get("/history")
 @merchant_required
 def history():

@@ -11,7 +11,7 @@ from webapp.dashboard.routes import merchant_dashboard
 from webapp.extensions import db, limiter
 from webapp.instagram.oauth import instagram_client, keep_alive_policy, token_vault
 from webapp.models import AuditEntry, OutboundMail, Shop
-from webapp.services import fleet, impersonation, lifecycle, notifications
+from webapp.services import fleet, impersonation, lifecycle, notifications, status
 from webapp.services.connections import Actor, connection_for
 from webapp.services.diagnosis import explain_error
 from webapp.services.fingerprint import ip_prefix
@@ -47,6 +47,11 @@ def fleet_overview():
 def shop_detail(shop_id: int):
     shop = db.get_or_404(Shop, shop_id, description="There is no shop with that number.")
     context = merchant_dashboard(shop, g.now)
+    connection = context["connection"]
+    context["cells"] = status.health_strip(connection, g.now)
+    context["recent_events"] = (
+        db.session.scalars(status.timeline_query(connection, None).limit(20)).all() if connection else []
+    )
     mails = db.session.scalars(
         select(OutboundMail)
         .where(OutboundMail.user_id.in_([u.id for u in shop.users]))

@@ -18,6 +18,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -126,7 +127,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    key_file = Path("/tmp/shop-health-bench-key")
+    key_file = Path(tempfile.gettempdir()) / "shop-health-bench-key"
     port = free_port()
     if not args.skip_seed or not key_file.exists():
         key_file.write_text(Fernet.generate_key().decode())
@@ -188,6 +189,7 @@ def main() -> int:
                 {**with_session, "HX-Request": "true"},
             ),
             "full dashboard (/)": ("/", with_session),
+            "history fragment (/instagram/activity)": ("/instagram/activity", {**with_session, "HX-Request": "true"}),
         }
         for path, headers in routes.values():  # warm every route once
             measure(port, path, headers, 1, 1)

@@ -93,7 +93,7 @@ def card_view(connection: InstagramConnection | None, now: datetime) -> CardView
     view.token_age = duration_text(age)
     view.token_age_days = age.total_seconds() / 86400
     view.expires_at = connection.token_expires_at
-    if connection.token_expires_at:
+    if connection.token_expires_at and state != "needs_reconnect":  # a dead token's expiry means nothing
         remaining = connection.token_expires_at - now
         view.expires_in = countdown_text(remaining) if remaining.total_seconds() > 0 else None
     view.last_refresh = connection.last_refreshed_at

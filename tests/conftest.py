@@ -180,16 +180,5 @@ def auth(client) -> AuthActions:
 @pytest.fixture(scope="session")
 def live_dashboard(tmp_path_factory):
     """The dashboard as `make run` serves it, on a free port with its own SQLite file."""
-    folder = tmp_path_factory.mktemp("live")
-    port = servers.free_port()
-    env = servers.dev_environment(f"sqlite:///{folder / 'live.sqlite3'}", port)
-    servers.flask_command("db", "upgrade", env=env)
-    servers.flask_command("demo", "seed", env=env)
-    base_url = f"http://127.0.0.1:{port}"
-    command = [str(servers.BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "1", "wsgi:app"]
-    try:
-        with servers.running(command, env, f"{base_url}/healthz", folder / "server.log"):
-            yield base_url
-    finally:
-        servers.ARTIFACTS.mkdir(exist_ok=True)
-        (servers.ARTIFACTS / "live-server.log").write_text((folder / "server.log").read_text())
+    with servers.live_dashboard_server(tmp_path_factory.mktemp("live")) as (base_url, _env):
+        yield base_url

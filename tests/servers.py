@@ -86,3 +86,35 @@ def running(command: list[str], env: dict, health_url: str, log_path: Path):
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, 9)
                     process.wait()
+
+
+def run_worker_cycle(env: dict) -> str:
+    """One `flask worker --until-idle` run: everything due now, then exit. Returns its output."""
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", "worker", "--until-idle"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout + result.stderr
+
+
+@contextmanager
+def live_dashboard_server(folder: Path, **extra_env: str):
+    """A migrated, seeded dev server (SQLite in `folder`, the sandbox) under gunicorn: yields (base_url, env)."""
+    port = free_port()
+    env = dev_environment(f"sqlite:///{folder / 'db.sqlite3'}", port, **extra_env)
+    flask_command("db", "upgrade", env=env)
+    flask_command("demo", "seed", env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "1", "wsgi:app"]
+    try:
+        with running(command, env, f"{base_url}/healthz", folder / "server.log"):
+            yield base_url, env
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        if (folder / "server.log").exists():
+            (ARTIFACTS / f"{folder.name}-server.log").write_text((folder / "server.log").read_text())

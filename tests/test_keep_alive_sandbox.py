@@ -7,7 +7,6 @@ connection degraded; a password change flips it to needs_reconnect with cause pa
 from __future__ import annotations
 
 import re
-import subprocess
 
 import pytest
 import requests
@@ -22,14 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def sandbox_world(tmp_path_factory):
     """A fresh server (own SQLite) where the demo merchant has connected @keepalive_shop."""
-    folder = tmp_path_factory.mktemp("keepalive")
-    port = servers.free_port()
-    env = servers.dev_environment(f"sqlite:///{folder / 'db.sqlite3'}", port)
-    servers.flask_command("db", "upgrade", env=env)
-    servers.flask_command("demo", "seed", env=env)
-    base = f"http://127.0.0.1:{port}"
-    command = [str(servers.BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "1", "wsgi:app"]
-    with servers.running(command, env, f"{base}/healthz", folder / "server.log"):
+    with servers.live_dashboard_server(tmp_path_factory.mktemp("keepalive")) as (base, env):
         browser = requests.Session()
         token = csrf_token_from(browser.get(f"{base}/login").text)
         browser.post(
@@ -46,19 +38,6 @@ def sandbox_world(tmp_path_factory):
         yield base, browser, env
 
 
-def run_worker_cycle(env: dict) -> str:
-    result = subprocess.run(
-        [str(servers.BIN / "flask"), "--app", "wsgi", "worker", "--until-idle"],
-        cwd=servers.PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout + result.stderr
-
-
 def press(base: str, browser: requests.Session, action: str, **form) -> None:
     panel = browser.get(f"{base}/sandbox/").text
     account_id = re.search(r'id="sandbox-account-(\d+)">\s*<header>\s*<h2>@keepalive_shop</h2>', panel).group(1)
@@ -73,7 +52,7 @@ def test_aged_token_is_refreshed_within_one_cycle(sandbox_world):
     base, browser, env = sandbox_world
     fingerprint_before = re.search(r"fingerprint <code>(\w+)</code>", card(base, browser)).group(1)
     press(base, browser, "age_token", days="8")
-    output = run_worker_cycle(env)
+    output = servers.run_worker_cycle(env)
     assert "refresh: refreshed" in output
     after = card(base, browser)
     assert "Connected" in after and fingerprint_before not in after
@@ -83,7 +62,7 @@ def test_outage_leaves_the_connection_degraded(sandbox_world):
     base, browser, env = sandbox_world
     press(base, browser, "outage")
     try:
-        output = run_worker_cycle(env)
+        output = servers.run_worker_cycle(env)
         assert "check: transient (code 2" in output
         assert "Having trouble, retrying" in card(base, browser)
     finally:
@@ -93,6 +72,6 @@ def test_outage_leaves_the_connection_degraded(sandbox_world):
 def test_password_change_needs_a_reconnect(sandbox_world):
     base, browser, env = sandbox_world
     press(base, browser, "change_password")
-    output = run_worker_cycle(env)
+    output = servers.run_worker_cycle(env)
     assert "needs_reconnect (code 190, subcode 460)" in output
     assert "Disconnected by Instagram" in card(base, browser)

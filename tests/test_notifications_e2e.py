@@ -7,7 +7,6 @@ repeating the worker cycle sends nothing more; reconnecting sends one "restored"
 from __future__ import annotations
 
 import re
-import subprocess
 from urllib.parse import urlsplit
 
 import pytest
@@ -27,20 +26,10 @@ def world(tmp_path_factory):
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=servers.free_port())
     controller.start()
-    folder = tmp_path_factory.mktemp("mail-e2e")
-    port = servers.free_port()
-    env = servers.dev_environment(
-        f"sqlite:///{folder / 'db.sqlite3'}",
-        port,
-        MAIL_URL=f"smtp://127.0.0.1:{controller.port}?tls=none",
-        LOCAL_BASE_URL=f"http://127.0.0.1:{port}",
-    )
-    servers.flask_command("db", "upgrade", env=env)
-    servers.flask_command("demo", "seed", env=env)
-    base = f"http://127.0.0.1:{port}"
-    command = [str(servers.BIN / "gunicorn"), "--config", "gunicorn.conf.py", "--workers", "1", "wsgi:app"]
     try:
-        with servers.running(command, env, f"{base}/healthz", folder / "server.log"):
+        with servers.live_dashboard_server(
+            tmp_path_factory.mktemp("mail-e2e"), MAIL_URL=f"smtp://127.0.0.1:{controller.port}?tls=none"
+        ) as (base, env):
             yield base, env, inbox
     finally:
         controller.stop()
@@ -62,18 +51,6 @@ def authorize(browser: requests.Session, start: requests.Response, **form) -> re
     return browser.post(location, data={"csrf_token": csrf_token_from(page.text), "decision": "allow", **form})
 
 
-def worker_cycle(env: dict) -> None:
-    result = subprocess.run(
-        [str(servers.BIN / "flask"), "--app", "wsgi", "worker", "--until-idle"],
-        cwd=servers.PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
 def test_break_mail_once_reconnect_restored(world):
     base, env, inbox = world
     browser = login(base)
@@ -85,15 +62,15 @@ def test_break_mail_once_reconnect_restored(world):
     panel = browser.get(f"{base}/sandbox/").text
     account_id = re.search(r'id="sandbox-account-(\d+)">\s*<header>\s*<h2>@mail_shop</h2>', panel).group(1)
     browser.post(f"{base}/sandbox/accounts/{account_id}/change_password", data={"csrf_token": csrf_token_from(panel)})
-    worker_cycle(env)
+    servers.run_worker_cycle(env)
     assert len(inbox.messages) == 1
     mail = inbox.messages[0]
     assert mail["To"] == DEMO_MERCHANT["email"]
     text = mail.get_body(("plain",)).get_content()
     assert "Most likely reason: The Instagram or Facebook password was changed." in text
 
-    worker_cycle(env)
-    worker_cycle(env)
+    servers.run_worker_cycle(env)
+    servers.run_worker_cycle(env)
     assert len(inbox.messages) == 1  # repeating the cycle sends nothing more
 
     link = re.search(r"(http://127\.0\.0\.1:\d+/instagram/reconnect/[\w.\-]+)", text).group(1)
@@ -103,7 +80,7 @@ def test_break_mail_once_reconnect_restored(world):
     assert urlsplit(start.headers["Location"]).path == "/sandbox/oauth/authorize"
     done = authorize(browser, start, account_id=account_id)
     assert "Connection restored: @mail_shop is connected again." in done.text
-    worker_cycle(env)
+    servers.run_worker_cycle(env)
     subjects = [m["Subject"] for m in inbox.messages]
     assert subjects == [
         "Instagram is disconnected from Bloom & Stem Flowers: please reconnect",

@@ -15,7 +15,9 @@ from webapp.cli import DEMO_MERCHANT, DEMO_SUPPORT
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("SCREENSHOTS_DIR"), reason="set SCREENSHOTS_DIR (make screenshots) to take them"),
+    pytest.mark.skipif(
+        not os.environ.get("SCREENSHOTS_DIR"), reason="set SCREENSHOTS_DIR (make screenshots) to take them"
+    ),
 ]
 
 

@@ -38,7 +38,9 @@ def test_merchant_flow_without_javascript(browser, live_dashboard):
     expect(page.get_by_text("Connection tested: Instagram answered and everything works.")).to_be_visible()
 
     page.goto("/sandbox/")
-    page.locator("article", has_text="@bloom_and_stem").get_by_role("button", name="Put the account in a checkpoint").click()
+    page.locator("article", has_text="@bloom_and_stem").get_by_role(
+        "button", name="Put the account in a checkpoint"
+    ).click()
     page.goto("/")
     page.get_by_role("button", name="Test connection now").click()
     expect(card.locator(".state-badge")).to_have_text(re.compile("Disconnected by Instagram"))

@@ -281,30 +281,12 @@ def _apply_failure(connection, outcome, classification: Classification, now, pol
         set_state(connection, "needs_reconnect", now, cause=classification.cause)
         connection.schedule()
         connection.paused_until = None
-        record_event(
-            connection,
-            kind,
-            now,
-            META,
-            cause=classification.cause,
-            meta_code=error.code,
-            meta_subcode=error.subcode,
-            message=error.message[:1000],
-        )
+        _failure_event(connection, kind, now, META, classification, error)
         log.info("connection %s: %s -> needs_reconnect (%s)", connection.id, kind, classification.cause)
         return "needs_reconnect"
     if connection.state == "needs_reconnect":
         # A manual test of an already broken connection hit passing trouble: it stays broken.
-        record_event(
-            connection,
-            kind,
-            now,
-            SYSTEM,
-            cause=classification.cause,
-            meta_code=error.code,
-            meta_subcode=error.subcode,
-            message=error.message[:1000],
-        )
+        _failure_event(connection, kind, now, SYSTEM, classification, error)
         return "transient"
     new_day = _record_failure(connection, now, policy, rng, cause=classification.cause)
     if outcome.work == "refresh" and new_day:
@@ -317,20 +299,24 @@ def _apply_failure(connection, outcome, classification: Classification, now, pol
         connection.recompute_due_at()
         if classification.app_wide:
             _pause_app(now + pause, f"Meta code {error.code}: {error.message[:200]}")
+    _failure_event(connection, kind, now, SYSTEM, classification, error)
+    log.info(
+        "connection %s: %s, transient (%s); retry at %s", connection.id, kind, classification.cause, connection.retry_at
+    )
+    return "transient"
+
+
+def _failure_event(connection, kind: str, now: datetime, actor: Actor, classification: Classification, error) -> None:
     record_event(
         connection,
         kind,
         now,
-        SYSTEM,
+        actor,
         cause=classification.cause,
         meta_code=error.code,
         meta_subcode=error.subcode,
         message=error.message[:1000],
     )
-    log.info(
-        "connection %s: %s, transient (%s); retry at %s", connection.id, kind, classification.cause, connection.retry_at
-    )
-    return "transient"
 
 
 def _record_failure(connection, now, policy, rng, *, cause: str) -> bool:

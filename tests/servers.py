@@ -60,6 +60,7 @@ def dev_environment(database_url: str, port: int, **extra: str) -> dict:
             # Many logins from one address in a short run; the throttle has its own tests.
             "LOGIN_RATE_LIMIT": "1000 per minute",
             "LOGIN_ACCOUNT_RATE_LIMIT": "1000 per minute",
+            "MANUAL_ACTION_RATE_LIMIT": "1000 per minute",
             "TOKEN_ENCRYPTION_KEYS": "Xo0ZxJ1m9bVb3vH8w7cU2ZQ2r9n3tq5l1s8k0j6h4gA=",
             "PATH": f"{BIN}:{env.get('PATH', '')}",
         }

@@ -68,6 +68,7 @@ def test_htmx_error_is_a_fragment(client):
     assert response.status_code == 404
     body = response.get_data(as_text=True)
     assert "<html" not in body and "Page not found" in body
+    assert response.headers["HX-Retarget"] == "#htmx-errors" and response.headers["HX-Reswap"] == "innerHTML"
 
 
 def test_unexpected_error_gets_the_500_page_and_a_rolled_back_session(app, client):

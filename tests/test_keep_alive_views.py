@@ -111,8 +111,11 @@ def test_manual_actions_are_rate_limited_per_shop(app, client, auth, merchant, r
     connection = make_connection(merchant.shop, issued_at=datetime.now(UTC) - timedelta(days=2))
     requests_mock.get(f"{GRAPH}/v23.0/me", json={"user_id": connection.instagram_user_id})
     token = auth.csrf_token("/")
-    statuses = [client.post("/instagram/test", headers=htmx(token)).status_code for _ in range(3)]
-    assert statuses == [200, 200, 429]
+    responses = [client.post("/instagram/test", headers=htmx(token)) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    # The refusal is shown in the page's error slot, not swapped into the card.
+    assert responses[2].headers["HX-Retarget"] == "#htmx-errors"
+    assert "Too many attempts" in responses[2].get_data(as_text=True)
     assert requests_mock.call_count == 2
 
 

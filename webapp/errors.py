@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -32,8 +32,15 @@ def _render(status: int, detail: str | None = None):
     title, message = MESSAGES.get(status, (f"Error {status}", ""))
     if request.blueprint == "callbacks" and request.method == "POST":  # Meta reads JSON, not pages
         return jsonify(error=title, detail=detail or message), status
-    template = "errors/_error.html" if is_fragment_request() else "errors/error.html"
-    return render_template(template, status=status, title=title, message=detail or message), status
+    if is_fragment_request():
+        # Never swap an error into the widget that asked: show it in the page's error slot.
+        response = make_response(
+            render_template("errors/_error.html", status=status, title=title, message=detail or message), status
+        )
+        response.headers["HX-Retarget"] = "#htmx-errors"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+    return render_template("errors/error.html", status=status, title=title, message=detail or message), status
 
 
 def register(app: Flask) -> None:

@@ -1,0 +1,93 @@
+"""For each sandbox cause, the card, the panel and the mail name the right cause; one click restores."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import CSP_LISTENER, assert_no_csp_violations
+from tests.browser.test_connect_flow import DASHBOARD
+from webapp.cli import DEMO_MERCHANT, DEMO_SUPPORT
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# sandbox button, what the card says, the panel's title, whether reconnecting fixes it
+CAUSES = [
+    ("Change password", "Disconnected by Instagram", "The Instagram or Facebook password was changed", True),
+    ("Put the account in a checkpoint", "Disconnected by Instagram", "Instagram wants you to confirm the account", True),
+    ("Log out everywhere", "Disconnected by Instagram", "Instagram ended the login session", True),
+    ("Remove a permission", "Disconnected by Instagram", "A permission or role was removed", True),
+    ("Data access expired (90 days unused)", "Disconnected by Instagram", "Access lapsed after 90 days without use", True),
+    ("Rate-limit the next 5 calls", "Having trouble, retrying", "Instagram asked us to slow down", False),
+    ("Start or end an outage", "Having trouble, retrying", "Instagram is having trouble", False),
+]
+
+
+def log_in(page, who):
+    page.goto("/login")
+    page.get_by_label("Email").fill(who["email"])
+    page.get_by_label("Password").fill(who["password"])
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()
+
+
+def press(page, button: str) -> None:
+    page.goto("/sandbox/")
+    page.locator("article", has_text="@bloom_and_stem").get_by_role("button", name=button).click()
+
+
+def connected(page) -> None:
+    page.goto("/")
+    card = page.locator("#instagram-card")
+    if page.get_by_role("button", name="Connect Instagram").count():
+        page.get_by_role("button", name="Connect Instagram").click()
+        page.get_by_label("Create a sandbox account").fill("bloom_and_stem")
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url(DASHBOARD)
+    elif "Connected" not in card.locator(".state-badge").inner_text():
+        press(page, "Clear every problem")
+        page.goto("/")
+        page.get_by_role("button", name="Reconnect", exact=True).click()
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url(DASHBOARD)
+    expect(card.locator(".state-badge")).to_have_text(re.compile("Connected"))
+
+
+@pytest.mark.parametrize("button,card_words,title,reconnect", CAUSES, ids=[c[0] for c in CAUSES])
+def test_each_cause_end_to_end(browser, live_dashboard, button, card_words, title, reconnect):
+    context = browser.new_context(base_url=live_dashboard)
+    context.add_init_script(CSP_LISTENER)
+    page = context.new_page()
+    page.csp_console_messages = []
+    log_in(page, DEMO_MERCHANT)
+    connected(page)
+
+    press(page, button)
+    page.goto("/")
+    page.get_by_role("button", name="Test connection now").click()
+    card = page.locator("#instagram-card")
+    expect(card.locator(".state-badge")).to_have_text(re.compile(card_words))
+    expect(page.locator("#diagnosis-panel")).to_contain_text(title)
+    assert_no_csp_violations(page)
+
+    if reconnect:
+        # The mail (kept in the outbox: this server has no MAIL_URL) names the same cause.
+        support = browser.new_context(base_url=live_dashboard).new_page()
+        log_in(support, DEMO_SUPPORT)
+        support.goto("/support/outbox")
+        support.get_by_role("link", name=re.compile("Instagram is disconnected from Bloom & Stem Flowers")).first.click()
+        expect(support.locator(".mail-text")).to_contain_text(f"Most likely reason: {title}.")
+        support.context.close()
+        page.locator("#diagnosis-panel").get_by_role("button", name="Reconnect Instagram").click()
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url(DASHBOARD)
+        expect(page.get_by_text("Connection restored: @bloom_and_stem is connected again.")).to_be_visible()
+    else:
+        press(page, "Clear every problem")
+        page.goto("/")
+        page.get_by_role("button", name="Test connection now").click()
+        expect(card.locator(".state-badge")).to_have_text(re.compile("Connected"))
+    expect(card.locator(".state-badge")).to_have_text(re.compile("Connected"))
+    context.close()

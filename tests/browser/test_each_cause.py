@@ -16,10 +16,20 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # sandbox button, what the card says, the panel's title, whether reconnecting fixes it
 CAUSES = [
     ("Change password", "Disconnected by Instagram", "The Instagram or Facebook password was changed", True),
-    ("Put the account in a checkpoint", "Disconnected by Instagram", "Instagram wants you to confirm the account", True),
+    (
+        "Put the account in a checkpoint",
+        "Disconnected by Instagram",
+        "Instagram wants you to confirm the account",
+        True,
+    ),
     ("Log out everywhere", "Disconnected by Instagram", "Instagram ended the login session", True),
     ("Remove a permission", "Disconnected by Instagram", "A permission or role was removed", True),
-    ("Data access expired (90 days unused)", "Disconnected by Instagram", "Access lapsed after 90 days without use", True),
+    (
+        "Data access expired (90 days unused)",
+        "Disconnected by Instagram",
+        "Access lapsed after 90 days without use",
+        True,
+    ),
     ("Rate-limit the next 5 calls", "Having trouble, retrying", "Instagram asked us to slow down", False),
     ("Start or end an outage", "Having trouble, retrying", "Instagram is having trouble", False),
 ]
@@ -77,7 +87,9 @@ def test_each_cause_end_to_end(browser, live_dashboard, button, card_words, titl
         support = browser.new_context(base_url=live_dashboard).new_page()
         log_in(support, DEMO_SUPPORT)
         support.goto("/support/outbox")
-        support.get_by_role("link", name=re.compile("Instagram is disconnected from Bloom & Stem Flowers")).first.click()
+        support.get_by_role(
+            "link", name=re.compile("Instagram is disconnected from Bloom & Stem Flowers")
+        ).first.click()
         expect(support.locator(".mail-text")).to_contain_text(f"Most likely reason: {title}.")
         support.context.close()
         page.locator("#diagnosis-panel").get_by_role("button", name="Reconnect Instagram").click()

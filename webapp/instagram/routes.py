@@ -166,12 +166,9 @@ def _shop_key() -> str:
 def _card_response(message: str | None = None, level: str = "info", changed: bool = True):
     """The card fragment for htmx (with `connection-changed` after an action), or back to the page."""
     if is_fragment_request():
-        # Straight to the connection by shop id: this fragment is polled by every open dashboard.
-        connection = db.session.scalar(
-            db.select(connections.InstagramConnection).where(
-                connections.InstagramConnection.shop_id == current_user.shop_id
-            )
-        )
+        # Loaded with the user in one query (see accounts.user_with_live_session): this fragment is
+        # polled by every open dashboard.
+        connection = current_user.shop.instagram_connection
         html = render_template(
             "instagram/_card.html",
             connection=connection,

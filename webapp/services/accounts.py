@@ -8,6 +8,7 @@ from datetime import datetime
 from functools import cache
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.extensions import db
@@ -149,6 +150,8 @@ def user_with_live_session(user_id: int, session_id: str | None) -> User | None:
         select(User)
         .join(LoginSession, LoginSession.user_id == User.id)
         .where(User.id == user_id, LoginSession.id == session_id, LoginSession.revoked_at.is_(None))
+        # Merchant pages all need the shop and its connection: fetch them in the same round trip.
+        .options(joinedload(User.shop).joinedload(Shop.instagram_connection))
     )
 
 

@@ -35,6 +35,12 @@ CAUSES = [
 ]
 
 
+def assert_no_raw_token(page) -> None:
+    """Promise 16: sandbox tokens start IGAA (long-lived) or IGQV (short-lived); no page may show one."""
+    html = page.content()
+    assert "IGAA" not in html and "IGQV" not in html
+
+
 def log_in(page, who):
     page.goto("/login")
     page.get_by_label("Email").fill(who["email"])
@@ -81,6 +87,7 @@ def test_each_cause_end_to_end(browser, live_dashboard, button, card_words, titl
     expect(card.locator(".state-badge")).to_have_text(re.compile(card_words))
     expect(page.locator("#diagnosis-panel")).to_contain_text(title)
     assert_no_csp_violations(page)
+    assert_no_raw_token(page)
 
     if reconnect:
         # The mail (kept in the outbox: this server has no MAIL_URL) names the same cause.
@@ -102,4 +109,7 @@ def test_each_cause_end_to_end(browser, live_dashboard, button, card_words, titl
         page.get_by_role("button", name="Test connection now").click()
         expect(card.locator(".state-badge")).to_have_text(re.compile("Connected"))
     expect(card.locator(".state-badge")).to_have_text(re.compile("Connected"))
+    card.get_by_text("Technical details").click()  # the disclosure shows a fingerprint, never the token
+    expect(card).to_contain_text("fingerprint")
+    assert_no_raw_token(page)
     context.close()

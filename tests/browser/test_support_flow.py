@@ -65,6 +65,8 @@ def test_support_agent_flow(browser, live_dashboard):
     banner = page.locator("#impersonation-banner")
     expect(banner).to_contain_text("You are viewing Bloom & Stem Flowers as Maya Jones")
     expect(page.locator("#instagram-card")).to_be_visible()
+    html = page.content()
+    assert "IGAA" not in html and "IGQV" not in html  # promise 16: support viewing as merchant sees no token
 
     page.goto("/instagram/disconnect")  # a blocked action
     expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")

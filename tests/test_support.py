@@ -369,7 +369,7 @@ def test_fleet_counts_causes_and_longest_first(client, auth, db, agent):
     caption = re.search(r'<figcaption id="state-chart-caption">(.*?)</figcaption>', page).group(1)
     assert (
         caption
-        == "8 shops: 2 disconnected by instagram, 1 expiring soon, 1 having trouble, retrying, 3 connected, 1 not connected."
+        == "8 shops: 2 disconnected by Instagram, 1 expiring soon, 1 having trouble, 3 connected, 1 not connected."
     )
     attention = re.findall(r'<td><a href="/support/shops/\d+">(Shop \d+)</a>', page)
     assert attention == ["Shop 04", "Shop 06", "Shop 03", "Shop 05"]  # longest in trouble first

@@ -71,3 +71,12 @@ def assert_no_csp_violations(page) -> None:
     violations = page.evaluate("window.__cspViolations")
     assert violations == [], violations
     assert page.csp_console_messages == [], page.csp_console_messages
+
+
+def log_in(page, who: dict) -> None:
+    """Log in through the real form as one of the demo logins (DEMO_MERCHANT, DEMO_SUPPORT, ...)."""
+    page.goto("/login")
+    page.get_by_label("Email").fill(who["email"])
+    page.get_by_label("Password").fill(who["password"])
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import assert_no_csp_violations
+from tests.browser.conftest import assert_no_csp_violations, log_in
 from webapp.cli import DEMO_MERCHANT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -16,10 +16,7 @@ DASHBOARD = re.compile(r"^http://[^/]+/(#_)?$")
 
 
 def log_in_as_demo_merchant(page) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(DEMO_MERCHANT["email"])
-    page.get_by_label("Password").fill(DEMO_MERCHANT["password"])
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, DEMO_MERCHANT)
     page.wait_for_url("**/")
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import CSP_LISTENER, assert_no_csp_violations
+from tests.browser.conftest import CSP_LISTENER, assert_no_csp_violations, log_in
 from tests.browser.test_connect_flow import DASHBOARD
 from webapp.cli import DEMO_MERCHANT, DEMO_SUPPORT
 
@@ -39,14 +39,6 @@ def assert_no_raw_token(page) -> None:
     """Promise 16: sandbox tokens start IGAA (long-lived) or IGQV (short-lived); no page may show one."""
     html = page.content()
     assert "IGAA" not in html and "IGQV" not in html
-
-
-def log_in(page, who):
-    page.goto("/login")
-    page.get_by_label("Email").fill(who["email"])
-    page.get_by_label("Password").fill(who["password"])
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
 
 
 def press(page, button: str) -> None:

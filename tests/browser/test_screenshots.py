@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import log_in
 from tests.browser.test_connect_flow import DASHBOARD
 from webapp.cli import DEMO_MERCHANT, DEMO_SUPPORT
 
@@ -19,14 +20,6 @@ pytestmark = [
         not os.environ.get("SCREENSHOTS_DIR"), reason="set SCREENSHOTS_DIR (make screenshots) to take them"
     ),
 ]
-
-
-def log_in(page, who):
-    page.goto("/login")
-    page.get_by_label("Email").fill(who["email"])
-    page.get_by_label("Password").fill(who["password"])
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
 
 
 def test_take_the_readme_screenshots(browser, live_dashboard):

@@ -7,19 +7,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import assert_no_csp_violations
+from tests.browser.conftest import assert_no_csp_violations, log_in
 from tests.browser.test_connect_flow import DASHBOARD
 from webapp.cli import DEMO_ADMIN, DEMO_MERCHANT, DEMO_SUPPORT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def log_in(page, who: dict) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(who["email"])
-    page.get_by_label("Password").fill(who["password"])
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
 
 
 def break_the_demo_shop(page) -> None:

@@ -26,16 +26,12 @@ def _submitted_email() -> str:
     return "email:" + request.form.get("email", "").strip().lower()
 
 
-def _home_for(user) -> str:
-    return url_for("dashboard.index")
-
-
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_rate_limit, methods=["POST"])
 @limiter.limit(_account_rate_limit, key_func=_submitted_email, methods=["POST"])
 def login():
     if current_user.is_authenticated:
-        return redirect(safe_next_url(request.args.get("next")) or _home_for(current_user))
+        return redirect(safe_next_url(request.args.get("next")) or url_for("dashboard.index"))
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
         user = accounts.authenticate(form.email.data, form.password.data)
@@ -53,7 +49,7 @@ def login():
             login_user(user)
             if user.is_staff:
                 audit.record("staff.login", now=g.now, actor=user, ip_prefix=login_session.ip_prefix)
-            return redirect(safe_next_url(form.next.data) or _home_for(user))
+            return redirect(safe_next_url(form.next.data) or url_for("dashboard.index"))
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
 
 

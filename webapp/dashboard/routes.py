@@ -7,9 +7,8 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from webapp.extensions import db
-from webapp.models import ChecklistTick, Shop, User
+from webapp.models import Shop, User
 from webapp.services import status
-from webapp.services.diagnosis import diagnose_connection, incident_key
 
 bp = Blueprint("dashboard", __name__)
 
@@ -21,33 +20,7 @@ SHOPS_PER_PAGE = 50
 def index():
     if current_user.is_staff:
         return redirect(url_for("support.fleet_overview"))
-    return render_template("dashboard/index.html", **merchant_dashboard(current_user.shop, g.now))
-
-
-def merchant_dashboard(shop: Shop, now) -> dict:
-    """What the merchant's dashboard page shows: the card and the diagnosis (history comes as a fragment)."""
-    connection = shop.instagram_connection
-    diagnosis = diagnose_connection(connection, now)
-    return {
-        "shop": shop,
-        "connection": connection,
-        "card": status.card_view(connection, now),
-        "diagnosis": diagnosis,
-        "incident": incident_key(diagnosis),
-        "ticks": checklist_ticks(connection, incident_key(diagnosis)),
-    }
-
-
-def checklist_ticks(connection, incident: str | None) -> set[int]:
-    if connection is None or incident is None:
-        return set()
-    return set(
-        db.session.scalars(
-            select(ChecklistTick.item).where(
-                ChecklistTick.connection_id == connection.id, ChecklistTick.incident_key == incident
-            )
-        )
-    )
+    return render_template("dashboard/index.html", **status.merchant_dashboard(current_user.shop, g.now))
 
 
 @bp.get("/help/why-instagram-disconnects")

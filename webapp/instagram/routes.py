@@ -9,7 +9,6 @@ from flask import Blueprint, abort, current_app, flash, g, make_response, redire
 from flask_login import current_user
 
 from webapp.auth.decorators import merchant_required, owner_only
-from webapp.dashboard.routes import merchant_dashboard
 from webapp.extensions import db, limiter
 from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
@@ -22,7 +21,6 @@ from webapp.instagram.oauth import (
     token_vault,
 )
 from webapp.services import connections, lifecycle, notifications, status
-from webapp.services.diagnosis import diagnose_connection, incident_key
 from webapp.services.instagram_client import MetaApiError
 
 bp = Blueprint("instagram", __name__, url_prefix="/instagram")
@@ -196,7 +194,7 @@ def diagnosis():
     """The "What happened" panel alone (htmx), or the dashboard that contains it."""
     if not is_fragment_request():
         return vary_on_htmx(redirect(url_for("dashboard.index")))
-    context = merchant_dashboard(current_user.shop, g.now)
+    context = status.merchant_dashboard(current_user.shop, g.now)
     return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))
 
 
@@ -204,17 +202,16 @@ def diagnosis():
 @merchant_required
 def tick():
     """Tick or untick one checklist step of the current incident."""
-    connection = connections.connection_for(current_user.shop)
     item = request.form.get("item", type=int)
-    current_incident = incident_key(diagnose_connection(connection, g.now))
     if item is None or item < 0 or item > 20:
         abort(400, description="That checklist step does not exist.")
-    if current_incident is None or request.form.get("incident") != current_incident:
+    connection = connections.connection_for(current_user.shop)
+    try:
+        status.tick_checklist_item(connection, request.form.get("incident"), item, current_user, g.now)
+    except status.StaleChecklist:
         flash("That checklist belongs to a problem that is already over.", "info")
-    else:
-        connections.toggle_checklist_item(connection, current_incident, item, current_user, g.now)
     if is_fragment_request():
-        context = merchant_dashboard(current_user.shop, g.now)
+        context = status.merchant_dashboard(current_user.shop, g.now)
         return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))
     return vary_on_htmx(redirect(url_for("dashboard.index")))
 

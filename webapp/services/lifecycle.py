@@ -139,11 +139,11 @@ def claim_due(
     return result
 
 
-def call_meta(claim: Claim, client: InstagramClient, refresh_allowed_now: bool = True) -> Outcome:
+def call_meta(claim: Claim, client: InstagramClient) -> Outcome:
     """Make the one call the claim is for. Runs with no database transaction open."""
     work = claim.work
     try:
-        if work == "refresh" and refresh_allowed_now:
+        if work == "refresh":
             return Outcome("refresh", grant=client.refresh(claim.token or ""), usage=client.last_usage)
         return Outcome("check", profile=client.me(claim.token or ""), usage=client.last_usage)
     except MetaApiError as error:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, InstagramConnection
+from webapp.models import ChecklistTick, ConnectionEvent, InstagramConnection
 
 TOKEN_LIFETIME_DAYS = 60
 
@@ -184,3 +184,49 @@ def timeline_query(connection: InstagramConnection, group: str | None):
     if group in EVENT_GROUPS:
         query = query.where(ConnectionEvent.kind.in_(EVENT_GROUPS[group]))
     return query.order_by(ConnectionEvent.occurred_at.desc(), ConnectionEvent.id.desc())
+
+
+def merchant_dashboard(shop, now: datetime) -> dict:
+    """What the merchant's dashboard page shows: the card and the diagnosis (history comes as a fragment)."""
+    from webapp.services.diagnosis import diagnose_connection, incident_key
+
+    connection = shop.instagram_connection
+    diagnosis = diagnose_connection(connection, now)
+    incident = incident_key(diagnosis)
+    return {
+        "shop": shop,
+        "connection": connection,
+        "card": card_view(connection, now),
+        "diagnosis": diagnosis,
+        "incident": incident,
+        "ticks": checklist_ticks(connection, incident),
+    }
+
+
+def checklist_ticks(connection: InstagramConnection | None, incident: str | None) -> set[int]:
+    if connection is None or incident is None:
+        return set()
+    return set(
+        db.session.scalars(
+            select(ChecklistTick.item).where(
+                ChecklistTick.connection_id == connection.id, ChecklistTick.incident_key == incident
+            )
+        )
+    )
+
+
+class StaleChecklist(Exception):
+    """The checklist belongs to a problem that is already over."""
+
+
+def tick_checklist_item(
+    connection: InstagramConnection, submitted_incident: str | None, item: int, user, now: datetime
+) -> None:
+    """Toggle one step of the current incident's checklist; refuse a list from an earlier incident."""
+    from webapp.services.connections import toggle_checklist_item
+    from webapp.services.diagnosis import diagnose_connection, incident_key
+
+    current = incident_key(diagnose_connection(connection, now))
+    if current is None or submitted_incident != current:
+        raise StaleChecklist()
+    toggle_checklist_item(connection, current, item, user, now)

@@ -7,7 +7,6 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from webapp.auth.decorators import staff_required
-from webapp.dashboard.routes import merchant_dashboard
 from webapp.extensions import db, limiter
 from webapp.instagram.oauth import instagram_client, keep_alive_policy, token_vault
 from webapp.models import AuditEntry, OutboundMail, Shop
@@ -46,7 +45,7 @@ def fleet_overview():
 @staff_required
 def shop_detail(shop_id: int):
     shop = db.get_or_404(Shop, shop_id, description="There is no shop with that number.")
-    context = merchant_dashboard(shop, g.now)
+    context = status.merchant_dashboard(shop, g.now)
     connection = context["connection"]
     context["cells"] = status.health_strip(connection, g.now)
     context["recent_events"] = (

@@ -88,7 +88,7 @@ def seed(uri: str, shops: int, events_per_shop: int, key: str) -> None:
                         "token_ciphertext": ciphertext if state != "not_connected" else None,
                         "token_issued_at": now - timedelta(days=3),
                         "token_expires_at": now + timedelta(days=57),
-                        "lease_version": 0,
+                        "version": 0,
                         "consecutive_failures": 0,
                         "failure_days": 0,
                         "refresh_failures": 0,

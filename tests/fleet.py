@@ -44,7 +44,7 @@ def seed_due_connections(database_uri: str, count: int, key: str, chunk: int = 2
                         "refresh_due_at": issued + timedelta(days=7),
                         "check_due_at": now + timedelta(hours=6),
                         "due_at": issued + timedelta(days=7),
-                        "lease_version": 0,
+                        "version": 0,
                         "consecutive_failures": 0,
                         "failure_days": 0,
                         "refresh_failures": 0,

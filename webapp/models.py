@@ -176,10 +176,12 @@ class InstagramConnection(db.Model):
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The worker's lease; lease_version is the fencing token checked on write-back.
+    # The worker's lease. `version` is the fence for every writer: SQLAlchemy moves it on each
+    # update and refuses an update based on an older read (StaleDataError), and a worker's write-back
+    # lands only while the version it claimed with is still the row's.
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    lease_version: Mapped[int] = mapped_column(default=0)
+    version: Mapped[int] = mapped_column(default=0)
     # Trouble since the last success: attempts (for backoff) and days (failures count once a day).
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     failure_days: Mapped[int] = mapped_column(default=0)
@@ -195,6 +197,8 @@ class InstagramConnection(db.Model):
 
     shop: Mapped[Shop] = relationship(backref=db.backref("instagram_connection", uselist=False))
     connected_by: Mapped[User | None] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}
 
     def __repr__(self) -> str:
         return f"<InstagramConnection shop={self.shop_id} @{self.username} {self.state}>"

@@ -379,13 +379,13 @@ def test_fenced_write_after_the_lease_ran_out(app, db, vault, meta_client, reque
         == "refreshed"
     )
     before = reload(db, connection)
-    snapshot = (before.token_ciphertext, before.token_issued_at, before.lease_version, before.due_at)
+    snapshot = (before.token_ciphertext, before.token_issued_at, before.version, before.due_at)
     assert (
         lifecycle.record_outcome(claim_a, outcome_a, now=later, policy=POLICY, vault=vault, rng=random.Random())
         == "lease_lost"
     )
     after = reload(db, connection)
-    assert (after.token_ciphertext, after.token_issued_at, after.lease_version, after.due_at) == snapshot
+    assert (after.token_ciphertext, after.token_issued_at, after.version, after.due_at) == snapshot
     assert vault.decrypt(after.token_ciphertext) == "IGAAtoken-from-B"
 
 

@@ -4,7 +4,7 @@ Rules (DESIGN.md, "Token lifecycle policy"): refresh once a token is 7 days old 
 or after expiry), check health every 6 h, both jittered; transient trouble backs off and never
 disconnects; a definitive auth error disconnects at once and stops all calls with that token.
 No database transaction is open while Meta is called; a write-back only lands while the lease it
-was claimed with is still ours (lease_version is the fencing token).
+was claimed with is still ours: the row's `version` is the fence, and every writer moves it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
 from webapp.models import InstagramConnection, RateLimitPause, SchedulerTick
@@ -56,7 +57,7 @@ class Claim:
     """A connection leased to one worker for one piece of work."""
 
     connection_id: int
-    lease_version: int
+    version: int
     owner: str
     work: str
     token: str | None = field(default=None, repr=False)
@@ -108,7 +109,7 @@ def claim_due(
     if dialect == "postgresql":
         # Rows another worker is claiming right now are skipped, not waited for.
         query = query.with_for_update(skip_locked=True)
-    claims: list[tuple[Claim, str]] = []
+    leased: list[tuple[InstagramConnection, str]] = []
     try:
         for connection in db.session.scalars(query):
             work = work_for(connection, now, policy) if connection_id is None else manual_work
@@ -120,10 +121,13 @@ def claim_due(
                 continue
             connection.lease_owner = owner
             connection.lease_expires_at = now + policy.lease
-            connection.lease_version += 1
-            claims.append(
-                (Claim(connection.id, connection.lease_version, owner, work, actor=actor), connection.token_ciphertext)
-            )
+            leased.append((connection, work))
+        # The flush moves each leased row's version; the claim carries the moved one as its fence.
+        db.session.flush()
+        claims = [
+            (Claim(connection.id, connection.version, owner, work, actor=actor), connection.token_ciphertext)
+            for connection, work in leased
+        ]
         # Committing ends the transaction: nothing stays open while the caller talks to Meta.
         db.session.commit()
     except SQLAlchemyError:
@@ -153,7 +157,7 @@ def call_meta(claim: Claim, client: InstagramClient) -> Outcome:
 def _fenced_row(claim: Claim) -> InstagramConnection | None:
     query = select(InstagramConnection).where(
         InstagramConnection.id == claim.connection_id,
-        InstagramConnection.lease_version == claim.lease_version,
+        InstagramConnection.version == claim.version,
         InstagramConnection.lease_owner == claim.owner,
     )
     if db.engine.dialect.name == "postgresql":
@@ -187,6 +191,12 @@ def record_outcome(
             connection.lease_owner = connection.lease_expires_at = None
             db.session.commit()
             return summary
+        except StaleDataError:
+            # Another writer (a disconnect, a callback, a key rotation) moved the version between our
+            # read and our write: theirs stands.
+            db.session.rollback()
+            log.warning("connection %s: changed by another writer during the call; result discarded", claim.connection_id)
+            return "lease_lost"
         except (OperationalError, IntegrityError) as error:
             db.session.rollback()
             log.warning(
@@ -383,9 +393,9 @@ def release(claims: list[Claim]) -> None:
         db.session.execute(
             update(InstagramConnection)
             .where(
-                InstagramConnection.id == claim.connection_id, InstagramConnection.lease_version == claim.lease_version
+                InstagramConnection.id == claim.connection_id, InstagramConnection.version == claim.version
             )
-            .values(lease_owner=None, lease_expires_at=None)
+            .values(lease_owner=None, lease_expires_at=None, version=InstagramConnection.version + 1)
         )
     db.session.commit()
 

@@ -195,7 +195,9 @@ def record_outcome(
             # Another writer (a disconnect, a callback, a key rotation) moved the version between our
             # read and our write: theirs stands.
             db.session.rollback()
-            log.warning("connection %s: changed by another writer during the call; result discarded", claim.connection_id)
+            log.warning(
+                "connection %s: changed by another writer during the call; result discarded", claim.connection_id
+            )
             return "lease_lost"
         except (OperationalError, IntegrityError) as error:
             db.session.rollback()
@@ -392,9 +394,7 @@ def release(claims: list[Claim]) -> None:
     for claim in claims:
         db.session.execute(
             update(InstagramConnection)
-            .where(
-                InstagramConnection.id == claim.connection_id, InstagramConnection.version == claim.version
-            )
+            .where(InstagramConnection.id == claim.connection_id, InstagramConnection.version == claim.version)
             .values(lease_owner=None, lease_expires_at=None, version=InstagramConnection.version + 1)
         )
     db.session.commit()

@@ -108,6 +108,13 @@ def rotate_keys_command():
             + ". Those shops must reconnect Instagram, or put the missing key back in TOKEN_ENCRYPTION_KEYS.",
             err=True,
         )
+    if report.changed_meanwhile:
+        click.echo(
+            f"{report.changed_meanwhile} token(s) kept changing while they were re-encrypted and are still under an "
+            "older key. Run the command again.",
+            err=True,
+        )
+    if report.failed or report.changed_meanwhile:
         sys.exit(1)
 
 

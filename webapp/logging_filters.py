@@ -13,9 +13,15 @@ _SECRET_PARAMS = re.compile(
 )
 
 
+# Anything shaped like a Meta token, wherever it appears: Instagram's start with IG, Facebook's with
+# EAA; a long unbroken base64url run is treated the same (promise 34).
+_TOKEN_SHAPED = re.compile(r"\b(?:IG|EAA)[A-Za-z0-9_\-]{20,}|[A-Za-z0-9_\-]{64,}")
+
+
 def redact(text: str) -> str:
-    """Replace secret parameter values in `text` with [redacted]."""
-    return _SECRET_PARAMS.sub(lambda m: f"{m.group('name')}{m.group('sep')}[redacted]", text)
+    """Replace secret parameter values and token-shaped strings in `text` with [redacted]."""
+    text = _SECRET_PARAMS.sub(lambda m: f"{m.group('name')}{m.group('sep')}[redacted]", text)
+    return _TOKEN_SHAPED.sub("[redacted]", text)
 
 
 _installed = False

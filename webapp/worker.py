@@ -11,19 +11,21 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 
-import requests
 from flask import Flask
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from webapp.extensions import db
 from webapp.models import WorkerProcess
 from webapp.services import lifecycle, notifications
+from webapp.services.http_deadline import deadline_session
 from webapp.services.instagram_client import InstagramClient
 from webapp.services.schedule import Policy
 
@@ -32,10 +34,16 @@ log = logging.getLogger(__name__)
 
 # Outcomes after which the merchant may need to hear from us right away.
 NOTIFY_AT_ONCE = frozenset({"needs_reconnect", "expired", "recovered"})
+# While the database is away the worker waits and tries again, never exits (promise 36).
+DATABASE_RETRY_SECONDS = (1, 2, 4, 8, 15, 30)
 
 
 class WorkerRefused(RuntimeError):
     """This worker must not start (e.g. a second worker on SQLite)."""
+
+
+class DatabaseUnavailable(SQLAlchemyError):
+    """A write-back kept failing: the database is still away."""
 
 
 def utc_now() -> datetime:
@@ -43,12 +51,9 @@ def utc_now() -> datetime:
 
 
 def worker_client(app: Flask, concurrency: int) -> InstagramClient:
-    """A Meta client whose connection pool fits the worker's concurrency."""
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(concurrency, 10))
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
+    """A Meta client whose connection pool fits the worker's concurrency; each call has one deadline."""
     config = app.config
+    session = deadline_session(config["INSTAGRAM_HTTP_TIMEOUT"], pool_maxsize=max(concurrency, 10))
     return InstagramClient(
         client_id=config["INSTAGRAM_CLIENT_ID"],
         client_secret=config["INSTAGRAM_CLIENT_SECRET"],
@@ -84,6 +89,10 @@ class Worker:
         self.policy = Policy.from_config(config)
         self.vault = app.extensions["token_vault"]
         self.totals: Counter = Counter()
+        # Results Meta gave whose write-back failed (the database was away): kept and written later.
+        self.unwritten: list[tuple[lifecycle.Claim, lifecycle.Outcome | None, datetime]] = []
+        self.unwritten_lock = threading.Lock()
+        self.sleep: Callable[[float], None] = time.sleep
 
     def register(self) -> None:
         """Announce this worker; on SQLite, refuse when another one is alive."""
@@ -128,14 +137,19 @@ class Worker:
                 notifications.plan(self.app, now)
             notifications.deliver(self.app, now)
 
-    def claim(self, limit: int | None = None) -> list[lifecycle.Claim]:
+    def claim(self, limit: int | None = None, in_flight: frozenset[int] = frozenset()) -> list[lifecycle.Claim]:
         with self.app.app_context():
             now = self.clock()
             if lifecycle.app_paused_until(now):
                 db.session.close()
                 return []
             return lifecycle.claim_due(
-                owner=self.owner, now=now, limit=limit or self.batch_size, policy=self.policy, vault=self.vault
+                owner=self.owner,
+                now=now,
+                limit=limit or self.batch_size,
+                policy=self.policy,
+                vault=self.vault,
+                exclude=in_flight,
             )
 
     def process(self, claim: lifecycle.Claim) -> str:
@@ -144,9 +158,13 @@ class Worker:
             outcome = None
             if claim.work != "expire" and not claim.unreadable:
                 outcome = lifecycle.call_meta(claim, self.client)
+            finished_at = self.clock()
             summary = lifecycle.record_outcome(
-                claim, outcome, now=self.clock(), policy=self.policy, vault=self.vault, rng=self.rng
+                claim, outcome, now=finished_at, policy=self.policy, vault=self.vault, rng=self.rng, sleep=self.sleep
             )
+            if summary == "write_failed":
+                with self.unwritten_lock:
+                    self.unwritten.append((claim, outcome, finished_at))
         error = outcome.error if outcome else None
         detail = f" (code {error.code}, subcode {error.subcode})" if error is not None else ""
         log.info("connection %s %s: %s%s", claim.connection_id, claim.work, summary, detail)
@@ -165,35 +183,99 @@ class Worker:
         connections are claimed (up to twice the concurrency waiting), so no batch waits for its
         slowest call before the next one starts.
         """
-        self.register()
+        self._until_database_answers(self.register, stop)
         last_tick = None
         in_flight: dict[Future, lifecycle.Claim] = {}
+        outage = 0
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="keepalive") as pool:
                 while not stop.is_set():
-                    now = self.clock()
-                    if last_tick is None or now - last_tick >= timedelta(seconds=60):
-                        self.tick()
-                        self.heartbeat()
-                        last_tick = now
-                    room = 2 * self.concurrency - len(in_flight)
-                    topping_up = len(in_flight) <= self.concurrency
-                    claims = self.claim(min(room, self.batch_size)) if topping_up else []
-                    for claim in claims:
-                        in_flight[pool.submit(self._guarded, claim, stop)] = claim
-                    if not in_flight:
-                        if until_idle:
-                            break
-                        stop.wait(self.poll_seconds)
+                    try:
+                        last_tick = self._step(pool, in_flight, last_tick, stop, until_idle, on_result)
+                        outage = 0
+                    except SQLAlchemyError as error:
+                        outage += 1
+                        self._wait_for_database(error, outage, stop)
                         continue
-                    done, _ = wait(in_flight, timeout=self.poll_seconds, return_when=FIRST_COMPLETED)
-                    self._collect(done, in_flight, on_result)
-                # Stopping: calls already running finish (each bounded by the HTTP timeout); queued
+                    if last_tick is None:
+                        break  # idle with until_idle
+                # Stopping: calls already running finish (each bounded by its deadline); queued
                 # ones return "released" at once and their leases are handed back.
-                self._collect(list(in_flight), in_flight, on_result)
+                self._until_database_answers(lambda: self._collect(list(in_flight), in_flight, on_result), stop)
+                self._until_database_answers(self._write_unwritten, stop)
         finally:
-            self.unregister()
+            try:
+                self.unregister()
+            except SQLAlchemyError:
+                log.warning("could not unregister this worker; its heartbeat row expires by itself")
         return self.totals
+
+    def _step(self, pool, in_flight: dict, last_tick, stop: threading.Event, until_idle: bool, on_result):
+        """One turn of the loop; returns the time of the last tick, or None to stop when idle."""
+        now = self.clock()
+        if last_tick is None or now - last_tick >= timedelta(seconds=60):
+            self.tick()
+            self.heartbeat()
+            last_tick = now
+        self._write_unwritten()
+        room = 2 * self.concurrency - len(in_flight)
+        topping_up = len(in_flight) <= self.concurrency
+        busy = frozenset(claim.connection_id for claim in in_flight.values())
+        claims = self.claim(min(room, self.batch_size), in_flight=busy) if topping_up else []
+        for claim in claims:
+            in_flight[pool.submit(self._guarded, claim, stop)] = claim
+        if not in_flight:
+            if until_idle and not self.unwritten:
+                return None
+            stop.wait(self.poll_seconds)
+            return last_tick
+        done, _ = wait(in_flight, timeout=self.poll_seconds, return_when=FIRST_COMPLETED)
+        self._collect(done, in_flight, on_result)
+        return last_tick
+
+    def _write_unwritten(self) -> None:
+        """Write back results kept while the database was away; the fence still decides if they land."""
+        with self.unwritten_lock:
+            pending, self.unwritten = self.unwritten, []
+        for index, (claim, outcome, finished_at) in enumerate(pending):
+            with self.app.app_context():
+                summary = lifecycle.record_outcome(
+                    claim,
+                    outcome,
+                    now=finished_at,
+                    policy=self.policy,
+                    vault=self.vault,
+                    rng=self.rng,
+                    sleep=self.sleep,
+                )
+            if summary == "write_failed":
+                with self.unwritten_lock:
+                    self.unwritten[:0] = pending[index:]
+                raise DatabaseUnavailable("write-back still failing")
+            log.info(
+                "connection %s %s: %s (written after the database came back)", claim.connection_id, claim.work, summary
+            )
+            self.totals[summary] += 1
+
+    def _wait_for_database(self, error: Exception, outage: int, stop: threading.Event) -> None:
+        seconds = DATABASE_RETRY_SECONDS[min(outage, len(DATABASE_RETRY_SECONDS)) - 1]
+        log.warning("database unavailable (%s); trying again in %d s", type(error).__name__, seconds)
+        with self.app.app_context():
+            db.session.remove()
+        stop.wait(seconds)
+
+    def _until_database_answers(self, action: Callable[[], object], stop: threading.Event) -> None:
+        outage = 0
+        while True:
+            try:
+                action()
+                return
+            except SQLAlchemyError as error:
+                outage += 1
+                if stop.is_set() and outage > 3:
+                    log.error("database still unavailable while stopping; giving up (%s)", type(error).__name__)
+                    return
+                self._wait_for_database(error, outage, stop)
 
     def _collect(self, done, in_flight: dict, on_result) -> None:
         released, changed = [], []

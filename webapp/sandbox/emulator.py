@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.sandbox.models import ALL_SCOPES, SandboxAccount, SandboxCode, SandboxToken, token_hash
+from webapp.services.connections import fenced_write
 
 SHORT_LIVED = timedelta(hours=1)
 LONG_LIVED = timedelta(days=60)
@@ -291,6 +292,7 @@ def apply_action(account: SandboxAccount, action: str, days: int = 0) -> str:
     return result
 
 
+@fenced_write
 def nudge_linked_connections(account: SandboxAccount, now: datetime, shift_days: int = 0) -> int:
     """Make the dashboard notice a sandbox change at its next worker cycle (sandbox only).
 

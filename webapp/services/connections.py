@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import ParamSpec, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback, PendingConnection, Shop, User
@@ -67,6 +71,36 @@ class AccountSwitchRequired(Exception):
 
 class PendingSwitchExpired(Exception):
     """The switch confirmation is gone or too old; the merchant must connect again."""
+
+
+class ConnectionChanged(Exception):
+    """Another writer kept changing this connection while we tried to; nothing was written."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+FENCED_WRITE_ATTEMPTS = 3
+
+
+def fenced_write(write: Callable[P, R]) -> Callable[P, R]:
+    """Run a writer of connections as one transaction; start it again on fresh rows when it lost a race.
+
+    Every update of a connection is checked against the version it was read at and moves it
+    (`version_id_col`), so a write based on an older read fails with StaleDataError instead of
+    undoing someone else's. The writer then runs again from a fresh read, and its own write lands.
+    """
+
+    @functools.wraps(write)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        for attempt in range(1, FENCED_WRITE_ATTEMPTS + 1):
+            try:
+                return write(*args, **kwargs)
+            except StaleDataError:
+                db.session.rollback()
+                log.info("%s: a connection changed under us (attempt %d); reading it again", write.__name__, attempt)
+        raise ConnectionChanged(f"{write.__name__} kept losing races for the same connection")
+
+    return run
 
 
 def connection_for(shop: Shop) -> InstagramConnection:
@@ -127,9 +161,14 @@ def store_token(
 
 
 def forget_token(connection: InstagramConnection) -> None:
-    """Delete the token and stop every scheduled call that would have used it."""
+    """Delete the token and stop every scheduled call that would have used it.
+
+    A worker still holding a lease on the row loses it: this write moves the version its write-back
+    is fenced on, so nothing it brings back can restore the token (promise 33).
+    """
     connection.token_ciphertext = None
     connection.token_fingerprint = None
+    connection.lease_owner = connection.lease_expires_at = None
     connection.schedule()
 
 
@@ -165,6 +204,22 @@ def complete_connect(
     long_grant = client.exchange_for_long_lived(short_grant.access_token)
     profile = client.me(long_grant.access_token)
     expires_at = long_grant.expires_at(now) or now + LONG_LIVED_DEFAULT
+    return _store_connect(shop, user, short_grant, long_grant, profile, expires_at, vault, now, client_fingerprint)
+
+
+@fenced_write
+def _store_connect(
+    shop: Shop,
+    user: User,
+    short_grant: TokenGrant,
+    long_grant: TokenGrant,
+    profile: Profile,
+    expires_at: datetime,
+    vault: TokenVault,
+    now: datetime,
+    client_fingerprint: ClientFingerprint,
+) -> InstagramConnection:
+    """Store what Meta granted; park it instead when the shop is linked to another account."""
     connection = connection_for(shop)
     linked_elsewhere = connection.instagram_user_id and connection.instagram_user_id != profile.user_id
     if linked_elsewhere and connection.state != "not_connected":
@@ -220,6 +275,8 @@ def _apply_new_token(
     previous_state = connection.state
     _update_profile(connection, profile, permissions)
     store_token(connection, token, vault, issued_at=now, expires_at=expires_at)
+    # A refresh still in flight for the old token loses its lease with this write (promise 33).
+    connection.lease_owner = connection.lease_expires_at = None
     connection.connected_at = now
     connection.connected_by_id = user.id
     connection.last_checked_at = now
@@ -259,6 +316,7 @@ def live_pending_switch(shop: Shop, now: datetime) -> PendingConnection | None:
     return pending
 
 
+@fenced_write
 def confirm_switch(
     *,
     shop: Shop,
@@ -305,6 +363,7 @@ def cancel_switch(shop: Shop) -> None:
     db.session.commit()
 
 
+@fenced_write
 def disconnect(connection: InstagramConnection, user: User, now: datetime) -> None:
     """Delete the token and mark the shop not connected; the history stays."""
     from webapp.services import audit
@@ -346,6 +405,7 @@ def _claim_callback(kind: str, instagram_user_id: str, issued_at: int, now: date
     return callback
 
 
+@fenced_write
 def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> int:
     """Meta says the user removed our app: the token is dead. Return how many connections changed."""
     callback = _claim_callback("deauthorize", instagram_user_id, issued_at, now)
@@ -383,6 +443,7 @@ def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> 
     return changed
 
 
+@fenced_write
 def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime) -> MetaCallback:
     """Delete everything we hold from this Instagram user; the same request again returns the same code."""
     callback = _claim_callback("data_deletion", instagram_user_id, issued_at, now)
@@ -428,21 +489,66 @@ def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime)
 class RotationReport:
     rotated: int
     failed: list[str]
+    # Rows other writers kept changing while we re-encrypted them: still under an older key.
+    changed_meanwhile: int = 0
 
 
-def rotate_token_keys(vault: TokenVault) -> RotationReport:
-    """Re-encrypt every stored token under the newest key; unreadable rows are reported, not fatal."""
-    rotated, failed = 0, []
+ROTATION_BATCH = 200
+
+
+def rotate_token_keys(vault: TokenVault, batch_size: int = ROTATION_BATCH) -> RotationReport:
+    """Re-encrypt every stored token under the newest key, in short batches, never over a newer write.
+
+    Each row is replaced only if its ciphertext is still the one that was read (compare-and-set),
+    so a disconnect, a data deletion or a refresh made meanwhile stands. A connection's version
+    moves too, so a refresh in flight cannot write back over the rotation either (promise 33).
+    Unreadable rows are reported, not fatal.
+    """
+    report = RotationReport(0, [])
     for model, label in ((InstagramConnection, "connection"), (PendingConnection, "pending switch")):
-        rows = db.session.scalars(select(model).where(model.token_ciphertext.is_not(None))).all()
-        for row in rows:
-            try:
-                row.token_ciphertext = vault.rotate(row.token_ciphertext)
-                rotated += 1
-            except TokenVaultError:
-                failed.append(f"{label} {row.id} (shop {row.shop_id})")
-    db.session.commit()
-    return RotationReport(rotated, failed)
+        last_id = 0
+        while True:
+            rows = db.session.execute(
+                select(model.id, model.shop_id, model.token_ciphertext)
+                .where(model.token_ciphertext.is_not(None), model.id > last_id)
+                .order_by(model.id)
+                .limit(batch_size)
+            ).all()
+            db.session.rollback()  # no transaction open while decrypting and encrypting
+            if not rows:
+                break
+            for row in rows:
+                _rotate_row(model, label, row, vault, report)
+            db.session.commit()
+            last_id = rows[-1].id
+    return report
+
+
+def _rotate_row(model, label: str, row, vault: TokenVault, report: RotationReport) -> None:
+    ciphertext = row.token_ciphertext
+    for _ in range(FENCED_WRITE_ATTEMPTS):
+        try:
+            new_ciphertext = vault.rotate(ciphertext)
+        except TokenVaultError:
+            report.failed.append(f"{label} {row.id} (shop {row.shop_id})")
+            return
+        values = {"token_ciphertext": new_ciphertext}
+        if model is InstagramConnection:
+            values["version"] = InstagramConnection.version + 1
+        result = db.session.execute(
+            update(model)
+            .where(model.id == row.id, model.token_ciphertext == ciphertext)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            report.rotated += 1
+            return
+        # Someone wrote the row since we read it: rotate what is there now, if anything.
+        ciphertext = db.session.scalar(select(model.token_ciphertext).where(model.id == row.id))
+        if ciphertext is None:
+            return  # deleted meanwhile: nothing left to re-encrypt
+    report.changed_meanwhile += 1
 
 
 def toggle_checklist_item(connection: InstagramConnection, incident: str, item: int, user: User, now: datetime) -> bool:

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta
 import requests
 
 from webapp.logging_filters import redact
+from webapp.services.http_deadline import deadline_session
 
 PROFILE_FIELDS = "user_id,username,name,profile_picture_url,account_type"
+SECRET_PARAMETERS = frozenset({"access_token", "client_secret", "code", "fb_exchange_token", "input_token"})
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,16 @@ class MetaApiError(Exception):
         # error_response | timeout | connection | malformed
         self.failure = failure
         self.usage = usage or Usage()
+
+    def without(self, secrets: list[str]) -> MetaApiError:
+        """Remove every secret the call sent from the message, in case Meta quoted one back (promise 34)."""
+        message = self.message
+        for secret in secrets:
+            if secret:
+                message = message.replace(secret, "[redacted]")
+        self.message = message
+        self.args = (message,)
+        return self
 
     def __repr__(self) -> str:
         return (
@@ -186,13 +198,14 @@ class InstagramClient:
         timeout: float = 10.0,
         session: requests.Session | None = None,
     ):
+        """`timeout` is the overall deadline of one call: connect, headers and body together."""
         self.client_id = client_id
         self.client_secret = client_secret
         self.api_base = api_base.rstrip("/")
         self.graph_base = graph_base.rstrip("/")
         self.graph_version = graph_version
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or deadline_session(timeout)
         self.last_usage = Usage()
 
     def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
@@ -270,6 +283,19 @@ class InstagramClient:
         )
 
     def _call(self, method: str, url: str, **kwargs) -> dict:
+        sent = [
+            str(value)
+            for part in ("params", "data")
+            for name, value in (kwargs.get(part) or {}).items()
+            if name in SECRET_PARAMETERS
+        ]
+        try:
+            return self._exchange(method, url, **kwargs)
+        except MetaApiError as error:
+            # Only here is it known what was sent: Meta may quote the token back in its error text.
+            raise error.without(sent) from None
+
+    def _exchange(self, method: str, url: str, **kwargs) -> dict:
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.Timeout:

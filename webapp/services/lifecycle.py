@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
@@ -89,13 +89,20 @@ def claim_due(
     connection_id: int | None = None,
     manual_work: str = "check",
     actor: Actor = SYSTEM,
+    exclude: frozenset[int] = frozenset(),
 ) -> list[Claim]:
-    """Lease up to `limit` due connections in one short transaction; decrypt their tokens after it."""
+    """Lease up to `limit` due connections in one short transaction; decrypt their tokens after it.
+
+    `exclude` names rows the caller still has in flight: it never claims them again, even if their
+    lease ran out (promise 35).
+    """
     dialect = db.engine.dialect.name
     query = select(InstagramConnection).where(
         InstagramConnection.token_ciphertext.is_not(None),
         or_(InstagramConnection.lease_expires_at.is_(None), InstagramConnection.lease_expires_at < now),
     )
+    if exclude:
+        query = query.where(InstagramConnection.id.not_in(exclude))
     if connection_id is None:
         query = (
             query.where(InstagramConnection.state.in_(ACTIVE_STATES), InstagramConnection.due_at <= now)
@@ -186,6 +193,7 @@ def record_outcome(
             if connection is None:
                 db.session.rollback()
                 log.warning("connection %s: lease lost before write-back; result discarded", claim.connection_id)
+                _drop_lease(claim)
                 return "lease_lost"
             summary = _apply(connection, claim, outcome, now, policy, vault, rng)
             connection.lease_owner = connection.lease_expires_at = None
@@ -198,8 +206,10 @@ def record_outcome(
             log.warning(
                 "connection %s: changed by another writer during the call; result discarded", claim.connection_id
             )
+            _drop_lease(claim)
             return "lease_lost"
-        except (OperationalError, IntegrityError) as error:
+        except DBAPIError as error:
+            # The database went away or refused the write: try again, the new token is worth it.
             db.session.rollback()
             log.warning(
                 "connection %s: write-back attempt %d failed (%s)", claim.connection_id, attempt, type(error).__name__
@@ -212,6 +222,21 @@ def record_outcome(
         "connection %s: write-back failed %d times; retrying next cycle", claim.connection_id, policy.write_attempts
     )
     return "write_failed"
+
+
+def _drop_lease(claim: Claim) -> None:
+    """Hand back a lease whose result was discarded, so the row is due again at once, not when it expires.
+
+    Only this worker's own lease is cleared (another worker's has another owner), and the version is
+    left alone: clearing a lease changes no data.
+    """
+    db.session.execute(
+        update(InstagramConnection)
+        .where(InstagramConnection.id == claim.connection_id, InstagramConnection.lease_owner == claim.owner)
+        .values(lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
 
 
 def _apply(

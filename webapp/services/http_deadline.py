@@ -1,0 +1,126 @@
+"""HTTP calls that end by one overall deadline, however slowly the other side trickles its reply.
+
+`requests` timeouts bound each socket operation, not the call: a server that sends one byte every
+few seconds keeps a call alive for ever, long past a worker's lease (promise 35). Here every request
+is watched: connections register themselves with the calling thread's watch when they send, and a
+timer shuts their sockets down when the deadline passes, which makes the blocked read fail at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+_watch = threading.local()
+
+
+class DeadlineExceeded(requests.Timeout):
+    """The whole call (connect, headers and body) took longer than its deadline."""
+
+
+class _Watch:
+    """The connections one call in this thread uses, and a timer that cuts them off at the deadline."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.connections: list[HTTPConnection] = []
+        self.fired = False
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+
+    def add(self, connection: HTTPConnection) -> None:
+        with self.lock:
+            self.connections.append(connection)
+            fired = self.fired
+        if fired:
+            _cut(connection)
+
+    def _fire(self) -> None:
+        with self.lock:
+            self.fired = True
+            connections = list(self.connections)
+        for connection in connections:
+            _cut(connection)
+
+    def __enter__(self) -> _Watch:
+        _watch.current = self
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timer.cancel()
+        _watch.current = None
+
+
+def _cut(connection: HTTPConnection) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedConnectionMixin:
+    def request(self, *args, **kwargs):
+        watch = getattr(_watch, "current", None)
+        if watch is not None:
+            watch.add(self)  # type: ignore[arg-type]
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_WatchedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """A transport adapter whose every request, body included, ends within `deadline` seconds."""
+
+    def __init__(self, deadline: float, **kwargs):
+        self.deadline = deadline
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+    def send(self, request, stream=False, timeout=None, **kwargs):
+        with _Watch(self.deadline) as watch:
+            try:
+                # Per-operation timeouts never exceed the deadline; the watch bounds their sum.
+                response = super().send(request, stream=stream, timeout=timeout or self.deadline, **kwargs)
+                if not stream:
+                    response.content  # noqa: B018 (read the body under the watch, not after it)
+            except requests.RequestException as error:
+                if watch.fired:
+                    raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s") from error
+                raise
+        if watch.fired:
+            raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s")
+        return response
+
+
+def deadline_session(deadline: float, pool_maxsize: int = 10) -> requests.Session:
+    """A requests session whose calls end by `deadline` seconds, over http and https alike."""
+    session = requests.Session()
+    adapter = DeadlineAdapter(deadline, pool_connections=4, pool_maxsize=pool_maxsize)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

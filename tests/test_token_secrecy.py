@@ -6,14 +6,15 @@ import contextvars
 import logging
 import shutil
 import subprocess
+from datetime import timedelta
 
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
 from tests.conftest import TEST_DATABASE_URL, TEST_TOKEN_KEY, AuthActions, IsolatedClient
-from tests.factories import make_user
-from tests.instagram_helpers import FakeInstagram, connect
+from tests.factories import DEFAULT_PASSWORD, make_user
+from tests.instagram_helpers import GRAPH, FakeInstagram, connect
 from webapp import create_app
 from webapp.extensions import db as _db
 from webapp.models import InstagramConnection
@@ -131,3 +132,57 @@ def test_tampered_ciphertext_is_rejected_cleanly(app, connected, db):
     db.session.commit()
     with pytest.raises(TokenVaultError):
         read_token(row, token_vault())
+
+
+# A token that looks like nothing in particular: only the client, which knows what it sent, can find it.
+PLAIN_CANARY = "zz-plain-canary-7f3e9b"
+
+
+@pytest.mark.parametrize("work", ["test", "refresh"])
+def test_a_token_meta_quotes_back_is_never_stored_or_shown(app, client, auth, requests_mock, caplog, capsys, db, work):
+    """Promise 34: "Malformed access token <token>" reaches no row, log, page, fragment or staff view."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("urllib3", "requests", "webapp", "werkzeug"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    merchant = make_user()
+    auth.login_as(merchant)
+    FakeInstagram(requests_mock, long_token=PLAIN_CANARY, short_token=PLAIN_CANARY + "-short").install()
+    connect(client, auth)
+    row = db.session.scalar(select(InstagramConnection))
+    if work == "refresh":  # Instagram refreshes only tokens a day old
+        row.token_issued_at -= timedelta(days=2)
+        db.session.commit()
+    echo = {"error": {"message": f"Malformed access token {PLAIN_CANARY}", "type": "OAuthException", "code": 190}}
+    requests_mock.get(f"{GRAPH}/v23.0/me", status_code=400, json=echo)
+    requests_mock.get(f"{GRAPH}/refresh_access_token", status_code=400, json=echo)
+    answer = client.post(
+        f"/instagram/{work}", data={"csrf_token": auth.csrf_token("/")}, headers={"HX-Request": "true"}
+    )
+    assert answer.status_code == 200
+    db.session.expire_all()
+    row = db.session.scalar(select(InstagramConnection))
+    assert row.state == "needs_reconnect"
+    assert "Malformed access token [redacted]" in row.last_error_message  # the rest of Meta's words stay
+    pages = [answer.get_data(as_text=True)]
+    for path in ("/", "/instagram/history", "/instagram/card", "/instagram/diagnosis", "/instagram/activity"):
+        pages.append(client.get(path).get_data(as_text=True))
+        pages.append(client.get(path, headers={"HX-Request": "true"}).get_data(as_text=True))
+    staff = app.test_client()
+    agent_auth = AuthActions(staff)
+    agent_auth.login_as(make_user(role="support", email="agent@support.example"))
+    pages.append(staff.get(f"/support/shops/{merchant.shop_id}").get_data(as_text=True))
+    started = staff.post(
+        f"/support/shops/{merchant.shop_id}/impersonate",
+        data={
+            "csrf_token": agent_auth.csrf_token(f"/support/shops/{merchant.shop_id}"),
+            "reason": "Ticket 77: why did it break",
+            "password": DEFAULT_PASSWORD,
+        },
+    )
+    assert started.status_code == 302
+    for path in ("/", "/instagram/history"):
+        pages.append(staff.get(path).get_data(as_text=True))
+    assert "[redacted]" in "".join(pages)  # the message really is on the pages we read
+    captured = caplog.text + "".join(capsys.readouterr())
+    for text in [*pages, captured, database_dump(app)]:
+        assert PLAIN_CANARY not in text

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
+import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -12,6 +15,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 class MailConfigError(ValueError):
     """MAIL_URL cannot be used; start-up stops with this message."""
+
+
+class OutcomeUnknown(OSError):
+    """The whole message reached the server but its answer did not reach us: it may have been delivered."""
 
 
 @dataclass(frozen=True)
@@ -23,10 +30,10 @@ class SmtpSettings:
     implicit_tls: bool  # smtps://
     starttls: bool  # smtp:// upgrades unless ?tls=none (local test servers only)
     sender: str
-    timeout: float = 15.0
+    timeout: float = 15.0  # the whole message, from connect to the server's answer (not per read)
 
 
-def parse_mail_url(url: str, default_sender: str) -> SmtpSettings:
+def parse_mail_url(url: str, default_sender: str, timeout: float = 15.0) -> SmtpSettings:
     """Read smtp://user:pass@host:587, smtps://user:pass@host:465; ?from=... sets the sender."""
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps"):
@@ -49,6 +56,7 @@ def parse_mail_url(url: str, default_sender: str) -> SmtpSettings:
         implicit_tls=parts.scheme == "smtps",
         starttls=parts.scheme == "smtp" and tls != "none",
         sender=(query.get("from") or [default_sender])[0],
+        timeout=timeout,
     )
 
 
@@ -68,15 +76,57 @@ def build_message(
     return message
 
 
+class _Watched:
+    """Notes when the end of a message's data has gone out, so a lost answer reads as 'unknown'."""
+
+    body_sent = False
+    deadline_passed = False
+
+    def send(self, s):
+        if self.deadline_passed:  # the timer fired while the socket was still connecting
+            raise TimeoutError("the mail server took longer than the send timeout")
+        super().send(s)
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):  # smtplib sends the data in one piece
+            self.body_sent = True
+
+
+class _WatchedSMTP(_Watched, smtplib.SMTP):
+    pass
+
+
+class _WatchedSMTPSSL(_Watched, smtplib.SMTP_SSL):
+    pass
+
+
+def _cut(client: _Watched) -> None:
+    client.deadline_passed = True
+    sock = getattr(client, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked in another thread
+
+
 def send(settings: SmtpSettings, message: EmailMessage) -> None:
-    """Deliver one message; raises smtplib.SMTPException or OSError on failure."""
+    """Deliver one message within `settings.timeout` seconds in all, however slowly the server answers.
+
+    Socket timeouts bound each read, not the conversation; a timer cuts the connection at the
+    deadline, so the caller's claim on the mail (longer than the deadline) outlives every send.
+
+    Raises:
+        OutcomeUnknown: the data went out but the server's answer did not come back; it may be
+            delivered, so the caller must not simply send it again.
+        smtplib.SMTPException, OSError: the server did not take the message (a refusal, or trouble
+            before the data was complete); sending it again is safe.
+    """
     if settings.implicit_tls:
-        client = smtplib.SMTP_SSL(
-            settings.host, settings.port, timeout=settings.timeout, context=ssl.create_default_context()
-        )
+        client = _WatchedSMTPSSL(timeout=settings.timeout, context=ssl.create_default_context())
     else:
-        client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
-    with client:
+        client = _WatchedSMTP(timeout=settings.timeout)
+    deadline = threading.Timer(settings.timeout, _cut, (client,))
+    deadline.daemon = True
+    deadline.start()
+    try:
+        client.connect(settings.host, settings.port)
         client.ehlo()
         if settings.starttls:
             client.starttls(context=ssl.create_default_context())
@@ -84,3 +134,23 @@ def send(settings: SmtpSettings, message: EmailMessage) -> None:
         if settings.username:
             client.login(settings.username, settings.password or "")
         client.send_message(message)
+    except smtplib.SMTPResponseException:
+        raise  # the server answered, and said no
+    except (OSError, smtplib.SMTPException) as error:
+        if client.body_sent:
+            raise OutcomeUnknown(f"no answer after the data was sent ({type(error).__name__}: {error})") from error
+        raise
+    finally:
+        _close(client)  # still under the deadline: a server slow to say goodbye is cut off too
+        deadline.cancel()
+
+
+def _close(client: smtplib.SMTP) -> None:
+    """Say goodbye if the line still works; the message's fate is already decided."""
+    try:
+        if client.sock is not None:
+            client.quit()
+    except (OSError, smtplib.SMTPException):
+        pass
+    finally:
+        client.close()

@@ -85,6 +85,8 @@ class MetaStub:
         self.refreshes: Counter = Counter()
         self.checks: Counter = Counter()
         self.calls: Counter = Counter()  # per connection id, every call that reached the stub
+        self.in_flight: Counter = Counter()
+        self.most_at_once: Counter = Counter()  # per connection id: the most calls open at the same time
         self.issued: set[str] = set()
         self.generation = 0
         self.faults: list[Fault] = []
@@ -166,6 +168,14 @@ class MetaStub:
         return None
 
     def serve(self, handler: BaseHTTPRequestHandler) -> None:
+        connection_id = None
+        try:
+            connection_id = self._serve(handler)
+        finally:
+            with self.lock:
+                self.in_flight[connection_id] -= 1
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> int | None:
         parts = urlsplit(handler.path)
         query = parse_qs(parts.query)
         if handler.command == "POST":
@@ -175,6 +185,8 @@ class MetaStub:
         connection_id = self.connection_of(token)
         with self.lock:
             self.calls[connection_id] += 1
+            self.in_flight[connection_id] += 1
+            self.most_at_once[connection_id] = max(self.most_at_once[connection_id], self.in_flight[connection_id])
             holds = [h for h in self.holds if h.path is None or parts.path.endswith("/" + h.path)]
         for held in holds:
             held.count += 1
@@ -191,7 +203,7 @@ class MetaStub:
         if fault is not None and fault.kind == "reset":
             handler.close_connection = True
             handler.connection.close()
-            return
+            return connection_id
         status, body, headers = self.answer(parts.path, token, fault)
         if isinstance(body, bytes):
             payload, content_type = body, headers.pop("Content-Type", "text/html")
@@ -211,6 +223,7 @@ class MetaStub:
                 handler.wfile.write(raw)
         except OSError:
             handler.close_connection = True  # the client gave up (its deadline); nothing to do
+        return connection_id
 
     def answer(self, path: str, token: str, fault: Fault | None = None) -> tuple[int, dict | bytes, dict]:
         """The reply to one call: (status, JSON body or raw bytes, extra headers)."""

@@ -168,6 +168,10 @@ def test_sigterm_finishes_in_flight_work_within_heroku_grace(database_uri, tmp_p
         worker = start_worker(
             worker_env(database_uri, stub), "--concurrency", "5", "--batch-size", "20", log=tmp_path / "w.log"
         )
+        # Start-up takes a moment on a busy machine; SIGTERM before the handler is in place kills outright.
+        deadline = time.monotonic() + 30
+        while "started" not in (tmp_path / "w.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
         time.sleep(2.5)
         started = time.monotonic()
         os.killpg(worker.pid, signal.SIGTERM)

@@ -6,6 +6,7 @@ FOR UPDATE SKIP LOCKED keep them apart); on SQLite only one may run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -220,7 +221,10 @@ class Worker:
         self._write_unwritten()
         room = 2 * self.concurrency - len(in_flight)
         topping_up = len(in_flight) <= self.concurrency
-        busy = frozenset(claim.connection_id for claim in in_flight.values())
+        with self.unwritten_lock:
+            kept = [claim for claim, _, _ in self.unwritten]
+        # Rows still in flight, or whose result waits to be written, are never claimed again meanwhile.
+        busy = frozenset(claim.connection_id for claim in [*in_flight.values(), *kept])
         claims = self.claim(min(room, self.batch_size), in_flight=busy) if topping_up else []
         for claim in claims:
             in_flight[pool.submit(self._guarded, claim, stop)] = claim
@@ -237,13 +241,14 @@ class Worker:
         """Write back results kept while the database was away; the fence still decides if they land."""
         with self.unwritten_lock:
             pending, self.unwritten = self.unwritten, []
+        once = dataclasses.replace(self.policy, write_attempts=1)  # the loop itself retries, without blocking
         for index, (claim, outcome, finished_at) in enumerate(pending):
             with self.app.app_context():
                 summary = lifecycle.record_outcome(
                     claim,
                     outcome,
                     now=finished_at,
-                    policy=self.policy,
+                    policy=once,
                     vault=self.vault,
                     rng=self.rng,
                     sleep=self.sleep,
@@ -287,6 +292,8 @@ class Worker:
                 continue
             if summary in NOTIFY_AT_ONCE:
                 changed.append(claim.connection_id)
+            if summary == "write_failed":
+                continue  # kept in self.unwritten; counted once it is written
             self.totals[summary] += 1
             if on_result:
                 on_result(summary)

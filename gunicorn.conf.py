@@ -12,6 +12,9 @@ graceful_timeout = 25
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
-# Heroku terminates TLS and adds X-Forwarded-*; the app's ProxyFix trusts exactly one hop of it.
-forwarded_allow_ips = "*"
+# Heroku terminates TLS and adds X-Forwarded-*; the app's ProxyFix trusts PROXY_FIX_HOPS hops of it
+# (1 in production). With no proxy in front (0 hops), gunicorn must not believe those headers either.
+_production = (os.environ.get("APP_ENV") or os.environ.get("FLASK_ENV")) == "production"
+_proxy_hops = int(os.environ.get("PROXY_FIX_HOPS") or (1 if _production else 0))
+forwarded_allow_ips = "*" if _proxy_hops > 0 else "127.0.0.1,::1"
 preload_app = True

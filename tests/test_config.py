@@ -7,41 +7,110 @@ import pytest
 from webapp.config import ConfigError, load_config, normalise_database_url
 
 
+# Everything production needs, each value acceptable; tests remove or spoil one at a time.
+PRODUCTION_ENV = {
+    "APP_ENV": "production",
+    "SECRET_KEY": "s" * 40,
+    "DATABASE_URL": "postgres://user:pw@db.internal:5432/shop",
+    "INSTAGRAM_CLIENT_ID": "123",
+    "INSTAGRAM_CLIENT_SECRET": "abc",
+    "TOKEN_ENCRYPTION_KEYS": "k1,k2",
+    "PUBLIC_BASE_URL": "https://dashboard.example.com/",
+    "REDIS_URL": "rediss://:pw@redis.internal:6380",
+}
+
+
 def test_production_refuses_to_start_without_secrets():
-    with pytest.raises(ConfigError, match="set SECRET_KEY, DATABASE_URL, TOKEN_ENCRYPTION_KEYS as"):
+    with pytest.raises(ConfigError, match="set SECRET_KEY, DATABASE_URL, TOKEN_ENCRYPTION_KEYS, INSTAGRAM_CLIENT_ID"):
         load_config({"APP_ENV": "production"})
     with pytest.raises(ConfigError, match="set SECRET_KEY as"):
-        load_config({"APP_ENV": "production", "DATABASE_URL": "postgres://u@h/db", "TOKEN_ENCRYPTION_KEYS": "k"})
+        load_config({**PRODUCTION_ENV, "SECRET_KEY": ""})
+
+
+@pytest.mark.parametrize("name", ["INSTAGRAM_CLIENT_ID", "INSTAGRAM_CLIENT_SECRET"])
+def test_production_refuses_to_start_without_instagram_credentials(name):
+    """Finding 10: the README says the Instagram app's id and secret are required in production."""
+    env = {key: value for key, value in PRODUCTION_ENV.items() if key != name}
+    with pytest.raises(ConfigError, match=f"^Production start refused: set {name} as config vars"):
+        load_config(env)
+
+
+def test_production_refuses_a_short_secret_key():
+    """Finding 10: a one-character SECRET_KEY signs sessions anyone can forge; 32 characters at least."""
+    for short in ("x", "s" * 31):
+        with pytest.raises(ConfigError, match="SECRET_KEY must be at least 32 characters") as refusal:
+            load_config({**PRODUCTION_ENV, "SECRET_KEY": short})
+        assert "secrets.token_hex(32)" in str(refusal.value) and "\n" not in str(refusal.value)
+    assert load_config({**PRODUCTION_ENV, "SECRET_KEY": "s" * 32})["SECRET_KEY"] == "s" * 32
+
+
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        (None, "set PUBLIC_BASE_URL as"),
+        ("", "set PUBLIC_BASE_URL as"),
+        ("http://dashboard.example.com", "PUBLIC_BASE_URL must be this app's https origin"),
+        ("https://", "PUBLIC_BASE_URL must be this app's https origin"),
+        ("dashboard.example.com", "PUBLIC_BASE_URL must be this app's https origin"),
+    ],
+)
+def test_production_requires_an_https_public_base_url(value, message):
+    """Finding 10: without PUBLIC_BASE_URL mailed links pointed at 127.0.0.1."""
+    env = {**PRODUCTION_ENV, "PUBLIC_BASE_URL": value}
+    if value is None:
+        del env["PUBLIC_BASE_URL"]
+    with pytest.raises(ConfigError, match=message):
+        load_config(env)
+
+
+@pytest.mark.parametrize("value", [None, "", "memory://", "http://redis.internal:6379"])
+def test_production_requires_shared_throttle_storage(value):
+    """Promise 38: every gunicorn process and dyno must count login attempts in one place (Redis).
+
+    An in-memory count is one per process: 14 wrong passwords spread over the processes were never
+    refused. The app cannot know how many dynos run, so production needs REDIS_URL outright.
+    """
+    env = {**PRODUCTION_ENV, "REDIS_URL": value}
+    if value is None:
+        del env["REDIS_URL"]
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        load_config(env)
+    config = load_config({**PRODUCTION_ENV, "WEB_CONCURRENCY": "1"})
+    assert config["RATELIMIT_STORAGE_URI"] == PRODUCTION_ENV["REDIS_URL"]
 
 
 def test_production_config_from_heroku_style_vars():
-    config = load_config(
-        {
-            "APP_ENV": "production",
-            "SECRET_KEY": "s" * 40,
-            "DATABASE_URL": "postgres://user:pw@db.internal:5432/shop",
-            "INSTAGRAM_CLIENT_ID": "123",
-            "INSTAGRAM_CLIENT_SECRET": "abc",
-            "TOKEN_ENCRYPTION_KEYS": "k1,k2",
-        }
-    )
+    config = load_config(PRODUCTION_ENV)
     assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://user:pw@db.internal:5432/shop"
     assert config["SESSION_COOKIE_SECURE"] is True
     assert config["INSTAGRAM_SANDBOX"] is False
     assert config["INSTAGRAM_AUTHORIZE_URL"] == "https://www.instagram.com/oauth/authorize"
+    assert config["PUBLIC_BASE_URL"] == "https://dashboard.example.com"
+    assert config["RATELIMIT_STORAGE_URI"] == "rediss://:pw@redis.internal:6380"
+
+
+@pytest.mark.parametrize(
+    "env,hops",
+    [
+        ({}, 0),
+        ({"APP_ENV": "production"}, 1),
+        ({"PROXY_FIX_HOPS": "2"}, 2),
+        ({"APP_ENV": "production", "PROXY_FIX_HOPS": "0"}, 0),
+    ],
+)
+def test_trusted_proxy_hops_default_to_the_platform(env, hops):
+    """Promise 38: 0 hops when reached directly (local), 1 in production (Heroku's router)."""
+    assert load_config({**(PRODUCTION_ENV if env.get("APP_ENV") else {}), **env})["PROXY_FIX_HOPS"] == hops
+
+
+def test_proxy_hops_must_be_a_small_whole_number():
+    with pytest.raises(ConfigError, match="PROXY_FIX_HOPS must be between 0 and 5"):
+        load_config({"PROXY_FIX_HOPS": "-1"})
 
 
 def test_sandbox_cannot_be_switched_on_in_production():
     with pytest.raises(ConfigError, match="INSTAGRAM_SANDBOX"):
-        load_config(
-            {
-                "APP_ENV": "production",
-                "SECRET_KEY": "s",
-                "DATABASE_URL": "postgres://x/y",
-                "TOKEN_ENCRYPTION_KEYS": "k",
-                "INSTAGRAM_SANDBOX": "1",
-            }
-        )
+        load_config({**PRODUCTION_ENV, "INSTAGRAM_SANDBOX": "1"})
 
 
 def test_development_defaults_to_sqlite_in_the_instance_folder(tmp_path):
@@ -79,10 +148,11 @@ def test_wsgi_module_refuses_production_without_secrets(tmp_path):
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV}
     env["APP_ENV"] = "production"
     result = subprocess.run(
         [sys.executable, "-c", "import wsgi"], env=env, capture_output=True, text=True, cwd=os.getcwd()
     )
     assert result.returncode != 0
     assert "Production start refused: set SECRET_KEY, DATABASE_URL" in result.stderr
+    assert "REDIS_URL" in result.stderr.splitlines()[-1]

@@ -73,8 +73,17 @@ def test_meta_fragment_suffix_on_the_code_is_harmless(client, auth, merchant, me
     assert meta.exchanged_codes == [("abc", "http://localhost/instagram/callback")]
 
 
-def test_redirect_uri_is_https_and_identical_behind_the_proxy(client, auth, merchant, meta):
+def test_redirect_uri_is_https_and_identical_behind_the_proxy(app_config, merchant, meta):
     """Promise 18: behind one proxy hop the redirect_uri is https and byte-identical at both steps."""
+    from tests.conftest import AuthActions, IsolatedClient
+    from webapp import create_app
+
+    # One trusted hop, as in production on Heroku (local runs trust no X-Forwarded-* at all).
+    behind_proxy = create_app({**app_config, "PROXY_FIX_HOPS": 1})
+    behind_proxy.test_client_class = IsolatedClient
+    client = behind_proxy.test_client()
+    auth = AuthActions(client)
+    auth.login_as(merchant)
     headers = {
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "shop.example.com",

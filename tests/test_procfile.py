@@ -43,7 +43,10 @@ def test_procfile_runs_against_postgres_in_production_mode(migrated_database, tm
             "APP_ENV": "production",
             # Heroku hands out postgres:// URLs; the app must rewrite them itself.
             "DATABASE_URL": TEST_DATABASE_URL.replace("postgresql://", "postgres://", 1),
-            "SECRET_KEY": "procfile-test-secret",
+            "SECRET_KEY": "procfile-test-secret-" + "s" * 32,
+            "PUBLIC_BASE_URL": "https://dashboard.example.com",
+            # Production needs shared throttle storage; nothing here logs in, so it is never reached.
+            "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
             "INSTAGRAM_CLIENT_ID": "1234567890",
             "INSTAGRAM_CLIENT_SECRET": "procfile-test-client-secret",
             "TOKEN_ENCRYPTION_KEYS": "Xo0ZxJ1m9bVb3vH8w7cU2ZQ2r9n3tq5l1s8k0j6h4gA=",

@@ -71,13 +71,13 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"
     login_manager.session_protection = None  # sessions are tracked server-side in login_sessions
-    app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-        app.wsgi_app,
-        x_for=app.config["PROXY_FIX_HOPS"],
-        x_proto=app.config["PROXY_FIX_HOPS"],
-        x_host=app.config["PROXY_FIX_HOPS"],
-        x_port=app.config["PROXY_FIX_HOPS"],
-    )
+    hops = app.config["PROXY_FIX_HOPS"]
+    if hops:
+        # Only the last `hops` entries come from proxies we run behind; anything before them is the
+        # client's own text. With no proxy (hops 0) X-Forwarded-* is ignored entirely.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
     from webapp.security import content_security_policy
 
     app.extensions["csp"] = content_security_policy(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,16 +61,7 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
     secret_key = env.get("SECRET_KEY")
     database_url = env.get("DATABASE_URL")
     if production:
-        required = (
-            ("SECRET_KEY", secret_key),
-            ("DATABASE_URL", database_url),
-            ("TOKEN_ENCRYPTION_KEYS", env.get("TOKEN_ENCRYPTION_KEYS")),
-        )
-        missing = [name for name, value in required if not value]
-        if missing:
-            raise ConfigError(
-                f"Production start refused: set {', '.join(missing)} as config vars (see README, 'Configuration')."
-            )
+        check_production(env)
     if not secret_key:
         # Development only: a fixed key keeps sessions across restarts; never used in production.
         secret_key = "dev-only-not-secret"  # noqa: S105
@@ -133,7 +125,9 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "LOGIN_ACCOUNT_RATE_LIMIT": env.get("LOGIN_ACCOUNT_RATE_LIMIT", "10 per 15 minutes"),
         "RATELIMIT_STORAGE_URI": env.get("REDIS_URL") or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
-        "PROXY_FIX_HOPS": _int(env, "PROXY_FIX_HOPS", 1),
+        # Proxies in front of the app whose X-Forwarded-* we believe: Heroku's router is exactly one;
+        # a local run is reached directly, so there any X-Forwarded-For is the client's invention.
+        "PROXY_FIX_HOPS": proxy_hops(env, production),
         # Production serves htmx from the CDN (local copy as fallback); local runs work offline.
         "HTMX_CDN": _flag(env.get("HTMX_CDN"), production),
         # Instagram (Meta). Base URLs are configurable so the sandbox and tests can stand in for Meta.
@@ -166,12 +160,63 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         # Where links in mails point when PUBLIC_BASE_URL is not set (local runs).
         "LOCAL_BASE_URL": env.get("LOCAL_BASE_URL", f"http://127.0.0.1:{env.get('PORT', '5000')}"),
         "MAIL_FROM": env.get("MAIL_FROM", "Shop Instagram Health <no-reply@shop-health.example>"),
+        # Seconds for one whole SMTP conversation; a sender's claim on a mail is derived from it.
+        "MAIL_SEND_TIMEOUT": float(env.get("MAIL_SEND_TIMEOUT", "15")),
         "RECONNECT_LINK_DAYS": _int(env, "RECONNECT_LINK_DAYS", 7),
         "REMINDER_DAYS": tuple(int(d) for d in env.get("REMINDER_DAYS", "2,5").split(",") if d.strip()),
         "EXPIRY_WARNING_NOTICE_DAYS": tuple(
             int(d) for d in env.get("EXPIRY_WARNING_NOTICE_DAYS", "10,3").split(",") if d.strip()
         ),
     }
+
+
+# Every one of these must be set in production; README "Configuration" says why.
+PRODUCTION_REQUIRED = (
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "TOKEN_ENCRYPTION_KEYS",
+    "INSTAGRAM_CLIENT_ID",
+    "INSTAGRAM_CLIENT_SECRET",
+    "PUBLIC_BASE_URL",
+    "REDIS_URL",
+)
+MIN_SECRET_KEY_LENGTH = 32
+REFUSED = "Production start refused: "
+
+
+def check_production(env: dict) -> None:
+    """Refuse a production start that lacks a required setting or has an unsafe one (one line each)."""
+    missing = [name for name in PRODUCTION_REQUIRED if not env.get(name)]
+    if missing:
+        raise ConfigError(f"{REFUSED}set {', '.join(missing)} as config vars (see README, 'Configuration').")
+    if len(env["SECRET_KEY"]) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"{REFUSED}SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters; make one with "
+            'python -c "import secrets; print(secrets.token_hex(32))".'
+        )
+    public = urlsplit(env["PUBLIC_BASE_URL"])
+    if public.scheme != "https" or not public.hostname or public.query or public.fragment:
+        raise ConfigError(
+            f"{REFUSED}PUBLIC_BASE_URL must be this app's https origin, e.g. https://dashboard.example.com "
+            "(mailed links and Meta's redirect URI are built from it)."
+        )
+    # Login throttling counts in REDIS_URL; an in-process count would be one per gunicorn process and
+    # per dyno, and the app cannot know how many dynos run, so production always needs it.
+    if urlsplit(env["REDIS_URL"]).scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"{REFUSED}REDIS_URL must be a redis:// or rediss:// URL (login throttling is shared through it)."
+        )
+
+
+REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+
+
+def proxy_hops(env: dict, production: bool) -> int:
+    """How many proxies' X-Forwarded-* to trust: PROXY_FIX_HOPS, else 1 in production and 0 locally."""
+    hops = _int(env, "PROXY_FIX_HOPS", 1 if production else 0)
+    if not 0 <= hops <= 5:
+        raise ConfigError(f"PROXY_FIX_HOPS must be between 0 and 5 (proxies in front of the app), got {hops}.")
+    return hops
 
 
 # A lease must outlive the worst case of the work it covers: one call to Meta that runs to its

@@ -140,7 +140,7 @@ def test_login_throttle_cannot_be_reset_by_spoofed_forwarded_for(app_config):
     The platform's router appends the real client address as the last hop; ProxyFix trusts exactly
     that one hop, so whatever the client puts before it is ignored.
     """
-    app = create_app({**app_config, "LOGIN_RATE_LIMIT": "3 per minute"})
+    app = create_app({**app_config, "LOGIN_RATE_LIMIT": "3 per minute", "PROXY_FIX_HOPS": 1})
     from tests.conftest import IsolatedClient, csrf_token_from
 
     app.test_client_class = IsolatedClient
@@ -158,7 +158,7 @@ def test_login_throttle_cannot_be_reset_by_spoofed_forwarded_for(app_config):
     assert statuses[3:] == [429, 429]
     locked = _post_login(client, token, headers={"X-Forwarded-For": "203.0.113.7"})
     assert locked.status_code == 429
-    assert "Too many attempts" in locked.get_data(as_text=True)
+    assert "Too many login attempts from your network. Try again in a minute." in locked.get_data(as_text=True)
     # Another real client (a different last hop) is not locked out.
     other = _post_login(client, token, headers={"X-Forwarded-For": "198.51.100.9"})
     assert other.status_code == 400
@@ -168,7 +168,7 @@ def test_login_throttle_per_account_across_addresses(app_config):
     """Promise 30: one account attacked from many addresses is throttled too."""
     from tests.conftest import IsolatedClient, csrf_token_from
 
-    app = create_app({**app_config, "LOGIN_RATE_LIMIT": "100 per minute"})
+    app = create_app({**app_config, "LOGIN_RATE_LIMIT": "100 per minute", "PROXY_FIX_HOPS": 1})
     app.test_client_class = IsolatedClient
     client = app.test_client()
     token = csrf_token_from(client.get("/login").get_data(as_text=True))

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, g, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
+from webapp.auth import throttle
 from webapp.auth.decorators import owner_only
 from webapp.auth.forms import ChangePasswordForm, LoginForm, LogoutForm
 from webapp.extensions import limiter
 from webapp.security import mark_session_started, safe_next_url
-from webapp.services import accounts, audit
+from webapp.services import accounts, audit, impersonation
+from webapp.services.fingerprint import ip_prefix
 
 bp = Blueprint("auth", __name__)
 
 
-def _login_rate_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
-
-
-def _account_rate_limit() -> str:
-    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
-
-
-def _submitted_email() -> str:
-    return "email:" + request.form.get("email", "").strip().lower()
-
-
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_rate_limit, methods=["POST"])
-@limiter.limit(_account_rate_limit, key_func=_submitted_email, methods=["POST"])
+@limiter.limit(throttle.address_limit, methods=["POST"])
+@limiter.limit(throttle.account_limit, key_func=throttle.account_key, methods=["POST"])
 def login():
     if current_user.is_authenticated:
         return redirect(safe_next_url(request.args.get("next")) or url_for("dashboard.index"))
@@ -49,14 +39,29 @@ def login():
             login_user(user)
             if user.is_staff:
                 audit.record("staff.login", now=g.now, actor=user, ip_prefix=login_session.ip_prefix)
-            return redirect(safe_next_url(form.next.data) or url_for("dashboard.index"))
+            response = redirect(safe_next_url(form.next.data) or url_for("dashboard.index"))
+            return throttle.remember_browser(response, user.email)
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
+
+
+@bp.errorhandler(429)
+def too_many_attempts(error):
+    """A refused login gets the login page with the true wait (the limit it hit, not a guess)."""
+    form = LoginForm()
+    form.form_errors.append(throttle.refusal_message())
+    # Flask-Limiter adds Retry-After from the same limit.
+    return make_response(render_template("auth/login.html", form=form), 429)
 
 
 @bp.post("/logout")
 def logout():
     form = LogoutForm()
     if form.validate_on_submit():
+        active = g.get("impersonation") if current_user.is_authenticated else None
+        if active is not None:
+            # Logging out ends the view as the merchant too, with its stop row (promise 40).
+            impersonation.stop(active, g.now, "logged_out", ip_prefix(request.remote_addr))
+            g.impersonation = None
         accounts.revoke_session(session.get("sid"), g.now)
         logout_user()
         session.clear()

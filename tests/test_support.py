@@ -12,6 +12,7 @@ from sqlalchemy.exc import DatabaseError
 from tests.conftest import AuthActions
 from tests.factories import DEFAULT_PASSWORD, make_connection, make_shop, make_user
 from webapp.models import AuditEntry, ConnectionEvent, Impersonation, InstagramConnection, OutboundMail
+from webapp.services.accounts import revoke_all_sessions
 
 NOW = datetime.now(UTC)
 
@@ -278,6 +279,87 @@ def test_losing_the_staff_role_ends_it_too(client, auth, db, shop, agent):
     db.session.expire_all()
     assert db.session.scalar(select(Impersonation)).ended_reason == "role_revoked"
     assert 'id="impersonation-banner"' not in client.get("/").get_data(as_text=True)
+
+
+def test_an_agent_whose_session_was_revoked_out_of_band_ends_it_on_the_next_request(client, auth, db, shop, agent):
+    """Promise 29: role and sessions taken away by hand (no service call) still end it, with a stop row."""
+    impersonate(client, auth, shop)
+    db.session.refresh(agent)
+    agent.active = False
+    db.session.commit()
+    revoke_all_sessions(agent, datetime.now(UTC))  # what a console operator would do; no end_all_for
+    assert db.session.scalar(select(Impersonation)).ended_at is None
+
+    response = client.get("/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+    db.session.expire_all()
+    ended = db.session.scalar(select(Impersonation))
+    assert ended.ended_at is not None and ended.ended_reason == "role_revoked"
+    stop = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "impersonation.stop"))
+    assert (stop.reason, stop.actor_id, stop.impersonation_id) == ("role_revoked", agent.id, ended.id)
+
+
+def test_an_agent_signed_out_elsewhere_ends_it_too(client, auth, db, shop, agent):
+    """Promise 40: the impersonating browser's session dies elsewhere (password change): a stop row follows."""
+    impersonate(client, auth, shop)
+    revoke_all_sessions(agent, datetime.now(UTC))
+    client.get("/")
+    db.session.expire_all()
+    assert db.session.scalar(select(Impersonation)).ended_reason == "session_ended"
+    assert audit_actions(db).count("impersonation.stop") == 1
+
+
+# ---- promise 40 ---------------------------------------------------------------------------------
+
+
+def test_logging_out_while_impersonating_ends_it_with_a_stop_row(client, auth, db, shop, agent):
+    """Promise 40: logout closes the view as the merchant; the audit log says so."""
+    impersonate(client, auth, shop)
+    assert auth.logout().status_code == 302
+    db.session.expire_all()
+    ended = db.session.scalar(select(Impersonation))
+    assert ended.ended_at is not None and ended.ended_reason == "logged_out"
+    stop = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "impersonation.stop"))
+    assert stop.reason == "logged_out" and stop.actor_id == agent.id and stop.impersonation_id == ended.id
+    assert audit_actions(db)[-1] == "impersonation.stop"  # no stray "write" row after it
+
+
+def test_session_timeout_while_impersonating_ends_it_with_a_stop_row(app, client, auth, db, shop, agent):
+    """Promise 40: an idle timeout ends the view as the merchant with its stop row."""
+    impersonate(client, auth, shop)
+    with client.session_transaction() as session:
+        session["seen_at"] = (datetime.now(UTC) - timedelta(minutes=app.config["SESSION_IDLE_MINUTES"] + 1)).timestamp()
+    assert client.get("/").status_code == 302
+    db.session.expire_all()
+    assert db.session.scalar(select(Impersonation)).ended_reason == "session_expired"
+
+
+# ---- promise 38 ---------------------------------------------------------------------------------
+
+
+def test_reconnect_link_limit_counts_only_after_the_permission_check(app, client, auth, db, shop, agent):
+    """Promise 38: another shop's merchant cannot spend this shop's reconnect-link budget."""
+    outsider = app.test_client()
+    AuthActions(outsider).login_as(make_user(email="mallory@elsewhere.example"))
+    token = AuthActions(outsider).csrf_token("/")
+    refused = [
+        outsider.post(f"/support/shops/{shop.id}/reconnect-link", data={"csrf_token": token}).status_code
+        for _ in range(7)
+    ]
+    assert refused == [403] * 7
+    sent = client.post(f"/support/shops/{shop.id}/reconnect-link", data={"csrf_token": auth.csrf_token("/support/")})
+    assert sent.status_code == 302
+    assert db.session.scalar(select(func.count(OutboundMail.id))) == 1
+
+
+def test_mailed_links_use_the_public_base_url(app, client, auth, db, shop, agent):
+    """Finding 10: links in mails start with PUBLIC_BASE_URL (production requires it), never 127.0.0.1."""
+    app.config["PUBLIC_BASE_URL"] = "https://dashboard.example.com"
+    client.post(f"/support/shops/{shop.id}/reconnect-link", data={"csrf_token": auth.csrf_token("/support/")})
+    mail = db.session.scalar(select(OutboundMail))
+    links = re.findall(r"https?://[^\s\"<>]+", mail.text_body + mail.html_body)
+    assert links and all(link.startswith("https://dashboard.example.com/") for link in links), links
+    assert "127.0.0.1" not in mail.text_body + mail.html_body
 
 
 # ---- authorisation matrix -----------------------------------------------------------------------

@@ -29,9 +29,10 @@ def load_user(user_id: str) -> User | None:
     except ValueError:
         return None
     if user is None:
-        if user is not None and "impersonation_id" in session:
-            # The agent's own session was revoked (role removed, deactivated): end the view too.
-            impersonation.end_all_for(user, g.get("now") or datetime.now(UTC), "role_revoked")
+        if "impersonation_id" in session:
+            # The agent's own session was revoked (role removed, deactivated, signed out elsewhere):
+            # the view as the merchant ends with it, and says why (promise 29).
+            impersonation.end_orphaned(session.pop("impersonation_id"), int(user_id), g.get("now") or datetime.now(UTC))
         return None
     impersonation_id = session.get("impersonation_id")
     if impersonation_id is not None:
@@ -82,6 +83,9 @@ def enforce_session_limits():
     if current_user.is_authenticated and session_expired(g.now):
         from webapp.services.accounts import revoke_session
 
+        if g.get("impersonation") is not None:
+            impersonation.stop(g.impersonation, g.now, "session_expired")
+            g.impersonation = None
         revoke_session(session.get("sid"), g.now)
         logout_user()
         return unauthorized()

@@ -114,3 +114,18 @@ def end_all_for(agent: User, now: datetime, why: str) -> int:
     for session in running:
         stop(session, now, why)
     return len(running)
+
+
+def end_orphaned(impersonation_id: int, agent_id: int, now: datetime) -> str | None:
+    """End the impersonation a browser still names after its agent's session died; return why it ended.
+
+    The agent lost the role or the account ("role_revoked"), or only this session ended (signed out
+    elsewhere, password changed: "session_ended"). Nothing happens unless it is that agent's and open.
+    """
+    session = db.session.get(Impersonation, impersonation_id)
+    if session is None or session.agent_id != agent_id or session.ended_at is not None:
+        return None
+    agent = session.agent
+    why = "role_revoked" if not agent.active or not agent.is_staff else "session_ended"
+    stop(session, now, why)
+    return why

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import wraps
+
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -126,15 +128,28 @@ def _shop_key() -> str:
     return f"support-shop:{request.view_args.get('shop_id')}"
 
 
+def _may_send_reconnect_link(view):
+    """Authorise before the per-shop limit counts, so no one else can spend a shop's budget (promise 38)."""
+
+    @wraps(view)
+    def wrapper(shop_id: int):
+        _agent()
+        active = g.get("impersonation")
+        if active is not None and active.shop_id != shop_id:
+            abort(403)
+        return view(shop_id)
+
+    return wrapper
+
+
 @bp.post("/shops/<int:shop_id>/reconnect-link")
 @login_required
+@_may_send_reconnect_link
 @limiter.limit("5 per hour", key_func=_shop_key)
 def send_reconnect_link(shop_id: int):
     """Mail the shop's merchants a signed, single-use reconnect link (from support or while viewing)."""
     agent = _agent()
     active = g.get("impersonation")
-    if active is not None and active.shop_id != shop_id:
-        abort(403)
     shop = db.get_or_404(Shop, shop_id, description="There is no shop with that number.")
     sent = notifications.send_reconnect_link(
         current_app,

@@ -246,3 +246,10 @@ def test_login_page_redirects_a_signed_in_user(client, auth):
 def test_csrf_token_helper_reads_both_places():
     assert csrf_token_from('<input id="csrf_token" name="csrf_token" type="hidden" value="abc">') == "abc"
     assert csrf_token_from("""<body hx-headers='{"X-CSRFToken": "xyz"}'>""") == "xyz"
+
+
+def test_login_refuses_an_email_with_control_characters(client, auth):
+    """Finding 10: a CR/LF in the email gets a clear message, everywhere an email is typed."""
+    response = auth.login("owner@bloom.example\r\nBcc: x@evil.example")
+    assert response.status_code == 400
+    assert "cannot contain line breaks or other control characters" in response.get_data(as_text=True)

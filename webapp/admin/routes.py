@@ -11,6 +11,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from webapp.auth.decorators import admin_required
+from webapp.auth.forms import no_control_characters
 from webapp.extensions import db
 from webapp.models import STAFF_ROLES, AuditEntry, User
 from webapp.services import accounts, audit
@@ -19,7 +20,9 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 class StaffForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(message="Enter an email."), Length(max=254)])
+    email = EmailField(
+        "Email", validators=[DataRequired(message="Enter an email."), Length(max=254), no_control_characters]
+    )
     name = StringField("Name", validators=[Length(max=120)])
     role = SelectField("Role", choices=[SelectChoice("support", "Support"), SelectChoice("admin", "Admin")])
     password = PasswordField("First password", validators=[DataRequired(message="Set a first password.")])
@@ -97,10 +100,11 @@ def audit_log():
     actor = request.args.get("actor", "").strip()
     action = request.args.get("action", "").strip()
     shop = request.args.get("shop", type=int)
+    # autoescape: a "%" or "_" typed into a filter matches itself, not any text.
     if actor:
-        query = query.where(AuditEntry.actor_label.ilike(f"%{actor}%"))
+        query = query.where(AuditEntry.actor_label.icontains(actor, autoescape=True))
     if action:
-        query = query.where(AuditEntry.action.ilike(f"{action}%"))
+        query = query.where(AuditEntry.action.istartswith(action, autoescape=True))
     if shop:
         query = query.where(AuditEntry.subject_shop_id == shop)
     page = request.args.get("page", 1, type=int)

@@ -1,10 +1,20 @@
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, SubmitField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+
+from webapp.services.accounts import CONTROL_CHARACTERS_MESSAGE, has_control_characters
+
+
+def no_control_characters(form, field) -> None:
+    """Refuse CR, LF and other control characters in an email field (mail header injection)."""
+    if field.data and has_control_characters(field.data.strip()):
+        raise ValidationError(CONTROL_CHARACTERS_MESSAGE)
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(message="Enter your email."), Length(max=254)])
+    email = EmailField(
+        "Email", validators=[DataRequired(message="Enter your email."), Length(max=254), no_control_characters]
+    )
     password = PasswordField("Password", validators=[DataRequired(message="Enter your password."), Length(max=200)])
     next = HiddenField()
     submit = SubmitField("Log in")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -57,6 +58,14 @@ class ClientInfo:
     user_agent: str | None
 
 
+CONTROL_CHARACTERS_MESSAGE = "An email address cannot contain line breaks or other control characters."
+
+
+def has_control_characters(text: str) -> bool:
+    """True when `text` holds a control character or line separator (CR/LF would inject mail headers)."""
+    return any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in text)
+
+
 def password_problem(password: str, email: str = "") -> str | None:
     """Return why a password is too weak, or None when it is acceptable."""
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -86,6 +95,8 @@ def create_user(
 ) -> User:
     """Create a user after checking role, shop, email uniqueness and password strength."""
     email = User.normalise_email(email)
+    if has_control_characters(email):
+        raise AccountError(CONTROL_CHARACTERS_MESSAGE, field="email")
     if "@" not in email or email.startswith("@") or email.endswith("@"):
         raise AccountError(f"{email!r} is not an email address.", field="email")
     if role not in ROLES:

@@ -383,11 +383,13 @@ class OutboundMail(db.Model):
     text_body: Mapped[str] = mapped_column(db.Text)
     html_body: Mapped[str] = mapped_column(db.Text)
     unsubscribe_url: Mapped[str | None] = mapped_column(String(1000))
-    # pending -> sending -> sent; failed after the last attempt; outbox when no MAIL_URL is set.
+    # pending -> sending -> sent; back to pending for a retry; failed after the last attempt;
+    # unknown when it may have left but no outcome came back (never resent); outbox when no MAIL_URL.
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # new with every claim; the outcome's fence
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -9,7 +9,11 @@ from tests.factories import make_user
 from webapp.models import User
 from webapp.services import audit
 
-INJECTED = ["new@support.example\r\nBcc: everyone@evil.example", "new@support.example\nX: y", "new\u2028@support.example"]
+INJECTED = [
+    "new@support.example\r\nBcc: everyone@evil.example",
+    "new@support.example\nX: y",
+    "new\u2028@support.example",
+]
 
 
 @pytest.fixture

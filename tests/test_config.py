@@ -6,7 +6,6 @@ import pytest
 
 from webapp.config import ConfigError, load_config, normalise_database_url
 
-
 # Everything production needs, each value acceptable; tests remove or spoil one at a time.
 PRODUCTION_ENV = {
     "APP_ENV": "production",

@@ -79,14 +79,15 @@ def test_redirect_uri_is_https_and_identical_behind_the_proxy(app_config, mercha
     from webapp import create_app
 
     # One trusted hop, as in production on Heroku (local runs trust no X-Forwarded-* at all).
-    behind_proxy = create_app({**app_config, "PROXY_FIX_HOPS": 1})
+    # Heroku's router passes the browser's Host through and sets no X-Forwarded-Host.
+    behind_proxy = create_app({**app_config, "PROXY_FIX_HOPS": 1, "SERVER_NAME": "shop.example.com"})
     behind_proxy.test_client_class = IsolatedClient
     client = behind_proxy.test_client()
     auth = AuthActions(client)
     auth.login_as(merchant)
     headers = {
         "X-Forwarded-Proto": "https",
-        "X-Forwarded-Host": "shop.example.com",
+        "X-Forwarded-Host": "evil.example",  # the client's invention: ignored
         "X-Forwarded-For": "203.0.113.5",
         # Over https Flask-WTF also checks that the Referer is our own origin, as browsers send it.
         "Referer": "https://shop.example.com/",

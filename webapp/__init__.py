@@ -74,9 +74,10 @@ def register_extensions(app: Flask) -> None:
     hops = app.config["PROXY_FIX_HOPS"]
     if hops:
         # Only the last `hops` entries come from proxies we run behind; anything before them is the
-        # client's own text. With no proxy (hops 0) X-Forwarded-* is ignored entirely.
+        # client's own text. With no proxy (hops 0) X-Forwarded-* is ignored entirely. Heroku's router
+        # sets For, Proto and Port but never Host, so a Forwarded-Host could only be the client's.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=hops
         )
     from webapp.security import content_security_policy
 
@@ -84,6 +85,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from webapp import request_input
     from webapp.admin.routes import bp as admin_bp
     from webapp.auth.routes import bp as auth_bp
     from webapp.callbacks.routes import bp as callbacks_bp
@@ -93,6 +95,7 @@ def register_blueprints(app: Flask) -> None:
     from webapp.notifications.routes import bp as notifications_bp
     from webapp.support.routes import bp as support_bp
 
+    request_input.register(app)  # before any route: `<int:...>` then refuses ids no database column holds
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)

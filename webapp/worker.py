@@ -93,6 +93,10 @@ class Worker:
         # Results Meta gave whose write-back failed (the database was away): kept and written later.
         self.unwritten: list[tuple[lifecycle.Claim, lifecycle.Outcome | None, datetime]] = []
         self.unwritten_lock = threading.Lock()
+        self.mail_thread: threading.Thread | None = None
+        self.mail_lock = threading.Lock()
+        self.mail_again = False
+        self.stop_mail = threading.Event()
         self.sleep: Callable[[float], None] = time.sleep
 
     def register(self) -> None:
@@ -130,13 +134,43 @@ class Worker:
                 worker.heartbeat_at = self.clock()
                 db.session.commit()
 
-    def tick(self) -> None:
+    def tick(self, stop: threading.Event | None = None) -> None:
         """Once a minute: expire, plan notices (only the worker that wins the tick), send mail (any)."""
         with self.app.app_context():
             now = self.clock()
             if lifecycle.scheduler_tick(self.owner, now, self.policy) is not None:
                 notifications.plan(self.app, now)
-            notifications.deliver(self.app, now)
+        self.send_mail(stop or threading.Event())
+
+    def send_mail(self, stop: threading.Event) -> None:
+        """Send due mail on a thread of its own: a slow mail server never holds up the keep-alive loop."""
+        with self.mail_lock:
+            if self.mail_thread is not None and self.mail_thread.is_alive():
+                self.mail_again = True  # it looks for more mail once its current run ends
+                return
+            self.mail_again = False
+            self.mail_thread = threading.Thread(target=self._mail_loop, args=(stop,), name="mail", daemon=True)
+            self.mail_thread.start()
+
+    def _mail_loop(self, stop: threading.Event) -> None:
+        while True:
+            try:
+                with self.app.app_context():
+                    notifications.deliver(self.app, self.clock(), stop=stop)
+            except SQLAlchemyError as error:
+                log.warning("mail delivery paused: database unavailable (%s)", type(error).__name__)
+            except Exception:
+                log.exception("mail delivery failed; it is tried again at the next tick")
+            with self.mail_lock:
+                if not self.mail_again or stop.is_set():
+                    return
+                self.mail_again = False
+
+    def wait_for_mail(self) -> None:
+        """Let a mail run in progress finish (each message is bounded by MAIL_SEND_TIMEOUT)."""
+        thread = self.mail_thread
+        if thread is not None:
+            thread.join()
 
     def claim(self, limit: int | None = None, in_flight: frozenset[int] = frozenset()) -> list[lifecycle.Claim]:
         with self.app.app_context():
@@ -204,6 +238,9 @@ class Worker:
                 # ones return "released" at once and their leases are handed back.
                 self._until_database_answers(lambda: self._collect(list(in_flight), in_flight, on_result), stop)
                 self._until_database_answers(self._write_unwritten, stop)
+            if stop.is_set():
+                self.stop_mail.set()  # no new mail is claimed; one being sent finishes
+            self.wait_for_mail()
         finally:
             try:
                 self.unregister()
@@ -215,7 +252,7 @@ class Worker:
         """One turn of the loop; returns the time of the last tick, or None to stop when idle."""
         now = self.clock()
         if last_tick is None or now - last_tick >= timedelta(seconds=60):
-            self.tick()
+            self.tick(self.stop_mail)
             self.heartbeat()
             last_tick = now
         self._write_unwritten()
@@ -303,9 +340,8 @@ class Worker:
         if changed:
             # A disconnect (or a recovery) is told at once, not at the next tick.
             with self.app.app_context():
-                now = self.clock()
-                notifications.plan(self.app, now, connection_ids=changed)
-                notifications.deliver(self.app, now)
+                notifications.plan(self.app, self.clock(), connection_ids=changed)
+            self.send_mail(self.stop_mail)
 
     def _guarded(self, claim: lifecycle.Claim, stop: threading.Event) -> str:
         if stop.is_set():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -209,7 +210,18 @@ def plan(app: Flask, now: datetime, connection_ids: list[int] | None = None) -> 
                     continue
                 created += _record(app, notice, connection, person, now)
         if connection.state == "healthy" and connection.resolved_incident_at is not None:
-            connection.resolved_incident_at = None  # the restored notice (if any) is recorded
+            # The restored notice (if any) is recorded. Only this bookkeeping column is cleared, and
+            # only if it still holds what was planned for: no version move, so a refresh in flight
+            # is not discarded for it and this plan never fails on a row a worker just changed.
+            db.session.execute(
+                update(InstagramConnection)
+                .where(
+                    InstagramConnection.id == connection.id,
+                    InstagramConnection.resolved_incident_at == connection.resolved_incident_at,
+                )
+                .values(resolved_incident_at=None)
+                .execution_options(synchronize_session=False)
+            )
     db.session.commit()
     return created
 
@@ -265,7 +277,7 @@ def mail_lease(config: dict) -> timedelta:
     return 2 * timedelta(seconds=config["MAIL_SEND_TIMEOUT"] + CLAIM_WRITE_SECONDS)
 
 
-def deliver(app: Flask, now: datetime, limit: int = 20) -> dict:
+def deliver(app: Flask, now: datetime, limit: int = 20, stop: threading.Event | None = None) -> dict:
     """Send pending mails one claim at a time, so parallel senders never send one twice (promise 37).
 
     The claim rule, the same for every sender: a mail is claimed right before its message goes out,
@@ -284,7 +296,7 @@ def deliver(app: Flask, now: datetime, limit: int = 20) -> dict:
     decides when a silent claim is given up as `unknown`.
 
     `now` is when the run started; claims read the time as `now` plus the time spent since, since
-    a run with a slow server lasts minutes.
+    a run with a slow server lasts minutes. Once `stop` is set no further mail is claimed.
     """
     if not app.config.get("MAIL_URL"):
         return {}
@@ -297,6 +309,8 @@ def deliver(app: Flask, now: datetime, limit: int = 20) -> dict:
 
     results = {"sent": 0, "retry": 0, "failed": 0, "unknown": _give_up_on_lost_claims(clock())}
     for _ in range(limit):
+        if stop is not None and stop.is_set():
+            break
         claim = _claim_next(clock(), lease)
         if claim is None:
             break

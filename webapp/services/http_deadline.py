@@ -90,6 +90,9 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
+WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
 class DeadlineAdapter(HTTPAdapter):
     """A transport adapter whose every request, body included, ends within `deadline` seconds."""
 
@@ -99,7 +102,12 @@ class DeadlineAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = WATCHED_POOLS  # behind HTTPS_PROXY too
+        return manager
 
     def send(self, request, stream=False, timeout=None, **kwargs):
         with _Watch(self.deadline) as watch:

@@ -137,6 +137,11 @@ def claim_due(
         ]
         # Committing ends the transaction: nothing stays open while the caller talks to Meta.
         db.session.commit()
+    except StaleDataError:
+        # Another writer changed one of these rows since we read it (SQLite has no row locks):
+        # claim nothing now; they are due again on the next turn.
+        db.session.rollback()
+        return []
     except SQLAlchemyError:
         db.session.rollback()
         raise
@@ -447,11 +452,16 @@ def scheduler_tick(owner: str, now: datetime, policy: Policy) -> TickResult | No
             or_(InstagramConnection.lease_expires_at.is_(None), InstagramConnection.lease_expires_at < now),
         )
     ).all()
-    for connection in expired:
-        _expire(connection, now)
-    db.session.execute(update(SchedulerTick).where(SchedulerTick.tick_at == tick_at).values(expired=len(expired)))
-    db.session.execute(delete(SchedulerTick).where(SchedulerTick.tick_at < tick_at - timedelta(days=1)))
-    db.session.commit()
+    try:
+        for connection in expired:
+            _expire(connection, now)
+        db.session.execute(update(SchedulerTick).where(SchedulerTick.tick_at == tick_at).values(expired=len(expired)))
+        db.session.execute(delete(SchedulerTick).where(SchedulerTick.tick_at < tick_at - timedelta(days=1)))
+        db.session.commit()
+    except StaleDataError:
+        # A row changed under us (a reconnect, a disconnect): this tick stands down, the next one runs.
+        db.session.rollback()
+        return None
     return TickResult(tick_at, len(expired))
 
 

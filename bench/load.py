@@ -137,12 +137,16 @@ def main() -> int:
     env.update(
         {
             "APP_ENV": "production",
-            "SECRET_KEY": "load-bench",
+            "SECRET_KEY": "load-bench-" + "0123456789abcdef" * 2,
             "DATABASE_URL": args.database_url,
             "TOKEN_ENCRYPTION_KEYS": key,
             "INSTAGRAM_CLIENT_ID": "bench",
             "INSTAGRAM_CLIENT_SECRET": "bench",
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            # Production wants an https origin for mailed links and shared throttle storage; the bench
+            # talks to gunicorn directly, so no proxy hop is trusted.
+            "PUBLIC_BASE_URL": "https://shop-health.example",
+            "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5"),
+            "PROXY_FIX_HOPS": "0",
             "PORT": str(port),
             "WEB_CONCURRENCY": "2",
             "GUNICORN_THREADS": "4",

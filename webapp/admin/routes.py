@@ -14,6 +14,7 @@ from webapp.auth.decorators import admin_required
 from webapp.auth.forms import no_control_characters
 from webapp.extensions import db
 from webapp.models import STAFF_ROLES, AuditEntry, User
+from webapp.request_input import id_argument, page_number
 from webapp.services import accounts, audit
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -99,7 +100,7 @@ def audit_log():
     query = select(AuditEntry).order_by(AuditEntry.id.desc())
     actor = request.args.get("actor", "").strip()
     action = request.args.get("action", "").strip()
-    shop = request.args.get("shop", type=int)
+    shop = id_argument("shop", missing="There is no shop with that number.")
     # autoescape: a "%" or "_" typed into a filter matches itself, not any text.
     if actor:
         query = query.where(AuditEntry.actor_label.icontains(actor, autoescape=True))
@@ -107,6 +108,6 @@ def audit_log():
         query = query.where(AuditEntry.action.istartswith(action, autoescape=True))
     if shop:
         query = query.where(AuditEntry.subject_shop_id == shop)
-    page = request.args.get("page", 1, type=int)
+    page = page_number()
     pagination = db.paginate(query, page=page, per_page=50, error_out=True)
     return render_template("admin/audit.html", pagination=pagination, actor=actor, action=action, shop=shop)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, g, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from webapp.extensions import db
 from webapp.models import Shop, User
+from webapp.request_input import page_number
 from webapp.services import status
 
 bp = Blueprint("dashboard", __name__)
@@ -36,9 +37,7 @@ def why_disconnects():
 def shops():
     if not current_user.is_staff:
         abort(403)
-    page = request.args.get("page", 1, type=int)
-    if page < 1:
-        abort(404)
+    page = page_number()
     pagination = db.paginate(
         select(Shop).order_by(func.lower(Shop.name), Shop.id), page=page, per_page=SHOPS_PER_PAGE, error_out=True
     )

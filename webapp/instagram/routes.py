@@ -20,6 +20,7 @@ from webapp.instagram.oauth import (
     keep_alive_policy,
     token_vault,
 )
+from webapp.request_input import page_number
 from webapp.services import connections, lifecycle, notifications, status
 from webapp.services.instagram_client import MetaApiError
 
@@ -237,7 +238,7 @@ def history():
     group = request.args.get("group") or None
     if group is not None and group not in status.EVENT_GROUPS:
         abort(404, description="There is no such filter for the history.")
-    page = request.args.get("page", 1, type=int)
+    page = page_number()
     pagination = db.paginate(status.timeline_query(connection, group), page=page, per_page=25, error_out=True)
     cells = status.health_strip(connection, g.now)
     return render_template("instagram/history.html", pagination=pagination, group=group, cells=cells)

@@ -12,6 +12,7 @@ from webapp.auth.decorators import impersonating, owner_only
 from webapp.extensions import db
 from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
 from webapp.models import Notification, User
+from webapp.request_input import page_number
 from webapp.services.notifications import LinkError, read_unsubscribe_token
 
 bp = Blueprint("notifications", __name__)
@@ -32,7 +33,7 @@ def unread_count(user_id: int) -> int:
 @bp.get("/notifications")
 @login_required
 def index():
-    page = request.args.get("page", 1, type=int)
+    page = page_number()
     pagination = db.paginate(
         select(Notification).where(Notification.user_id == current_user.id).order_by(Notification.id.desc()),
         page=page,

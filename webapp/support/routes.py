@@ -12,6 +12,7 @@ from webapp.auth.decorators import staff_required
 from webapp.extensions import db, limiter
 from webapp.instagram.oauth import instagram_client, keep_alive_policy, token_vault
 from webapp.models import AuditEntry, OutboundMail, Shop
+from webapp.request_input import page_number
 from webapp.services import fleet, impersonation, lifecycle, notifications, status
 from webapp.services.connections import Actor, connection_for
 from webapp.services.diagnosis import explain_error
@@ -27,9 +28,7 @@ PER_PAGE = 50
 def fleet_overview():
     """Every shop at a glance: counts per state, recent causes, who needs attention (longest first)."""
     search = request.args.get("q", "").strip()[:100]
-    page = request.args.get("page", 1, type=int)
-    if page < 1:
-        abort(404)
+    page = page_number()
     if search:
         results = db.paginate(fleet.search_shops(search), page=page, per_page=PER_PAGE, error_out=False)
         return render_template("support/search.html", results=results, search=search)
@@ -204,7 +203,7 @@ def explain():
 @staff_required
 def outbox():
     """Every mail the dashboard wrote, newest first, with its delivery status (also without MAIL_URL)."""
-    page = request.args.get("page", 1, type=int)
+    page = page_number()
     pagination = db.paginate(select(OutboundMail).order_by(OutboundMail.id.desc()), page=page, per_page=25)
     return render_template("support/outbox.html", pagination=pagination)
 

@@ -97,8 +97,13 @@ def session_expired(now: datetime) -> bool:
 
 
 def refuse_nul_bytes() -> None:
-    """Refuse input carrying NUL bytes: no field of ours needs one and PostgreSQL cannot store one."""
+    """Refuse input carrying NUL bytes: no field of ours needs one and PostgreSQL cannot store one.
+
+    The path counts too: `<code>` or `<token>` in a route reaches a query as it was typed.
+    """
+    if "\x00" in request.path:
+        abort(400, description="The address contained characters we cannot accept. Check the link.")
     for values in (request.args, request.form):
-        for _name, items in values.lists():
-            if any("\x00" in value for value in items):
+        for name, items in values.lists():
+            if "\x00" in name or any("\x00" in value for value in items):
                 abort(400, description="The form contained characters we cannot accept. Check what you typed.")

@@ -135,3 +135,33 @@ def test_unknown_confirmation_code_is_404(client):
 def test_callbacks_need_no_login_or_csrf(app, connected, db):
     fresh = app.test_client()
     assert fresh.post("/instagram/deauthorize", data={"signed_request": signed()}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"user_id": 17841400000000001.5},
+        {"user_id": [USER_ID]},
+        {"user_id": {"id": USER_ID}},
+        {"user_id": None},
+        {"user_id": True},
+        {"user_id": "7" * 10_000},
+        {"issued_at": 10**30},
+        {"issued_at": 1e30},
+        {"issued_at": "abc"},
+        {"issued_at": [1]},
+        {"algorithm": ["HMAC-SHA256"]},
+        {"algorithm": 256},
+    ],
+    ids=lambda fields: "-".join(f"{k}={str(v)[:12]}" for k, v in fields.items()),
+)
+@pytest.mark.parametrize("path", ["/instagram/deauthorize", "/instagram/data-deletion"])
+def test_signed_fields_of_the_wrong_type_or_length_get_400(client, connected, db, path, fields):
+    """Promise 39 and 23: a correctly signed payload with a field of the wrong type or size is a clear 400."""
+    payload = {"user_id": USER_ID, "algorithm": "HMAC-SHA256", "issued_at": int(time.time()), **fields}
+    response = client.post(path, data={"signed_request": sign(payload, TEST_CLIENT_SECRET)})
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "invalid signed_request" and body["detail"]
+    assert connection(db).state == "healthy" and connection(db).has_token
+    assert db.session.scalar(select(func.count(MetaCallback.id))) == 0

@@ -89,3 +89,56 @@ def test_standard_base64_characters_are_refused():
     body = base64.b64encode(json.dumps(PAYLOAD).encode()).decode().replace("=", "") + "+/"
     with pytest.raises(SignedRequestError):
         parse("abc." + body, SECRET)
+
+
+def _signed_payload(**fields) -> str:
+    return sign({**PAYLOAD, **fields}, SECRET)
+
+
+@pytest.mark.parametrize(
+    "fields,reason",
+    [
+        ({"user_id": [1]}, "user_id must be text"),
+        ({"user_id": {"id": "1"}}, "user_id must be text"),
+        ({"user_id": True}, "user_id must be text"),
+        ({"user_id": 1.5}, "user_id must be text"),
+        ({"user_id": 1e30}, "user_id must be text"),
+        ({"user_id": -7}, "user_id must be text"),
+        ({"user_id": None}, "user_id is missing"),
+        ({"user_id": "   "}, "user_id is missing"),
+        ({"user_id": "7" * 10_000}, "user_id is longer than 64 characters"),
+        ({"user_id": "1\x00"}, "user_id may hold only"),
+        ({"user_id": "../1"}, "user_id may hold only"),
+        ({"issued_at": 10**30}, "issued_at"),  # past 18 digits the parser reads a number as null
+        ({"issued_at": 10**12}, "issued_at is not a time"),
+        ({"issued_at": -1}, "issued_at is not a time"),
+        ({"issued_at": 1e30}, "issued_at must be a whole number"),
+        ({"issued_at": "abc"}, "issued_at must be a whole number"),
+        ({"issued_at": [1]}, "issued_at must be a whole number"),
+        ({"issued_at": True}, "issued_at must be a whole number"),
+        ({"algorithm": ["HMAC-SHA256"]}, "algorithm must be HMAC-SHA256"),
+        ({"algorithm": None}, "algorithm must be HMAC-SHA256"),
+        ({"algorithm": {"name": "HMAC-SHA256"}}, "algorithm must be HMAC-SHA256"),
+    ],
+)
+def test_fields_of_the_wrong_type_or_length_are_refused(fields, reason):
+    """Promise 39 and 23: a signed payload can still carry any JSON in any field; each is a clear refusal."""
+    with pytest.raises(SignedRequestError, match=reason):
+        parse(_signed_payload(**fields), SECRET)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000, b'{"user_id": "1", "x": ' + b"[" * 5000 + b"}", b'{"user_id": ' + b"9" * 5000 + b"}"],
+    ids=["deeply-nested", "deep-field", "5000-digit-number"],
+)
+def test_payloads_json_cannot_parse_safely_are_refused(body):
+    """Promise 39: deep nesting (RecursionError) and huge numbers (ValueError) are a refusal, not a crash."""
+    with pytest.raises(SignedRequestError):
+        parse(signed_with(body), SECRET)
+
+
+def test_a_timestamp_up_to_year_9999_and_a_64_character_id_are_accepted():
+    """Promise 39: the bounds refuse only what no real request has."""
+    payload = parse(_signed_payload(user_id="1" * 64, issued_at=253_402_300_799), SECRET)
+    assert payload["user_id"] == "1" * 64 and payload["issued_at"] == 253_402_300_799

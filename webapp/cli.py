@@ -180,6 +180,9 @@ def worker_command(concurrency: int | None, batch_size: int | None, until_idle: 
     click.echo("Worker stopped. " + ", ".join(f"{k}: {v}" for k, v in sorted(totals.items())))
 
 
+EXPLAIN_MAX_BYTES = 1_000_000  # far more than any error body; the rest of a huge file is not read
+
+
 @click.command("explain-error")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.argument("source", default="-", required=False)
@@ -191,10 +194,11 @@ def explain_error_command(as_json: bool, source: str):
 
     try:
         if source == "-":
-            raw = sys.stdin.read()
+            # Bytes, not text: a pasted log may hold anything, and a decoding error must not end the command.
+            raw = sys.stdin.buffer.read(EXPLAIN_MAX_BYTES).decode("utf-8", errors="replace")
         else:
             with open(source, encoding="utf-8", errors="replace") as handle:
-                raw = handle.read(1_000_000)
+                raw = handle.read(EXPLAIN_MAX_BYTES)
     except OSError as error:
         fail(f"cannot read {source}: {error.strerror or error}.", 2)
     answer = explain_error(raw)

@@ -7,12 +7,12 @@ death, our own refresh attempts, permissions) raises, lowers or explains it.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from webapp.models import ConnectionEvent, InstagramConnection
+from webapp.services import bounded_json
 from webapp.services.causes import CAUSES, PATTERNS, Cause, Pattern
 from webapp.services.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
 from webapp.services.instagram_client import parse_error_body
@@ -68,26 +68,52 @@ def _first_int(patterns: list[str], text: str) -> int | None:
     return None
 
 
-def _find_error_object(value) -> dict | None:
-    """Find Meta's error inside whatever JSON was pasted (a response, a log record, a wrapper)."""
+def _find_error_object(value, unwrap: int = 3) -> dict | None:
+    """Find Meta's error inside whatever JSON was pasted (a response, a log record, a wrapper).
+
+    JSON quoted inside a string is read too, at most `unwrap` strings deep.
+    """
     if isinstance(value, dict):
-        if parse_error_body(value) is not None:
-            return value
+        error = _with_error_data_parsed(value)
+        if parse_error_body(error) is not None:
+            return error
         for nested in value.values():
-            found = _find_error_object(nested)
+            found = _find_error_object(nested, unwrap)
             if found is not None:
                 return found
     if isinstance(value, list):
         for item in value:
-            found = _find_error_object(item)
+            found = _find_error_object(item, unwrap)
             if found is not None:
                 return found
-    if isinstance(value, str) and value.strip().startswith("{"):
+    if isinstance(value, str) and unwrap > 0 and value.strip().startswith("{"):
         try:
-            return _find_error_object(json.loads(value))
+            return _find_error_object(bounded_json.loads(value), unwrap - 1)
         except ValueError:
             return None
     return None
+
+
+def _with_error_data_parsed(body: dict) -> dict:
+    """Parse a JSON-encoded `error_data` here, within bounds, so the client's parser never meets the raw string."""
+    error = body.get("error")
+    if not isinstance(error, dict) or not isinstance(error.get("error_data"), str):
+        return body
+    try:
+        error_data = bounded_json.loads(error["error_data"])
+    except ValueError:
+        error_data = {}
+    return {**body, "error": {**error, "error_data": error_data}}
+
+
+def _printable(text: str) -> str:
+    """`text` without lone surrogates: JSON may escape one ("\\ud800"), but no page or terminal can print it."""
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _meta_number(value) -> int | None:
+    """A code or subcode as Meta could send it (a non-negative 64-bit integer), else None."""
+    return value if isinstance(value, int) and 0 <= value < 2**63 else None
 
 
 def parse_raw_error(raw: str) -> ParsedError:
@@ -99,13 +125,18 @@ def parse_raw_error(raw: str) -> ParsedError:
         candidates.append(text[brace : text.rfind("}") + 1])
     for candidate in candidates:
         try:
-            found = _find_error_object(json.loads(candidate))
+            found = _find_error_object(bounded_json.loads(candidate))
         except ValueError:
-            continue
+            continue  # not JSON, or too deep to be Meta's: read it as text below
         if found is not None:
             error = parse_error_body(found)
-            return ParsedError(
-                error.code, error.subcode, error.type, error.message, error.http_status, error.is_transient
+            return ParsedError(  # pasted JSON may put anything in any field: keep only what fits
+                code=_meta_number(error.code),
+                subcode=_meta_number(error.subcode),
+                type=_printable(error.type) if isinstance(error.type, str) else None,
+                message=_printable(error.message),
+                http_status=error.http_status,
+                is_transient=error.is_transient if isinstance(error.is_transient, bool) else None,
             )
     message = _MESSAGE.search(text)
     type_match = _TYPE.search(text)

@@ -1,15 +1,22 @@
-"""Error pages in the site layout; htmx requests get a small fragment instead."""
+"""Error pages in the site layout; htmx requests get a small fragment instead.
+
+Every error answer must come out even when the database is down: the layout reads the signed-in
+user from it, so when drawing the layout fails the answer falls back to a page that reads nothing
+(promise 39), still with the security headers and still retargeted for htmx.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, make_response, render_template, request
+from flask import Flask, current_app, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from webapp.extensions import db
-from webapp.htmx import is_fragment_request
+from webapp.htmx import hx_retarget_to_error_slot, is_fragment_request
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +32,51 @@ MESSAGES = {
     413: ("Too much data", "What you sent is larger than we accept."),
     429: ("Too many attempts", "You tried that too often. Wait a minute, then try again."),
     500: ("Something went wrong on our side", "The error has been logged. Try again in a moment."),
+    503: (
+        "We cannot reach our database",
+        "Nothing was changed. This is usually over within a minute or two: try again shortly.",
+    ),
 }
+RETRY_AFTER_SECONDS = 30
 
 
-def _render(status: int, detail: str | None = None):
+def _database_unavailable(error: Exception) -> bool:
+    """True when the database could not be reached or used at all (not when a query was wrong)."""
+    if isinstance(error, (OperationalError, InterfaceError, PoolTimeoutError)):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def _rollback() -> None:
+    """Leave the session usable for the error page (and the next request), even if the database is gone."""
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection may be dead; the answer must still go out
+        log.warning("rolling back after an error failed too", exc_info=True)
+
+
+def _render_standalone(template: str, **context) -> str:
+    """Render a template that needs no user: skips the context processors, which load the user from the database."""
+    return current_app.jinja_env.get_template(template).render(**context)
+
+
+def _render(status: int, detail: str | None = None, *, layout: bool = True):
     title, message = MESSAGES.get(status, (f"Error {status}", ""))
+    message = detail or message
     if request.blueprint == "callbacks" and request.method == "POST":  # Meta reads JSON, not pages
-        return jsonify(error=title, detail=detail or message), status
+        return jsonify(error=title, detail=message), status
     if is_fragment_request():
         # Never swap an error into the widget that asked: show it in the page's error slot.
-        response = make_response(
-            render_template("errors/_error.html", status=status, title=title, message=detail or message), status
-        )
-        response.headers["HX-Retarget"] = "#htmx-errors"
-        response.headers["HX-Reswap"] = "innerHTML"
-        return response
-    return render_template("errors/error.html", status=status, title=title, message=detail or message), status
+        html = _render_standalone("errors/_error.html", status=status, title=title, message=message)
+        return hx_retarget_to_error_slot(make_response(html, status))
+    if not layout:
+        return _render_standalone("errors/plain.html", status=status, title=title, message=message), status
+    try:
+        return render_template("errors/error.html", status=status, title=title, message=message), status
+    except Exception:  # noqa: BLE001 - the layout reads the user from the database, which may be what failed
+        log.warning("the error page could not use the site layout; answering with the plain page", exc_info=True)
+        _rollback()
+        return _render_standalone("errors/plain.html", status=status, title=title, message=message), status
 
 
 def register(app: Flask) -> None:
@@ -61,6 +97,12 @@ def register(app: Flask) -> None:
     def unexpected_error(error: Exception):
         if isinstance(error, HTTPException):
             return http_error(error)
-        db.session.rollback()
+        _rollback()
+        if _database_unavailable(error):
+            log.error("database unavailable on %s %s: %s", request.method, request.path, error)
+            # Skip the layout: it would wait on the same database a second time.
+            response = make_response(_render(ServiceUnavailable.code, layout=False))
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _render(InternalServerError.code)

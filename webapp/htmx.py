@@ -27,3 +27,13 @@ def hx_trigger(response: Response, event: str) -> Response:
     existing = response.headers.get("HX-Trigger")
     response.headers["HX-Trigger"] = f"{existing}, {event}" if existing else event
     return response
+
+
+ERROR_SLOT = "#htmx-errors"
+
+
+def hx_retarget_to_error_slot(response: Response) -> Response:
+    """Show an error answer in the page's error slot, never inside the widget that asked for it."""
+    response.headers["HX-Retarget"] = ERROR_SLOT
+    response.headers["HX-Reswap"] = "innerHTML"
+    return response

@@ -8,6 +8,8 @@ Faults are queued with `add_fault(kind, ...)` and hit the matching calls in orde
 
 - `latency`: `seconds`, or a random delay between `low` and `high`;
 - `trickle`: the whole reply (status line, headers, body) one byte every `interval` seconds;
+  with `close=True` the headers come at once with `Connection: close` and only the body trickles
+  (as a load balancer's error page or an HTTP/1.0 proxy would send it);
 - `status`: HTTP `status` with an HTML error page, as a load balancer sends it;
 - `reset`: the connection is closed without an answer;
 - `malformed`: 200 with a body that is not JSON;
@@ -210,12 +212,22 @@ class MetaStub:
         else:
             payload, content_type = json.dumps(body).encode(), "application/json"
         head = [f"HTTP/1.1 {status} Stub", f"Content-Type: {content_type}", f"Content-Length: {len(payload)}"]
+        closing = fault is not None and fault.kind == "trickle" and fault.params.get("close", False)
+        if closing:
+            head.append("Connection: close")
+            handler.close_connection = True
         head += [f"{name}: {value}" for name, value in headers.items()]
-        raw = ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+        header_bytes = ("\r\n".join(head) + "\r\n\r\n").encode()
+        raw = header_bytes + payload
         try:
             if fault is not None and fault.kind == "trickle":
                 interval = fault.params.get("interval", 0.05)
-                for index in range(len(raw)):
+                start = 0
+                if closing:
+                    handler.wfile.write(header_bytes)
+                    handler.wfile.flush()
+                    start = len(header_bytes)
+                for index in range(start, len(raw)):
                     handler.wfile.write(raw[index : index + 1])
                     handler.wfile.flush()
                     time.sleep(interval)

@@ -23,7 +23,7 @@ from tests.meta_stub import MetaStub
 from webapp.extensions import db as _db
 from webapp.models import InstagramConnection, PendingConnection
 from webapp.services import connections
-from webapp.services.instagram_client import InstagramClient
+from webapp.services.instagram_client import InstagramClient, MetaApiError
 from webapp.services.token_vault import TokenVault
 from webapp.worker import Worker
 
@@ -225,12 +225,35 @@ def test_a_trickled_reply_ends_at_the_deadline_well_inside_the_lease(app, db, st
     assert "did not answer" in (row.last_error_message or "")
 
 
+@pytest.mark.parametrize("close", [False, True], ids=["keep-alive", "connection-close"])
+def test_a_trickled_body_ends_at_the_deadline(stub, close):
+    """Promise 35: the deadline holds when the reply says Connection: close and hands its socket over."""
+    stub.add_fault("trickle", close=close, interval=0.2)
+    client = stub_client(stub, timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(MetaApiError) as raised:
+        client.me(MetaStub.seed_token(1))
+    assert time.monotonic() - started < 2.0
+    assert getattr(raised.value, "failure", None) == "timeout"
+
+
+def test_a_call_after_a_cut_one_is_not_cut_by_its_timer(stub):
+    """Promise 35: a watch that ends before its deadline never cuts the pooled socket the next call uses."""
+    client = stub_client(stub, timeout=0.5)
+    client.me(MetaStub.seed_token(1))  # ends at once; its timer is cancelled, its socket goes back to the pool
+    stub.add_fault("latency", seconds=0.8)
+    with pytest.raises(MetaApiError):
+        client.me(MetaStub.seed_token(1))  # cut at 0.5 s by its own watch
+    stub.add_fault("latency", seconds=0.3)
+    assert client.me(MetaStub.seed_token(1)).user_id == "1"  # 0.3 s < 0.5 s: answered in full
+
+
 def test_a_trickled_header_ends_at_the_deadline_too(stub):
     """Promise 35: the deadline covers the status line and headers, not only the body."""
     stub.add_fault("trickle", interval=0.3)
     client = stub_client(stub, timeout=1.0)
     started = time.monotonic()
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(MetaApiError) as raised:
         client.me(MetaStub.seed_token(1))
     assert time.monotonic() - started < 2.0
     assert getattr(raised.value, "failure", None) == "timeout"

@@ -13,15 +13,27 @@ _SECRET_PARAMS = re.compile(
 )
 
 
-# Anything shaped like a Meta token, wherever it appears: Instagram's start with IG, Facebook's with
-# EAA; a long unbroken base64url run is treated the same (promise 34).
-_TOKEN_SHAPED = re.compile(r"\b(?:IG|EAA)[A-Za-z0-9_\-]{20,}|[A-Za-z0-9_\-]{64,}")
+# Anything shaped like a Meta token, wherever it appears (promise 34): Instagram user tokens start
+# with IGQV, IGQW or IGAA, Facebook's with EAA and a letter or digit; an app token is the app id, a
+# bar and the secret. Shorter runs and other IG... words (usernames, Graph type names) are left alone.
+_TOKEN_SHAPED = re.compile(
+    r"(?:IGQV|IGQW|IGAA)[A-Za-z0-9_\-]{16,}|(?<![A-Za-z0-9_\-])EAA[A-Za-z0-9][A-Za-z0-9_\-]{16,}"
+    r"|(?<![A-Za-z0-9])\d{5,}\|[A-Za-z0-9_\-]{20,}"
+)
 
 
 def redact(text: str) -> str:
     """Replace secret parameter values and token-shaped strings in `text` with [redacted]."""
     text = _SECRET_PARAMS.sub(lambda m: f"{m.group('name')}{m.group('sep')}[redacted]", text)
     return _TOKEN_SHAPED.sub("[redacted]", text)
+
+
+def remove_secrets(text: str, secrets: list[str]) -> str:
+    """Replace each of `secrets` (values we sent) wherever `text` quotes them."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 _installed = False

@@ -163,6 +163,9 @@ class Worker:
                 log.exception("mail delivery failed; it is tried again at the next tick")
             with self.mail_lock:
                 if not self.mail_again or stop.is_set():
+                    # Under the lock: a send_mail() from now on starts a new thread rather than
+                    # leaving its request to a thread that is about to end.
+                    self.mail_thread = None
                     return
                 self.mail_again = False
 
@@ -238,10 +241,10 @@ class Worker:
                 # ones return "released" at once and their leases are handed back.
                 self._until_database_answers(lambda: self._collect(list(in_flight), in_flight, on_result), stop)
                 self._until_database_answers(self._write_unwritten, stop)
+        finally:
             if stop.is_set():
                 self.stop_mail.set()  # no new mail is claimed; one being sent finishes
             self.wait_for_mail()
-        finally:
             try:
                 self.unregister()
             except SQLAlchemyError:
@@ -279,25 +282,32 @@ class Worker:
         with self.unwritten_lock:
             pending, self.unwritten = self.unwritten, []
         once = dataclasses.replace(self.policy, write_attempts=1)  # the loop itself retries, without blocking
-        for index, (claim, outcome, finished_at) in enumerate(pending):
-            with self.app.app_context():
-                summary = lifecycle.record_outcome(
-                    claim,
-                    outcome,
-                    now=finished_at,
-                    policy=once,
-                    vault=self.vault,
-                    rng=self.rng,
-                    sleep=self.sleep,
+        written, changed = 0, []
+        try:
+            for claim, outcome, finished_at in pending:
+                with self.app.app_context():
+                    summary = lifecycle.record_outcome(
+                        claim, outcome, now=finished_at, policy=once, vault=self.vault, rng=self.rng, sleep=self.sleep
+                    )
+                if summary == "write_failed":
+                    raise DatabaseUnavailable("write-back still failing")
+                written += 1
+                log.info(
+                    "connection %s %s: %s (written after the database came back)",
+                    claim.connection_id,
+                    claim.work,
+                    summary,
                 )
-            if summary == "write_failed":
-                with self.unwritten_lock:
-                    self.unwritten[:0] = pending[index:]
-                raise DatabaseUnavailable("write-back still failing")
-            log.info(
-                "connection %s %s: %s (written after the database came back)", claim.connection_id, claim.work, summary
-            )
-            self.totals[summary] += 1
+                self.totals[summary] += 1
+                if summary in NOTIFY_AT_ONCE:
+                    changed.append(claim.connection_id)
+        finally:
+            with self.unwritten_lock:
+                self.unwritten[:0] = pending[written:]  # whatever is not written yet stays kept
+        if changed:
+            with self.app.app_context():
+                notifications.plan(self.app, self.clock(), connection_ids=changed)
+            self.send_mail(self.stop_mail)
 
     def _wait_for_database(self, error: Exception, outage: int, stop: threading.Event) -> None:
         seconds = DATABASE_RETRY_SECONDS[min(outage, len(DATABASE_RETRY_SECONDS)) - 1]

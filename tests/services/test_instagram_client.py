@@ -238,3 +238,37 @@ def test_timeout_connection_error_and_garbage_are_typed_too(client, requests_moc
 def test_parse_error_body_ignores_success_bodies():
     assert parse_error_body({"access_token": "x"}) is None
     assert parse_error_body("text") is None
+
+
+def test_a_token_quoted_at_the_edge_of_an_error_page_leaves_no_half_behind(client, requests_mock):
+    """Promise 34: secrets come out of a non-JSON error page before it is cut to 200 characters."""
+    token = "zz-plain-token-4f9d81c2aa7e"
+    page = "<html>" + "x" * 185 + f" token={token}</html>"  # the cut at 200 falls inside the token
+    requests_mock.get("https://graph.instagram.com/refresh_access_token", status_code=502, text=page)
+    with pytest.raises(MetaApiError) as raised:
+        client.refresh(token)
+    assert "zz-plain" not in raised.value.message and token[-8:] not in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "text, kept",
+    [
+        ("Health check passed for @IGNITE_fitness_studio_berlin_official", True),
+        ("(#100) Tried accessing nonexisting field (foo) on node type (IGUserMediaProductTagCollection)", True),
+        ("appsecret_proof 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 invalid", True),
+        (
+            "https://scontent.cdninstagram.com/v/t51.2885-19/448_n.jpg?_nc_ohc=AbCdEfGhIjKlMnOpQrStUvWxYz0123456789ab",
+            True,
+        ),
+        ("Malformed access token IGQVJWZAmRlZAl9xVGFfNkZAqSnJuZAFdwLTFtSUlYcW1lUnBCcHdq", False),
+        ("Invalid OAuth access token: IGAAJZBkqh7LjdBZAE1SR2xJNm9abcdEFGh0 (code 190)", False),
+        ("session key EAAGm0PX4ZCpsBAKZCr3VEbIyZBB4eZCZBb6GZAhSVZBcdD4bgo was invalidated", False),
+        ("Invalid token 990011223344|5f4dcc3b5aa765d61d8327deb882cf99", False),
+        ("tokenIGQVJWZAmRlZAl9xVGFfNkZAqSnJuZAFd", False),
+    ],
+)
+def test_redact_removes_token_shapes_and_keeps_the_words_people_read(text, kept):
+    """Promise 34/15: anything shaped like a Meta token goes; usernames, type names, hashes and URLs stay."""
+    from webapp.logging_filters import redact
+
+    assert (redact(text) == text) is kept

@@ -25,29 +25,41 @@ class DeadlineExceeded(requests.Timeout):
 
 
 class _Watch:
-    """The connections one call in this thread uses, and a timer that cuts them off at the deadline."""
+    """The sockets one call in this thread uses, and a timer that cuts them off at the deadline.
+
+    Sockets, not connections, are recorded: when a reply says `Connection: close` (or is HTTP/1.0),
+    http.client hands the socket to the response and forgets it on the connection, so the
+    connection would have nothing left to cut while the body still trickles in.
+    """
 
     def __init__(self, seconds: float):
         self.seconds = seconds
-        self.connections: list[HTTPConnection] = []
+        self.sockets: list[socket.socket] = []
         self.fired = False
+        self.closed = False
         self.lock = threading.Lock()
         self.timer = threading.Timer(seconds, self._fire)
         self.timer.daemon = True
 
-    def add(self, connection: HTTPConnection) -> None:
+    def add(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
         with self.lock:
-            self.connections.append(connection)
+            if self.closed:
+                return
+            self.sockets.append(sock)
             fired = self.fired
         if fired:
-            _cut(connection)
+            _cut(sock)
 
     def _fire(self) -> None:
         with self.lock:
+            if self.closed:
+                return  # the call ended first: its pooled socket may already serve another call
             self.fired = True
-            connections = list(self.connections)
-        for connection in connections:
-            _cut(connection)
+            sockets = list(self.sockets)
+        for sock in sockets:
+            _cut(sock)
 
     def __enter__(self) -> _Watch:
         _watch.current = self
@@ -56,21 +68,32 @@ class _Watch:
 
     def __exit__(self, *exc) -> None:
         self.timer.cancel()
+        with self.lock:
+            self.closed = True
+            self.sockets.clear()
         _watch.current = None
 
 
-def _cut(connection: HTTPConnection) -> None:
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):  # already closed
-            sock.shutdown(socket.SHUT_RDWR)
+def _cut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watch_socket(sock: socket.socket | None) -> None:
+    watch = getattr(_watch, "current", None)
+    if watch is not None:
+        watch.add(sock)
 
 
 class _WatchedConnectionMixin:
+    """Report the socket to the calling thread's watch when it is opened and when it is reused."""
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        _watch_socket(self.sock)  # type: ignore[attr-defined]
+
     def request(self, *args, **kwargs):
-        watch = getattr(_watch, "current", None)
-        if watch is not None:
-            watch.add(self)  # type: ignore[arg-type]
+        _watch_socket(getattr(self, "sock", None))
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import requests
 
-from webapp.logging_filters import redact
+from webapp.logging_filters import redact, remove_secrets
 from webapp.services.http_deadline import deadline_session
 
 PROFILE_FIELDS = "user_id,username,name,profile_picture_url,account_type"
@@ -101,12 +101,8 @@ class MetaApiError(Exception):
 
     def without(self, secrets: list[str]) -> MetaApiError:
         """Remove every secret the call sent from the message, in case Meta quoted one back (promise 34)."""
-        message = self.message
-        for secret in secrets:
-            if secret:
-                message = message.replace(secret, "[redacted]")
-        self.message = message
-        self.args = (message,)
+        self.message = remove_secrets(self.message, secrets)
+        self.args = (self.message,)
         return self
 
     def __repr__(self) -> str:
@@ -290,12 +286,12 @@ class InstagramClient:
             if name in SECRET_PARAMETERS
         ]
         try:
-            return self._exchange(method, url, **kwargs)
+            return self._exchange(method, url, sent, **kwargs)
         except MetaApiError as error:
             # Only here is it known what was sent: Meta may quote the token back in its error text.
             raise error.without(sent) from None
 
-    def _exchange(self, method: str, url: str, **kwargs) -> dict:
+    def _exchange(self, method: str, url: str, sent: list[str], **kwargs) -> dict:
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.Timeout:
@@ -308,7 +304,8 @@ class InstagramClient:
         try:
             body = response.json()
         except ValueError:
-            snippet = response.text[:200]
+            # Secrets come out before the cut, so no half of a token survives at the edge.
+            snippet = remove_secrets(response.text, sent)[:200]
             if response.ok:
                 raise MetaApiError(
                     f"Meta sent a body that is not JSON: {snippet!r}",

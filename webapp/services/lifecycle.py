@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
@@ -207,41 +208,56 @@ def record_outcome(
         except StaleDataError:
             # Another writer (a disconnect, a callback, a key rotation) moved the version between our
             # read and our write: theirs stands.
-            db.session.rollback()
+            _safe_rollback()
             log.warning(
                 "connection %s: changed by another writer during the call; result discarded", claim.connection_id
             )
             _drop_lease(claim)
             return "lease_lost"
-        except DBAPIError as error:
-            # The database went away or refused the write: try again, the new token is worth it.
-            db.session.rollback()
+        except SQLAlchemyError as error:
+            # The database went away, refused the write, or had no connection free in time: try
+            # again, the new token is worth it.
+            _safe_rollback()
             log.warning(
                 "connection %s: write-back attempt %d failed (%s)", claim.connection_id, attempt, type(error).__name__
             )
             if attempt < policy.write_attempts:
                 sleep(min(0.2 * 2**attempt, 5))
-    # Meta's new token (if any) is not stored, but the old one stays valid on Instagram's side and
-    # the lease runs out: the next cycle refreshes again. The connection is not marked broken.
+    # The result is not stored yet. The worker keeps it and writes it once the database answers;
+    # should the worker die first, the old token stays valid on Instagram's side and the lease runs
+    # out, so the next cycle refreshes again. The connection is not marked broken.
     log.error(
-        "connection %s: write-back failed %d times; retrying next cycle", claim.connection_id, policy.write_attempts
+        "connection %s: write-back failed %d times; kept to be written later",
+        claim.connection_id,
+        policy.write_attempts,
     )
     return "write_failed"
+
+
+def _safe_rollback() -> None:
+    """Roll back, even on a connection that is already dead."""
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:
+        db.session.close()
 
 
 def _drop_lease(claim: Claim) -> None:
     """Hand back a lease whose result was discarded, so the row is due again at once, not when it expires.
 
     Only this worker's own lease is cleared (another worker's has another owner), and the version is
-    left alone: clearing a lease changes no data.
+    left alone: clearing a lease changes no data. If the database fails here, the lease runs out.
     """
-    db.session.execute(
-        update(InstagramConnection)
-        .where(InstagramConnection.id == claim.connection_id, InstagramConnection.lease_owner == claim.owner)
-        .values(lease_owner=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
+    try:
+        db.session.execute(
+            update(InstagramConnection)
+            .where(InstagramConnection.id == claim.connection_id, InstagramConnection.lease_owner == claim.owner)
+            .values(lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
+    except SQLAlchemyError:
+        _safe_rollback()  # the lease then simply runs out
 
 
 def _apply(
@@ -522,7 +538,8 @@ def run_now(
         )
     db.session.commit()  # end the request's read transaction before the claim
     claims = claim_due(
-        owner=f"web:{actor.kind}:{actor.id}",
+        # Unique per request: two tabs of one merchant must not hand back each other's lease.
+        owner=f"web:{actor.kind}:{actor.id}:{secrets.token_hex(3)}",
         now=now,
         limit=1,
         policy=policy,

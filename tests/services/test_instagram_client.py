@@ -272,3 +272,20 @@ def test_redact_removes_token_shapes_and_keeps_the_words_people_read(text, kept)
     from webapp.logging_filters import redact
 
     assert (redact(text) == text) is kept
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"error": {"message": "x", "code": 1e999, "error_subcode": 99999999999999999999999}}',
+        '{"error": {"message": "x", "code": 190, "error_data": "' + "[" * 50_000 + '"}}',
+        '{"user_id": NaN}',
+    ],
+    ids=["deep-body", "huge-numbers", "deep-error-data", "nan"],
+)
+def test_hostile_bodies_from_meta_become_typed_errors(client, requests_mock, text):
+    """Promise 5/39: a body Meta (or a proxy) should never send is a MetaApiError, never a crash."""
+    requests_mock.get(f"{GRAPH}/v23.0/me", status_code=400, text=text)
+    with pytest.raises(MetaApiError):
+        client.me("IGQVtoken")

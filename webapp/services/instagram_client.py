@@ -5,13 +5,13 @@ No Flask imports: the web app, the worker and the sandbox tests all use it the s
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import requests
 
 from webapp.logging_filters import redact, remove_secrets
+from webapp.services import bounded_json
 from webapp.services.http_deadline import deadline_session
 
 PROFILE_FIELDS = "user_id,username,name,profile_picture_url,account_type"
@@ -118,7 +118,7 @@ class MetaApiError(Exception):
 def _int_or_none(value) -> int | None:
     try:
         return int(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -131,7 +131,7 @@ def parse_error_body(body: object, http_status: int | None = None, usage: Usage 
         error_data = error.get("error_data")
         if isinstance(error_data, str):  # sometimes a JSON-encoded string
             try:
-                error_data = json.loads(error_data)
+                error_data = bounded_json.loads(error_data)
             except ValueError:
                 error_data = {}
         subcode = error.get("error_subcode")
@@ -172,7 +172,7 @@ def parse_usage(headers) -> Usage:
         if not raw:
             return {}
         try:
-            value = json.loads(raw)
+            value = bounded_json.loads(raw)
         except ValueError:
             return {}
         return value if isinstance(value, dict) else {}
@@ -302,7 +302,7 @@ class InstagramClient:
         usage = parse_usage(response.headers)
         self.last_usage = usage
         try:
-            body = response.json()
+            body = bounded_json.loads(response.content)
         except ValueError:
             # Secrets come out before the cut, so no half of a token survives at the edge.
             snippet = remove_secrets(response.text, sent)[:200]

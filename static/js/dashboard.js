@@ -1,6 +1,7 @@
 // Keeps the status card live without inline scripts (the CSP forbids them):
 // - ticks the expiry countdown every second between server updates;
-// - asks htmx to re-fetch the card every data-poll-seconds, only while the tab is visible.
+// - asks htmx to re-fetch the card every data-poll-seconds, only while the tab is visible;
+// - empties the error slot once a later request succeeds, so an old error never outlives its cause.
 (function () {
   "use strict";
 
@@ -42,6 +43,13 @@
     if (document.visibilityState === "visible") {
       lastPoll = 0;
       pollCard();
+    }
+  });
+
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var slot = document.getElementById("htmx-errors");
+    if (slot && event.detail && event.detail.successful && !slot.contains(event.detail.elt)) {
+      slot.replaceChildren();
     }
   });
 

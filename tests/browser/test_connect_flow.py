@@ -100,3 +100,16 @@ def test_break_in_the_sandbox_see_the_cause_reconnect_in_one_click(page):
     expect(card.locator(".state-badge")).to_have_text(re.compile("Connected"))
     expect(page.locator("#diagnosis-panel")).to_be_hidden()
     assert_no_csp_violations(page)
+
+
+def test_an_htmx_error_shows_in_the_error_slot_and_clears_once_a_request_succeeds(page):
+    """Promise 39: an error answer lands in the error slot, never in the card, and goes once things work."""
+    log_in_as_demo_merchant(page)
+    card_before = page.locator("#instagram-card").inner_html()
+    page.evaluate("htmx.ajax('GET', '/support/shops/99999999999999999999', {target: '#instagram-card'})")
+    slot = page.locator("#htmx-errors")
+    expect(slot).not_to_be_empty()
+    assert page.locator("#instagram-card").inner_html() == card_before
+    page.evaluate("htmx.ajax('GET', '/instagram/card', {target: '#instagram-card', swap: 'outerHTML'})")
+    expect(slot).to_be_empty()
+    assert_no_csp_violations(page)

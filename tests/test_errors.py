@@ -262,3 +262,27 @@ def test_a_500_whose_layout_cannot_reach_the_database_still_answers(app, client,
     assert "Something went wrong on our side" in response.text and "kaboom" not in response.text
     assert ("HX-Retarget" in response.headers) is htmx
     _assert_security_headers(response)
+
+
+def test_an_sqlite_file_that_went_away_and_came_back_serves_every_request_again(app_config, tmp_path):
+    """Promise 36/39: while the SQLite file is away pages fail cleanly; once it is back, none still fails."""
+    import os
+    import shutil
+
+    from tests.conftest import TEST_DATABASE_URL, AuthActions, IsolatedClient
+    from webapp import create_app
+
+    if TEST_DATABASE_URL:
+        pytest.skip("SQLite's file; the PostgreSQL outage is tests/test_worker_faults.py")
+    path = app_config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    local = create_app(app_config)
+    local.test_client_class = IsolatedClient
+    client = local.test_client()
+    with local.app_context():
+        merchant = make_user()
+        AuthActions(client).login_as(merchant)
+    assert client.get("/").status_code == 200  # reads the session, user, shop and connection
+    shutil.move(path, tmp_path / "away.sqlite3")
+    assert client.get("/").status_code >= 500
+    os.replace(tmp_path / "away.sqlite3", path)
+    assert [client.get("/").status_code for _ in range(6)] == [200] * 6

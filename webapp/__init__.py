@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from flask import Flask, g
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from webapp.config import PROJECT_ROOT, check_lease, load_config
+from webapp.config import PROJECT_ROOT, check_lease, engine_options, load_config
 from webapp.extensions import csrf, db, limiter, login_manager, migrate
 
 
@@ -27,6 +27,9 @@ def create_app(config: Mapping | None = None) -> Flask:
     app.config.update(load_config(instance_path=app.instance_path))
     if config:
         app.config.update(config)
+        if "SQLALCHEMY_DATABASE_URI" in config and "SQLALCHEMY_ENGINE_OPTIONS" not in config:
+            # Engine options follow the database actually used, not the one the environment names.
+            app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["SQLALCHEMY_DATABASE_URI"], os.environ)
     check_lease(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
 

@@ -7,6 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from sqlalchemy.pool import NullPool
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,6 +26,11 @@ def normalise_database_url(url: str) -> str:
 
 def engine_options(database_uri: str, env: dict) -> dict:
     options: dict = {"pool_pre_ping": True}
+    if database_uri.startswith("sqlite"):
+        # A fresh connection per use: a pooled one would stay bound to whatever file was at the path
+        # when it opened (an empty one SQLite created while the real file was away) after the file is
+        # back. Opening an SQLite file costs well under a millisecond.
+        options["poolclass"] = NullPool
     if database_uri.startswith("postgresql"):
         # Named connections make pg_stat_activity readable (which process holds what).
         options["connect_args"] = {"application_name": env.get("DB_APPLICATION_NAME", "shop-instagram-health")}

@@ -92,6 +92,7 @@ def app_config(database_uri, tmp_path) -> dict:
         "INSTAGRAM_SANDBOX": False,
         "INSTAGRAM_CLIENT_ID": TEST_CLIENT_ID,
         "INSTAGRAM_CLIENT_SECRET": TEST_CLIENT_SECRET,
+        "PASSWORD_HASH_METHOD": factories.TEST_PASSWORD_HASH_METHOD,
         **META_URLS,
     }
 

@@ -9,6 +9,8 @@ from webapp.extensions import db
 from webapp.models import Shop, User
 
 DEFAULT_PASSWORD = "correct-horse-battery"
+# Production hashes with scrypt (about 130 ms a hash); a thousand PBKDF2 rounds keep tests fast.
+TEST_PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
 _sequence = itertools.count(1)
 
 
@@ -43,7 +45,7 @@ def make_user(
         created_at=datetime.now(UTC),
         **fields,
     )
-    user.set_password(password)
+    user.set_password(password, TEST_PASSWORD_HASH_METHOD)
     db.session.add(user)
     db.session.commit()
     return user

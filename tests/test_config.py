@@ -155,3 +155,22 @@ def test_wsgi_module_refuses_production_without_secrets(tmp_path):
     assert result.returncode != 0
     assert "Production start refused: set SECRET_KEY, DATABASE_URL" in result.stderr
     assert "REDIS_URL" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("env", [PRODUCTION_ENV, {}, {**PRODUCTION_ENV, "PASSWORD_HASH_METHOD": "plain"}])
+def test_passwords_hash_with_werkzeugs_default_outside_tests(env):
+    """Only a test config cheapens the hash; the environment cannot."""
+    assert load_config(env)["PASSWORD_HASH_METHOD"] == "scrypt"
+
+
+def test_a_hash_made_with_any_method_still_verifies(app):
+    from webapp.models import User
+
+    user = User()
+    user.set_password("an-old-scrypt-pass", "scrypt")
+    assert user.password_hash.startswith("scrypt:")
+    assert user.check_password("an-old-scrypt-pass")
+    user.set_password("a-test-config-pass")
+    assert user.password_hash.startswith(f"{app.config['PASSWORD_HASH_METHOD']}$")
+    assert user.check_password("a-test-config-pass")
+    assert not user.check_password("an-old-scrypt-pass")

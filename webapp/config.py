@@ -166,6 +166,8 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/") or None,
         # Where links in mails point when PUBLIC_BASE_URL is not set (local runs).
         "LOCAL_BASE_URL": env.get("LOCAL_BASE_URL", f"http://127.0.0.1:{env.get('PORT', '5000')}"),
+        # werkzeug's default. Not read from the environment: only a test config may pass a cheaper one.
+        "PASSWORD_HASH_METHOD": "scrypt",
         "MAIL_FROM": env.get("MAIL_FROM", "Shop Instagram Health <no-reply@shop-health.example>"),
         # Seconds for one whole SMTP conversation; a sender's claim on a mail is derived from it.
         "MAIL_SEND_TIMEOUT": float(env.get("MAIL_SEND_TIMEOUT", "15")),

@@ -87,8 +87,13 @@ class User(UserMixin, db.Model):
     def normalise_email(email: str) -> str:
         return email.strip().lower()
 
-    def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+    def set_password(self, password: str, method: str | None = None) -> None:
+        """Hash with `method`, else the app's PASSWORD_HASH_METHOD, else werkzeug's default (scrypt)."""
+        from flask import current_app, has_app_context
+
+        if method is None and has_app_context():
+            method = current_app.config.get("PASSWORD_HASH_METHOD")
+        self.password_hash = generate_password_hash(password, method) if method else generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

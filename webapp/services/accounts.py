@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
+from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -82,8 +83,8 @@ def password_problem(password: str, email: str = "") -> str | None:
 
 
 @cache
-def _timing_dummy_hash() -> str:
-    return generate_password_hash(secrets.token_hex(16))
+def _timing_dummy_hash(method: str) -> str:
+    return generate_password_hash(secrets.token_hex(16), method)
 
 
 def find_user_by_email(email: str) -> User | None:
@@ -122,7 +123,7 @@ def authenticate(email: str, password: str) -> User | None:
     user = find_user_by_email(email)
     if user is None:
         # Hash anyway so a missing account takes as long as a wrong password.
-        check_password_hash(_timing_dummy_hash(), password)
+        check_password_hash(_timing_dummy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
         return None
     if not user.active or not user.check_password(password):
         return None

@@ -4,7 +4,7 @@ PYTHON ?= python3
 FLASK = $(VENV)/bin/flask --app wsgi
 PORT ?= 5000
 
-.PHONY: run test lint install clean promises screenshots bench
+.PHONY: run test test-fast lint install clean promises screenshots bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ run: install
 ## Run the whole test suite (SQLite; set TEST_DATABASE_URL for PostgreSQL)
 test: install
 	$(VENV)/bin/pytest
+
+## The suite without browser tests and multi-process tests (markers `browser` and `slow`): the quick loop
+test-fast: install
+	$(VENV)/bin/pytest -m "not browser and not slow"
 
 ## Every promise in ../shared/PROMISES.md with the tests that name it (exit 1 on a gap)
 promises: install

@@ -32,7 +32,7 @@ from werkzeug.security import generate_password_hash  # noqa: E402
 
 from bench.fleet import seed  # noqa: E402
 from bench.sweep import ensure_database  # noqa: E402
-from tests.servers import free_port, wait_for_http  # noqa: E402
+from testbed.servers import free_port, wait_for_http  # noqa: E402
 from webapp.config import normalise_database_url  # noqa: E402
 
 BIN = Path(sys.executable).parent

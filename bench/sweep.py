@@ -7,7 +7,7 @@ number of duplicate refreshes (a connection refreshed more than once). DESIGN.md
 1.25x of the ideal, zero duplicates with 4 workers. Needs PostgreSQL; uses (and resets) the
 database named by --database-url, `bench` on the local server by default.
 
-`--fault KIND=COUNT` (repeatable) makes the stub misbehave on COUNT refresh calls, as tests/meta_stub.py
+`--fault KIND=COUNT` (repeatable) makes the stub misbehave on COUNT refresh calls, as testbed/meta_stub.py
 describes (trickle, status, reset, malformed, app_rate_limit, account_rate_limit, echo_token); the
 run then reports how the workers coped (no connection worked twice at once, no token lost) instead of
 the time budget, since failed calls back off for minutes.
@@ -29,8 +29,8 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fleet import seed_due_connections  # noqa: E402
-from tests.meta_stub import MetaStub  # noqa: E402
+from testbed.fleet import seed_due_connections  # noqa: E402
+from testbed.meta_stub import MetaStub  # noqa: E402
 from webapp.config import normalise_database_url  # noqa: E402
 
 BIN = Path(sys.executable).parent

@@ -14,7 +14,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
-from tests import factories, servers  # noqa: I001
+from testbed import servers
+from tests import factories
 from webapp import create_app
 from webapp.extensions import db as _db
 

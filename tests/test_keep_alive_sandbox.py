@@ -11,7 +11,7 @@ import re
 import pytest
 import requests
 
-from tests import servers
+from testbed import servers
 from tests.conftest import csrf_token_from
 from webapp.cli import DEMO_MERCHANT
 

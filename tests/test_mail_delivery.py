@@ -13,9 +13,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, update
 
+from testbed.servers import free_port
 from tests.conftest import TEST_DATABASE_URL
 from tests.factories import make_shop, make_user
-from tests.servers import free_port
 from tests.test_worker_processes import start_worker, worker_env
 from webapp.extensions import db
 from webapp.models import OutboundMail

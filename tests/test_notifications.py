@@ -12,8 +12,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
+from testbed.servers import free_port
 from tests.factories import make_connection, make_shop, make_user
-from tests.servers import free_port
 from webapp.config import ConfigError, load_config
 from webapp.models import ConnectionEvent, InstagramConnection, Notification, OutboundMail
 from webapp.services import notifications

@@ -13,7 +13,7 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
-from tests import servers
+from testbed import servers
 from tests.conftest import csrf_token_from
 from tests.test_notifications import Inbox
 from webapp.cli import DEMO_MERCHANT

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests import servers
+from testbed import servers
 from tests.conftest import TEST_DATABASE_URL
 
 pytestmark = [

@@ -17,9 +17,9 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
+from testbed.meta_stub import MetaStub
 from tests.conftest import TEST_TOKEN_KEY
 from tests.factories import make_user
-from tests.meta_stub import MetaStub
 from webapp.extensions import db as _db
 from webapp.models import InstagramConnection, PendingConnection
 from webapp.services import connections

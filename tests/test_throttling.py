@@ -10,7 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from tests import servers
+from testbed import servers
 from tests.conftest import IsolatedClient, csrf_token_from
 from tests.factories import DEFAULT_PASSWORD, make_user
 from webapp import create_app

@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from testbed.fleet import seed_due_connections
+from testbed.meta_stub import MetaStub
+from testbed.tcp_proxy import TcpProxy
 from tests.conftest import TEST_TOKEN_KEY
-from tests.fleet import seed_due_connections
-from tests.meta_stub import MetaStub
-from tests.tcp_proxy import TcpProxy
 from tests.test_worker_processes import decrypt, needs_postgres, rows, start_worker, worker_env
 
 pytestmark = [pytest.mark.slow, needs_postgres]

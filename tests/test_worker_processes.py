@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests import servers
+from testbed import servers
+from testbed.fleet import seed_due_connections
+from testbed.meta_stub import MetaStub
 from tests.conftest import TEST_DATABASE_URL, TEST_TOKEN_KEY
-from tests.fleet import seed_due_connections
-from tests.meta_stub import MetaStub
 
 pytestmark = pytest.mark.slow
 needs_postgres = pytest.mark.skipif(

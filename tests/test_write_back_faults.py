@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
+from testbed.meta_stub import MetaStub
 from tests.factories import make_user
-from tests.meta_stub import MetaStub
 from tests.test_races import due_for_refresh, stub_client
 from webapp.extensions import db as _db
 from webapp.models import InstagramConnection

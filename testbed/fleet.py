@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, insert, select, text
 
-from tests.meta_stub import MetaStub  # noqa: I001
+from testbed.meta_stub import MetaStub
 from webapp.models import InstagramConnection, Shop
 from webapp.services.token_vault import fingerprint
 

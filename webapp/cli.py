@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import click
 from flask import Flask, current_app
@@ -24,7 +25,7 @@ DEMO_SUPPORT = {"email": "agent@support.example", "password": "helpdesk-tulip-20
 DEMO_ADMIN = {"email": "admin@support.example", "password": "orchid-keeper-2026", "name": "Alex Admin"}
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """Stop a command with a sentence on stderr and a non-zero exit code."""
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
@@ -136,7 +137,9 @@ def sweep_command(concurrency: int | None):
         )
     )
     db.session.close()
-    worker = Worker(current_app._get_current_object(), concurrency=concurrency, poll_seconds=0)
+    # Flask types current_app as the app itself; it is a LocalProxy, and the worker's threads need the app.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    worker = Worker(app, concurrency=concurrency, poll_seconds=0)
     try:
         with click.progressbar(length=due or 0, label=f"Sweeping {due} due connection(s)") as bar:
             totals = worker.run(threading.Event(), until_idle=True, on_result=lambda _summary: bar.update(1))
@@ -169,7 +172,8 @@ def worker_command(concurrency: int | None, batch_size: int | None, until_idle: 
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    app = current_app._get_current_object()
+    # Flask types current_app as the app itself; it is a LocalProxy, and the worker's threads need the app.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     worker = Worker(app, concurrency=concurrency, batch_size=batch_size)
     db.session.close()
     click.echo(f"Worker {worker.owner} started: concurrency {worker.concurrency}, batch {worker.batch_size}.")

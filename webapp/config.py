@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,7 +25,7 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def engine_options(database_uri: str, env: dict) -> dict:
+def engine_options(database_uri: str, env: Mapping[str, str]) -> dict:
     options: dict = {"pool_pre_ping": True}
     if database_uri.startswith("sqlite"):
         # A fresh connection per use: a pooled one would stay bound to whatever file was at the path
@@ -48,7 +49,7 @@ def _flag(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _int(env: dict, name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw in (None, ""):
         return default

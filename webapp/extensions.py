@@ -1,5 +1,7 @@
 """Extension objects, created unbound here and bound to the app in the factory."""
 
+from typing import TYPE_CHECKING
+
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -14,6 +16,12 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+# db.Model is a class built at runtime from Base's body, so a type checker cannot subclass the attribute;
+# it sees the typed declarative Base instead. Models subclass `Model`.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import DynamicMapped, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from webapp.extensions import db
+from webapp.extensions import Model, db
 
 ROLES = ("merchant", "support", "admin")
 STAFF_ROLES = ("support", "admin")
@@ -40,7 +40,7 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-class Shop(db.Model):
+class Shop(Model):
     __tablename__ = "shops"
     __table_args__ = (Index("ix_shops_name_lower", text("lower(name)")),)
 
@@ -50,12 +50,13 @@ class Shop(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     users: Mapped[list[User]] = relationship(back_populates="shop", order_by="User.email")
+    instagram_connection: Mapped[InstagramConnection | None] = relationship(back_populates="shop")
 
     def __repr__(self) -> str:
         return f"<Shop {self.id} {self.name!r}>"
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint("role IN ('merchant', 'support', 'admin')", name="ck_users_role"),
@@ -115,7 +116,7 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
-class LoginSession(db.Model):
+class LoginSession(Model):
     """One signed-in browser. Revoking the row kills that cookie even if someone kept a copy."""
 
     __tablename__ = "login_sessions"
@@ -138,7 +139,7 @@ CONNECTION_STATES = ("not_connected", "healthy", "expiring", "degraded", "needs_
 ACTOR_KINDS = ("merchant", "system", "support", "meta")
 
 
-class InstagramConnection(db.Model):
+class InstagramConnection(Model):
     """A shop's link to one Instagram professional account. The token is only ever stored encrypted."""
 
     __tablename__ = "instagram_connections"
@@ -200,8 +201,9 @@ class InstagramConnection(db.Model):
     incident_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_incident_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    shop: Mapped[Shop] = relationship(backref=db.backref("instagram_connection", uselist=False))
+    shop: Mapped[Shop] = relationship(back_populates="instagram_connection")
     connected_by: Mapped[User | None] = relationship()
+    events: DynamicMapped[ConnectionEvent] = relationship(back_populates="connection", lazy="dynamic")
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -232,7 +234,7 @@ class InstagramConnection(db.Model):
         self.due_at = min(times) if times else None
 
 
-class ConnectionEvent(db.Model):
+class ConnectionEvent(Model):
     """One thing that happened to a connection; the timeline and the diagnosis read these."""
 
     __tablename__ = "connection_events"
@@ -265,13 +267,13 @@ class ConnectionEvent(db.Model):
     ip_prefix: Mapped[str | None] = mapped_column(String(48))
     user_agent_family: Mapped[str | None] = mapped_column(String(40))
 
-    connection: Mapped[InstagramConnection] = relationship(backref=db.backref("events", lazy="dynamic"))
+    connection: Mapped[InstagramConnection] = relationship(back_populates="events")
 
     def __repr__(self) -> str:
         return f"<ConnectionEvent {self.kind} connection={self.connection_id} at {self.occurred_at:%Y-%m-%d %H:%M}>"
 
 
-class PendingConnection(db.Model):
+class PendingConnection(Model):
     """A freshly authorised account that differs from the shop's current one, awaiting 'switch'."""
 
     __tablename__ = "pending_connections"
@@ -291,7 +293,7 @@ class PendingConnection(db.Model):
         return f"<PendingConnection shop={self.shop_id} @{self.username}>"
 
 
-class MetaCallback(db.Model):
+class MetaCallback(Model):
     """A deauthorize or data-deletion request from Meta; unique per user and issue time (idempotency)."""
 
     __tablename__ = "meta_callbacks"
@@ -311,7 +313,7 @@ class MetaCallback(db.Model):
         return f"<MetaCallback {self.kind} user={self.instagram_user_id} {self.status}>"
 
 
-class SchedulerTick(db.Model):
+class SchedulerTick(Model):
     """One row per scheduler tick: the unique key lets exactly one scheduler run each tick."""
 
     __tablename__ = "scheduler_ticks"
@@ -325,7 +327,7 @@ class SchedulerTick(db.Model):
         return f"<SchedulerTick {self.tick_at:%Y-%m-%d %H:%M} by {self.owner}>"
 
 
-class RateLimitPause(db.Model):
+class RateLimitPause(Model):
     """Meta asked the whole app to slow down: no worker calls Meta before `until`."""
 
     __tablename__ = "rate_limit_pauses"
@@ -338,7 +340,7 @@ class RateLimitPause(db.Model):
         return f"<RateLimitPause {self.scope} until {self.until:%H:%M}>"
 
 
-class WorkerProcess(db.Model):
+class WorkerProcess(Model):
     """A running worker's heartbeat (lets SQLite refuse a second worker and staff see who runs)."""
 
     __tablename__ = "worker_processes"
@@ -353,7 +355,7 @@ class WorkerProcess(db.Model):
         return f"<WorkerProcess {self.owner}>"
 
 
-class ChecklistTick(db.Model):
+class ChecklistTick(Model):
     """A checklist step the merchant ticked, kept per incident (a new incident starts unticked)."""
 
     __tablename__ = "checklist_ticks"
@@ -370,7 +372,7 @@ class ChecklistTick(db.Model):
         return f"<ChecklistTick connection={self.connection_id} item={self.item}>"
 
 
-class OutboundMail(db.Model):
+class OutboundMail(Model):
     """One mail to one person. The idempotency key makes each notice exist once, however many senders."""
 
     __tablename__ = "outbound_mails"
@@ -403,7 +405,7 @@ class OutboundMail(db.Model):
         return f"<OutboundMail {self.kind} to {self.to_address} {self.status}>"
 
 
-class Notification(db.Model):
+class Notification(Model):
     """An in-app notice for one person, shown in the nav's unread count."""
 
     __tablename__ = "notifications"
@@ -423,7 +425,7 @@ class Notification(db.Model):
         return f"<Notification {self.kind} user={self.user_id}>"
 
 
-class UsedLinkToken(db.Model):
+class UsedLinkToken(Model):
     """Single-use signed links (reconnect links) that were already used."""
 
     __tablename__ = "used_link_tokens"
@@ -432,7 +434,7 @@ class UsedLinkToken(db.Model):
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Impersonation(db.Model):
+class Impersonation(Model):
     """A support agent viewing a shop as its merchant: time-boxed, with a reason, always audited."""
 
     __tablename__ = "impersonations"
@@ -455,7 +457,7 @@ class Impersonation(db.Model):
         return f"<Impersonation {self.id} agent={self.agent_id} shop={self.shop_id}>"
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     """Who did what to whom, and why. Append-only: the database refuses updates and deletes."""
 
     __tablename__ = "audit_log"

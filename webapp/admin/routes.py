@@ -7,7 +7,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import EmailField, PasswordField, SelectField, StringField, SubmitField
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # new in WTForms 3.3; its stubs are 3.2
 from wtforms.validators import DataRequired, Length
 
 from webapp.auth.decorators import admin_required
@@ -37,17 +37,16 @@ def staff():
     if form.validate_on_submit():
         try:
             user = accounts.create_user(
-                email=form.email.data,
-                password=form.password.data,
+                email=form.email.data or "",
+                password=form.password.data or "",
                 role=form.role.data,
                 name=form.name.data or "",
                 now=g.now,
             )
         except accounts.AccountError as error:
             db.session.rollback()
-            form.email.errors.append(str(error)) if "email" in str(error).lower() else form.password.errors.append(
-                str(error)
-            )
+            field = form.email if "email" in str(error).lower() else form.password
+            field.errors = [*field.errors, str(error)]
         else:
             audit.record(
                 "staff.created", now=g.now, actor=current_user, subject_user=user, details=user.role, commit=False

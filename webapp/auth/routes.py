@@ -24,9 +24,9 @@ def login():
         return redirect(safe_next_url(request.args.get("next")) or url_for("dashboard.index"))
     form = LoginForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
-        user = accounts.authenticate(form.email.data, form.password.data)
+        user = accounts.authenticate(form.email.data or "", form.password.data or "")
         if user is None:
-            form.password.errors.append("That email and password do not match an active account.")
+            form.password.errors = [*form.password.errors, "That email and password do not match an active account."]
         else:
             # A fresh session on every login: nothing from before survives (session fixation).
             session.clear()
@@ -77,7 +77,7 @@ def change_password():
     if form.validate_on_submit():
         try:
             accounts.change_password(
-                current_user, form.current_password.data, form.new_password.data, g.now, session.get("sid")
+                current_user, form.current_password.data or "", form.new_password.data or "", g.now, session.get("sid")
             )
         except accounts.AccountError as error:
             getattr(form, error.field or "new_password").errors.append(str(error))

@@ -38,9 +38,10 @@ def load_user(user_id: str) -> User | None:
     if impersonation_id is not None:
         now = g.get("now") or datetime.now(UTC)
         active, why_ended = impersonation.active(impersonation_id, user, now)
-        if why_ended is None:
+        if active is not None and why_ended is None:
             g.impersonation = active
             return active.subject
+        why_ended = why_ended or "ended"  # active() names a reason whenever it ends the view
         if active is not None:
             impersonation.stop(active, now, why_ended)
         session.pop("impersonation_id", None)

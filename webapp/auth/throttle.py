@@ -15,8 +15,9 @@ import math
 import secrets
 import time
 
-from flask import Response, current_app, request
+from flask import current_app, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.wrappers import Response as BaseResponse
 
 from webapp.extensions import limiter
 
@@ -40,7 +41,10 @@ def _account_digest(email: str) -> str:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt="known-browser")
+    secret_key = current_app.secret_key
+    if not secret_key:  # load_config always sets one; a test config could drop it
+        raise RuntimeError("SECRET_KEY is not set; the known-browser cookie cannot be signed.")
+    return URLSafeTimedSerializer(secret_key, salt="known-browser")
 
 
 def _known_browser() -> dict | None:
@@ -67,7 +71,7 @@ def account_key() -> str:
     return f"{ACCOUNT_KEY_PREFIX}{account}"
 
 
-def remember_browser(response: Response, email: str) -> Response:
+def remember_browser(response: BaseResponse, email: str) -> BaseResponse:
     """After a successful login, mark this browser as one the account's owner uses."""
     browser = _known_browser() or {"browser": secrets.token_urlsafe(16), "accounts": []}
     account = _account_digest(email)

@@ -41,11 +41,10 @@ def shops():
     pagination = db.paginate(
         select(Shop).order_by(func.lower(Shop.name), Shop.id), page=page, per_page=SHOPS_PER_PAGE, error_out=True
     )
-    merchant_counts = dict(
-        db.session.execute(
-            select(User.shop_id, func.count(User.id))
-            .where(User.shop_id.in_([shop.id for shop in pagination.items]))
-            .group_by(User.shop_id)
-        ).all()
+    rows = db.session.execute(
+        select(User.shop_id, func.count(User.id))
+        .where(User.shop_id.in_([shop.id for shop in pagination.items]))
+        .group_by(User.shop_id)
     )
+    merchant_counts = {shop_id: count for shop_id, count in rows}
     return render_template("dashboard/shops.html", pagination=pagination, merchant_counts=merchant_counts)

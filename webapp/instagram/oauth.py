@@ -18,8 +18,10 @@ class ExpiringSessionState(FlaskIntegration):
     Authlib only sweeps expired state when a new one is cleared; we refuse it on read as well.
     """
 
+    # Authlib declares a plain class attribute but only ever reads it (when it stores a new state);
+    # a property lets the lifetime follow the app's config.
     @property
-    def expires_in(self) -> int:  # Authlib reads this when it stores a new state
+    def expires_in(self) -> int:  # type: ignore[override]
         return current_app.config["INSTAGRAM_STATE_MINUTES"] * 60
 
     def get_state_data(self, session, state):
@@ -36,7 +38,7 @@ class InstagramLoginApp(FlaskOAuth2App):
     already parses into typed results, so Authlib's generic token parsing is bypassed here.
     """
 
-    def fetch_access_token(self, redirect_uri=None, code=None, **kwargs) -> dict:  # type: ignore[override]
+    def fetch_access_token(self, redirect_uri=None, code=None, **kwargs) -> dict:
         # Authlib expects a mapping back; the typed grant travels inside it.
         return {"instagram_grant": instagram_client().exchange_code(code or "", redirect_uri or "")}
 

@@ -25,9 +25,9 @@ class SettingsForm(FlaskForm):
 
 
 def unread_count(user_id: int) -> int:
-    return db.session.scalar(
+    return db.session.execute(
         select(func.count(Notification.id)).where(Notification.user_id == user_id, Notification.read_at.is_(None))
-    )
+    ).scalar_one()
 
 
 @bp.get("/notifications")

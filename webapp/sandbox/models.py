@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from webapp.extensions import db
+from webapp.extensions import Model
 from webapp.models import UTCDateTime, utcnow
 
 ALL_SCOPES = (
@@ -23,7 +23,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class SandboxAccount(db.Model):
+class SandboxAccount(Model):
     """A pretend Instagram professional account and the switches that reproduce Meta's revocations."""
 
     __tablename__ = "sandbox_accounts"
@@ -54,7 +54,7 @@ class SandboxAccount(db.Model):
         return [s for s in self.granted_scopes.split(",") if s and s not in removed]
 
 
-class SandboxCode(db.Model):
+class SandboxCode(Model):
     __tablename__ = "sandbox_codes"
 
     code: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -67,7 +67,7 @@ class SandboxCode(db.Model):
     account: Mapped[SandboxAccount] = relationship()
 
 
-class SandboxToken(db.Model):
+class SandboxToken(Model):
     __tablename__ = "sandbox_tokens"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)

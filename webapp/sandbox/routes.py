@@ -48,9 +48,8 @@ def create_account():
         emulator.new_account(username, g.now)
         db.session.commit()
         flash(f"Created sandbox account @{username}.", "success")
-    return redirect(
-        request.form.get("back") if request.form.get("back", "").startswith("/sandbox/") else url_for(".panel")
-    )
+    back = request.form.get("back", "")
+    return redirect(back if back.startswith("/sandbox/") else url_for(".panel"))
 
 
 @bp.post("/accounts/<int:account_id>/<action>")

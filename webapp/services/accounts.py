@@ -7,9 +7,10 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import cast
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import joinedload
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -182,7 +183,8 @@ def revoke_all_sessions(user: User, now: datetime, keep: str | None = None) -> i
     statement = update(LoginSession).where(LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
     if keep:
         statement = statement.where(LoginSession.id != keep)
-    result = db.session.execute(statement.values(revoked_at=now))
+    # Session.execute types every result as a plain Result; an UPDATE's is a CursorResult.
+    result = cast(CursorResult, db.session.execute(statement.values(revoked_at=now)))
     db.session.commit()
     return result.rowcount or 0
 

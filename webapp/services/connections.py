@@ -10,9 +10,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -447,14 +447,14 @@ def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> 
 def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime) -> MetaCallback:
     """Delete everything we hold from this Instagram user; the same request again returns the same code."""
     callback = _claim_callback("data_deletion", instagram_user_id, issued_at, now)
-    if callback is None:
-        return db.session.scalar(
+    if callback is None:  # the same request came before: its row holds the code we answered
+        return db.session.execute(
             select(MetaCallback).where(
                 MetaCallback.kind == "data_deletion",
                 MetaCallback.instagram_user_id == instagram_user_id,
                 MetaCallback.issued_at == issued_at,
             )
-        )
+        ).scalar_one()
     connections = db.session.scalars(
         select(InstagramConnection).where(InstagramConnection.instagram_user_id == instagram_user_id)
     ).all()
@@ -532,14 +532,18 @@ def _rotate_row(model, label: str, row, vault: TokenVault, report: RotationRepor
         except TokenVaultError:
             report.failed.append(f"{label} {row.id} (shop {row.shop_id})")
             return
-        values = {"token_ciphertext": new_ciphertext}
+        values: dict[str, object] = {"token_ciphertext": new_ciphertext}
         if model is InstagramConnection:
             values["version"] = InstagramConnection.version + 1
-        result = db.session.execute(
-            update(model)
-            .where(model.id == row.id, model.token_ciphertext == ciphertext)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        # Session.execute types every result as a plain Result; an UPDATE's is a CursorResult.
+        result = cast(
+            CursorResult,
+            db.session.execute(
+                update(model)
+                .where(model.id == row.id, model.token_ciphertext == ciphertext)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ),
         )
         if result.rowcount == 1:
             report.rotated += 1

@@ -128,8 +128,8 @@ def parse_raw_error(raw: str) -> ParsedError:
             found = _find_error_object(bounded_json.loads(candidate))
         except ValueError:
             continue  # not JSON, or too deep to be Meta's: read it as text below
-        if found is not None:
-            error = parse_error_body(found)
+        error = parse_error_body(found) if found is not None else None
+        if error is not None:
             return ParsedError(  # pasted JSON may put anything in any field: keep only what fits
                 code=_meta_number(error.code),
                 subcode=_meta_number(error.subcode),

@@ -16,10 +16,9 @@ STATE_ORDER = ("needs_reconnect", "expiring", "degraded", "healthy", "not_connec
 
 def state_counts() -> dict[str, int]:
     """Shops per connection state; a shop that never connected counts as not connected."""
-    counts = dict(
-        db.session.execute(select(InstagramConnection.state, func.count()).group_by(InstagramConnection.state)).all()
-    )
-    shops = db.session.scalar(select(func.count(Shop.id)))
+    rows = db.session.execute(select(InstagramConnection.state, func.count()).group_by(InstagramConnection.state))
+    counts = {state: count for state, count in rows}
+    shops = db.session.execute(select(func.count(Shop.id))).scalar_one()
     with_connection = sum(counts.values())
     counts["not_connected"] = counts.get("not_connected", 0) + max(shops - with_connection, 0)
     return {state: counts.get(state, 0) for state in STATE_ORDER}

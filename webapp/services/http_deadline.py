@@ -85,16 +85,16 @@ def _watch_socket(sock: socket.socket | None) -> None:
         watch.add(sock)
 
 
-class _WatchedConnectionMixin:
+class _WatchedConnectionMixin(HTTPConnection):
     """Report the socket to the calling thread's watch when it is opened and when it is reused."""
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        _watch_socket(self.sock)  # type: ignore[attr-defined]
+        super().connect()
+        _watch_socket(self.sock)
 
     def request(self, *args, **kwargs):
         _watch_socket(getattr(self, "sock", None))
-        return super().request(*args, **kwargs)  # type: ignore[misc]
+        return super().request(*args, **kwargs)
 
 
 class _WatchedHTTPConnection(_WatchedConnectionMixin, HTTPConnection):
@@ -132,11 +132,13 @@ class DeadlineAdapter(HTTPAdapter):
         manager.pool_classes_by_scheme = WATCHED_POOLS  # behind HTTPS_PROXY too
         return manager
 
-    def send(self, request, stream=False, timeout=None, **kwargs):
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
         with _Watch(self.deadline) as watch:
             try:
                 # Per-operation timeouts never exceed the deadline; the watch bounds their sum.
-                response = super().send(request, stream=stream, timeout=timeout or self.deadline, **kwargs)
+                response = super().send(
+                    request, stream=stream, timeout=timeout or self.deadline, verify=verify, cert=cert, proxies=proxies
+                )
                 if not stream:
                     response.content  # noqa: B018 (read the body under the watch, not after it)
             except requests.RequestException as error:

@@ -25,7 +25,15 @@ def shop_merchant(shop: Shop) -> User | None:
 
 
 def start(
-    *, agent: User, shop: Shop, reason: str, password: str, now: datetime, minutes: int, ip_prefix: str, nested: bool
+    *,
+    agent: User,
+    shop: Shop,
+    reason: str | None,
+    password: str | None,
+    now: datetime,
+    minutes: int,
+    ip_prefix: str,
+    nested: bool,
 ) -> Impersonation:
     """Begin viewing `shop` as its merchant; every rule of promises 25 and 26 is checked here."""
     if not agent.is_staff or not agent.active:

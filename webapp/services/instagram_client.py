@@ -147,8 +147,9 @@ def parse_error_body(body: object, http_status: int | None = None, usage: Usage 
             is_transient=error.get("is_transient"),
             usage=usage,
         )
-    if isinstance(body.get("meta"), dict) and "error_type" in body["meta"]:  # legacy Instagram v1
-        body = body["meta"]
+    legacy = body.get("meta")
+    if isinstance(legacy, dict) and "error_type" in legacy:  # legacy Instagram v1
+        body = legacy
     if "error_type" in body or "error_message" in body:  # OAuth endpoints: flat shape
         return MetaApiError(
             str(body.get("error_message") or "Meta returned an error"),

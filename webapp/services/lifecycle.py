@@ -148,6 +148,8 @@ def claim_due(
         raise
     result = []
     for claim, ciphertext in claims:
+        if ciphertext is None:  # the query leases only rows that hold a token
+            raise RuntimeError(f"connection {claim.connection_id} was leased without a token")
         try:
             claim.token = vault.decrypt(ciphertext)
         except TokenVaultError:

@@ -76,7 +76,7 @@ def build_message(
     return message
 
 
-class _Watched:
+class _Watched(smtplib.SMTP):
     """Notes when the end of a message's data has gone out, so a lost answer reads as 'unknown'."""
 
     body_sent = False
@@ -118,6 +118,7 @@ def send(settings: SmtpSettings, message: EmailMessage) -> None:
         smtplib.SMTPException, OSError: the server did not take the message (a refusal, or trouble
             before the data was complete); sending it again is safe.
     """
+    client: _WatchedSMTP | _WatchedSMTPSSL
     if settings.implicit_tls:
         client = _WatchedSMTPSSL(timeout=settings.timeout, context=ssl.create_default_context())
     else:

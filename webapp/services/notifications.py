@@ -15,10 +15,11 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypedDict, cast
 
 from flask import Flask, render_template, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
@@ -322,6 +323,7 @@ def deliver(app: Flask, now: datetime, limit: int = 20, stop: threading.Event | 
             html=claim.html_body,
             unsubscribe_url=claim.unsubscribe_url,
         )
+        outcome: _Outcome
         try:
             mailer.send(settings, message)
         except mailer.OutcomeUnknown as error:
@@ -331,7 +333,8 @@ def deliver(app: Flask, now: datetime, limit: int = 20, stop: threading.Event | 
             if claim.attempts > len(RETRY_DELAYS):
                 outcome["status"] = "failed"
             else:
-                outcome.update(status="pending", next_attempt_at=clock() + RETRY_DELAYS[claim.attempts - 1])
+                outcome["status"] = "pending"
+                outcome["next_attempt_at"] = clock() + RETRY_DELAYS[claim.attempts - 1]
         else:
             outcome = {"status": "sent", "sent_at": clock()}
         summary = "retry" if outcome["status"] == "pending" else outcome["status"]
@@ -342,6 +345,15 @@ def deliver(app: Flask, now: datetime, limit: int = 20, stop: threading.Event | 
         if _record_outcome(claim, outcome):
             results[summary] += 1
     return results
+
+
+class _Outcome(TypedDict, total=False):
+    """The columns a send's outcome writes to its mail."""
+
+    status: str
+    last_error: str
+    next_attempt_at: datetime
+    sent_at: datetime
 
 
 @dataclass(frozen=True)
@@ -372,16 +384,20 @@ def _claim_next(now: datetime, lease: timedelta) -> _Claim | None:
     ).all()
     for mail_id in candidates:
         token = secrets.token_hex(8)
-        taken = db.session.execute(
-            update(OutboundMail)
-            .where(OutboundMail.id == mail_id, OutboundMail.status == "pending", _due(now))
-            .values(
-                status="sending",
-                claim_token=token,
-                lease_expires_at=now + lease,
-                attempts=OutboundMail.attempts + 1,
-            )
-            .execution_options(synchronize_session=False)
+        # Session.execute types every result as a plain Result; an UPDATE's is a CursorResult.
+        taken = cast(
+            CursorResult,
+            db.session.execute(
+                update(OutboundMail)
+                .where(OutboundMail.id == mail_id, OutboundMail.status == "pending", _due(now))
+                .values(
+                    status="sending",
+                    claim_token=token,
+                    lease_expires_at=now + lease,
+                    attempts=OutboundMail.attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            ),
         )
         if taken.rowcount != 1:
             db.session.commit()
@@ -404,22 +420,25 @@ def _claim_next(now: datetime, lease: timedelta) -> _Claim | None:
     return None
 
 
-def _record_outcome(claim: _Claim, outcome: dict) -> bool:
+def _record_outcome(claim: _Claim, outcome: _Outcome) -> bool:
     """Write the outcome only while the claim is still this sender's; say whether it was.
 
     The token, new with every claim, is the fence: a row no other sender has claimed since is ours
     even if our lease ran out (`unknown` then only meant nobody had reported yet), so a late `sent`
     still lands; a row someone else claimed is not touched.
     """
-    written = db.session.execute(
-        update(OutboundMail)
-        .where(
-            OutboundMail.id == claim.id,
-            OutboundMail.claim_token == claim.token,
-            OutboundMail.status.in_(("sending", "unknown")),
-        )
-        .values(lease_expires_at=None, **outcome)
-        .execution_options(synchronize_session=False)
+    written = cast(
+        CursorResult,
+        db.session.execute(
+            update(OutboundMail)
+            .where(
+                OutboundMail.id == claim.id,
+                OutboundMail.claim_token == claim.token,
+                OutboundMail.status.in_(("sending", "unknown")),
+            )
+            .values(lease_expires_at=None, **outcome)
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     db.session.commit()
     if written != 1:
@@ -434,11 +453,14 @@ def _record_outcome(claim: _Claim, outcome: dict) -> bool:
 
 def _give_up_on_lost_claims(now: datetime) -> int:
     """Mark mails whose claim ran out with no outcome as `unknown`: they may have left (at most once)."""
-    lost = db.session.execute(
-        update(OutboundMail)
-        .where(OutboundMail.status == "sending", OutboundMail.lease_expires_at < now)
-        .values(status="unknown", last_error="outcome unknown: the sender stopped during the send")
-        .execution_options(synchronize_session=False)
+    lost = cast(
+        CursorResult,
+        db.session.execute(
+            update(OutboundMail)
+            .where(OutboundMail.status == "sending", OutboundMail.lease_expires_at < now)
+            .values(status="unknown", last_error="outcome unknown: the sender stopped during the send")
+            .execution_options(synchronize_session=False)
+        ),
     ).rowcount
     db.session.commit()
     if lost:

@@ -57,8 +57,11 @@ def backoff(failures: int, policy: Policy, rng: random.Random) -> timedelta:
 
 
 def schedule_after_success(connection: InstagramConnection, now: datetime, policy: Policy, rng: random.Random) -> None:
-    refresh_due = connection.token_issued_at + jittered(policy.refresh_after, policy.jitter, rng)
+    issued_at = connection.token_issued_at
+    if issued_at is None:  # every stored token records when it was issued (store_token)
+        raise ValueError(f"connection {connection.id} succeeded but has no token_issued_at")
+    refresh_due = issued_at + jittered(policy.refresh_after, policy.jitter, rng)
     connection.schedule(
-        refresh_due_at=max(refresh_due, connection.token_issued_at + policy.refresh_min_age),
+        refresh_due_at=max(refresh_due, issued_at + policy.refresh_min_age),
         check_due_at=now + jittered(policy.check_interval, policy.jitter, rng),
     )

@@ -44,9 +44,11 @@ bench: install
 	$(VENV)/bin/python -m bench.fleet
 	$(VENV)/bin/python -m bench.load
 
+## ruff (lint + format) over everything, mypy over webapp/ (settings in pyproject.toml)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache instance/dashboard.sqlite3

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from testbed import servers
 from tests import factories
-from webapp import create_app
+from webapp import clock, create_app
 from webapp.extensions import db as _db
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -144,6 +144,14 @@ def db(app):
 @pytest.fixture
 def now() -> datetime:
     return datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pinned_clock(now) -> datetime:
+    """Pin the app's clock to `now`: views, column defaults and factories all read this one time."""
+    clock.pin(now)
+    yield now
+    clock.pin(None)
 
 
 def csrf_token_from(html: str) -> str:

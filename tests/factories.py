@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import datetime
 
+from webapp import clock
 from webapp.extensions import db
 from webapp.models import Shop, User
 
@@ -19,7 +20,7 @@ def make_shop(name: str | None = None, domain: str | None = None, **fields) -> S
     shop = Shop(
         name=name or f"Test Shop {number}",
         domain=domain or f"shop-{number}.example",
-        created_at=fields.pop("created_at", datetime.now(UTC)),
+        created_at=fields.pop("created_at", clock.now()),
         **fields,
     )
     db.session.add(shop)
@@ -42,7 +43,7 @@ def make_user(
         role=role,
         shop=shop,
         name=fields.pop("name", f"{role.title()} {number}"),
-        created_at=datetime.now(UTC),
+        created_at=clock.now(),
         **fields,
     )
     user.set_password(password, TEST_PASSWORD_HASH_METHOD)
@@ -73,7 +74,7 @@ def make_connection(
     from webapp.services.token_vault import fingerprint
 
     shop = shop or make_shop()
-    now = datetime.now(UTC)
+    now = clock.now()
     issued_at = issued_at or now - timedelta(days=8)
     expires_at = expires_at or issued_at + timedelta(days=60)
     connection = InstagramConnection(

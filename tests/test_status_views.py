@@ -12,7 +12,14 @@ from tests.factories import make_connection, make_shop, make_user
 from webapp.models import ChecklistTick, ConnectionEvent
 from webapp.services import connections as connection_service
 
-NOW = datetime.now(UTC)
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+# Events below are placed relative to NOW and the app reads the same NOW, whenever the run happens.
+pytestmark = pytest.mark.usefixtures("pinned_clock")
+
+
+@pytest.fixture
+def now() -> datetime:
+    return NOW
 
 
 @pytest.fixture

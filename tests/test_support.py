@@ -14,8 +14,6 @@ from tests.factories import DEFAULT_PASSWORD, make_connection, make_shop, make_u
 from webapp.models import AuditEntry, ConnectionEvent, Impersonation, InstagramConnection, OutboundMail
 from webapp.services.accounts import revoke_all_sessions
 
-NOW = datetime.now(UTC)
-
 
 @pytest.fixture
 def shop():

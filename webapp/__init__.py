@@ -6,11 +6,11 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
 
 from flask import Flask, g
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from webapp import clock
 from webapp.config import PROJECT_ROOT, check_lease, engine_options, load_config
 from webapp.extensions import csrf, db, limiter, login_manager, migrate
 
@@ -126,7 +126,7 @@ def register_request_hooks(app: Flask) -> None:
 
     @app.before_request
     def stamp_request_time() -> None:
-        g.now = datetime.now(UTC)
+        g.now = clock.now()
 
     app.before_request(refuse_nul_bytes)
     app.before_request(enforce_session_limits)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NoReturn
 
 import click
@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, select
 
+from webapp import clock
 from webapp.extensions import db
 from webapp.models import ROLES, Shop
 from webapp.services import accounts
@@ -32,7 +33,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 @users_cli.command("create")

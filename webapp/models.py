@@ -11,6 +11,7 @@ from sqlalchemy.orm import DynamicMapped, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from webapp import clock
 from webapp.extensions import Model, db
 
 ROLES = ("merchant", "support", "admin")
@@ -18,7 +19,7 @@ STAFF_ROLES = ("support", "admin")
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 class UTCDateTime(TypeDecorator):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Flask, current_app, g
+
+from webapp import clock
 
 HTMX_VERSION = "2.0.11"
 HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
@@ -49,5 +51,5 @@ def register(app: Flask) -> None:
             "htmx_local_path": HTMX_LOCAL_PATH,
             "sandbox_enabled": current_app.config.get("INSTAGRAM_SANDBOX"),
             # g.now is stamped per request; an early error (e.g. CSRF) can render before that.
-            "request_now": g.get("now") or datetime.now(UTC),
+            "request_now": g.get("now") or clock.now(),
         }

@@ -17,12 +17,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import Flask
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from webapp import clock
 from webapp.extensions import db
 from webapp.models import WorkerProcess
 from webapp.services import lifecycle, notifications
@@ -48,7 +49,7 @@ class DatabaseUnavailable(SQLAlchemyError):
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def worker_client(app: Flask, concurrency: int) -> InstagramClient:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import flash, g, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
+from webapp import clock
 from webapp.extensions import login_manager
 from webapp.htmx import hx_redirect
 from webapp.models import User
@@ -32,11 +31,11 @@ def load_user(user_id: str) -> User | None:
         if "impersonation_id" in session:
             # The agent's own session was revoked (role removed, deactivated, signed out elsewhere):
             # the view as the merchant ends with it, and says why (promise 29).
-            impersonation.end_orphaned(session.pop("impersonation_id"), int(user_id), g.get("now") or datetime.now(UTC))
+            impersonation.end_orphaned(session.pop("impersonation_id"), int(user_id), g.get("now") or clock.now())
         return None
     impersonation_id = session.get("impersonation_id")
     if impersonation_id is not None:
-        now = g.get("now") or datetime.now(UTC)
+        now = g.get("now") or clock.now()
         active, why_ended = impersonation.active(impersonation_id, user, now)
         if active is not None and why_ended is None:
             g.impersonation = active

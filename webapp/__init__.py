@@ -44,17 +44,16 @@ def create_app(config: Mapping | None = None) -> Flask:
 
 
 def configure_logging(app: Flask) -> None:
-    """Log to stdout (the platform collects it) at INFO, or DEBUG when LOG_LEVEL says so."""
+    """Log to stdout (the platform collects it) at the configured LOG_LEVEL."""
     from webapp.logging_filters import install_redaction
 
-    level = os.environ.get("LOG_LEVEL", "INFO").upper()
     root = logging.getLogger()
     if not any(getattr(handler, "_dashboard", False) for handler in root.handlers):
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._dashboard = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(app.config["LOG_LEVEL"])
     install_redaction()
 
 

@@ -112,6 +112,7 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
     return {
         "ENV_NAME": environment,
         "PRODUCTION": production,
+        "LOG_LEVEL": log_level(env),
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(normalise_database_url(database_url), env),
@@ -227,6 +228,17 @@ def proxy_hops(env: dict, production: bool) -> int:
     if not 0 <= hops <= 5:
         raise ConfigError(f"PROXY_FIX_HOPS must be between 0 and 5 (proxies in front of the app), got {hops}.")
     return hops
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(env: Mapping[str, str]) -> str:
+    """LOG_LEVEL, INFO when unset; a name logging does not know stops start-up."""
+    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}.")
+    return level
 
 
 # A lease must outlive the worst case of the work it covers: one call to Meta that runs to its

@@ -1,4 +1,4 @@
-"""List every promise in ../shared/PROMISES.md with the tests that name it; exit 1 on a gap.
+"""List every promise in docs/promises.md with the tests that name it; exit 1 on a gap.
 
 A test names a promise in its docstring: "Promise 7: ...", "Promises 12-16", "Promise 13/14",
 "promises 25 and 26". Run it with `make promises`.
@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMISES = ROOT.parent / "shared" / "PROMISES.md"
+PROMISES = ROOT / "docs" / "promises.md"
 MENTION = re.compile(r"\bpromises?\s+((?:\d+(?:\s*(?:-|–|/|,|and)\s*)?)+)", re.IGNORECASE)
 
 
@@ -48,7 +48,7 @@ def tests_by_promise(tests_dir: Path) -> dict[int, list[str]]:
 
 def main() -> int:
     if not PROMISES.exists():
-        print(f"Cannot read {PROMISES}: the promise list lives in the shared folder beside this repository.")
+        print(f"Cannot read {PROMISES}: the promise list is part of this repository.")
         return 2
     titles = promise_titles(PROMISES.read_text())
     covered = tests_by_promise(ROOT / "tests")

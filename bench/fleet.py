@@ -145,7 +145,7 @@ def main() -> int:
     ensure_database(args.database_url)
     from flask_migrate import upgrade
 
-    from tests.conftest import AuthActions, IsolatedClient
+    from testbed.client import AuthActions, IsolatedClient
     from webapp import create_app
     from webapp.extensions import db
     from webapp.services.accounts import create_user

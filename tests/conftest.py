@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import contextvars
 import os
-import re
 import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
 from testbed import servers
+from testbed.client import AuthActions, IsolatedClient
 from tests import factories
+from tests.instagram_helpers import FakeInstagram, connect
 from webapp import clock, create_app
 from webapp.extensions import db as _db
 
@@ -29,7 +27,6 @@ META_URLS = {
     "INSTAGRAM_API_BASE": "https://api.instagram.com",
     "INSTAGRAM_GRAPH_BASE": "https://graph.instagram.com",
 }
-CSRF_PATTERN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|"X-CSRFToken": "([^"]+)"')
 
 
 def _run_migrations(database_uri: str) -> None:
@@ -98,17 +95,6 @@ def app_config(database_uri, tmp_path) -> dict:
     }
 
 
-class IsolatedClient(FlaskClient):
-    """Runs each request in its own app context, as production does.
-
-    The test itself holds an app context for factories; without this, Flask would reuse it for the
-    request and `g` (flask-login's user, Flask-WTF's CSRF token) would leak from one request to the next.
-    """
-
-    def open(self, *args, **kwargs):
-        return contextvars.Context().run(super().open, *args, **kwargs)
-
-
 @pytest.fixture
 def _push_request_context():
     """Replace pytest-flask's autouse request context: tests hold an app context only."""
@@ -154,39 +140,31 @@ def pinned_clock(now) -> datetime:
     clock.pin(None)
 
 
-def csrf_token_from(html: str) -> str:
-    match = CSRF_PATTERN.search(html)
-    assert match, "no CSRF token on the page"
-    return match.group(1) or match.group(2)
-
-
-@dataclass
-class AuthActions:
-    client: object
-
-    def csrf_token(self, path: str = "/login") -> str:
-        return csrf_token_from(self.client.get(path, follow_redirects=True).get_data(as_text=True))
-
-    def login(self, email: str, password: str = factories.DEFAULT_PASSWORD, next_url: str | None = None):
-        token = self.csrf_token("/login")
-        form = {"email": email, "password": password, "csrf_token": token}
-        if next_url is not None:
-            form["next"] = next_url
-        return self.client.post("/login", data=form)
-
-    def login_as(self, user, password: str = factories.DEFAULT_PASSWORD):
-        response = self.login(user.email, password)
-        assert response.status_code == 302, response.get_data(as_text=True)[:500]
-        return response
-
-    def logout(self):
-        token = self.csrf_token("/")
-        return self.client.post("/logout", data={"csrf_token": token})
-
-
 @pytest.fixture
 def auth(client) -> AuthActions:
     return AuthActions(client)
+
+
+@pytest.fixture
+def merchant(auth):
+    """A merchant of the shop "Tea House", logged in through the login form."""
+    user = factories.make_user(shop=factories.make_shop(name="Tea House"))
+    auth.login_as(user)
+    return user
+
+
+@pytest.fixture
+def instagram_account() -> dict:
+    """FakeInstagram's settings for the account `connected` connects; a module overrides it to pick another."""
+    return {}
+
+
+@pytest.fixture
+def connected(client, auth, merchant, requests_mock, instagram_account):
+    """The logged-in merchant after the real connect flow, with Meta mocked at its real URLs."""
+    FakeInstagram(requests_mock, **instagram_account).install()
+    connect(client, auth)
+    return merchant
 
 
 @pytest.fixture(scope="session")

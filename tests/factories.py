@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 from datetime import datetime
 
+from testbed.client import DEFAULT_PASSWORD
 from webapp import clock
 from webapp.extensions import db
 from webapp.models import Shop, User
 
-DEFAULT_PASSWORD = "correct-horse-battery"
 # Production hashes with scrypt (about 130 ms a hash); a thousand PBKDF2 rounds keep tests fast.
 TEST_PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
 _sequence = itertools.count(1)

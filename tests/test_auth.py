@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import csrf_token_from
+from testbed.client import csrf_token_from
 from tests.factories import DEFAULT_PASSWORD, make_user
 from webapp.models import LoginSession
 
@@ -144,7 +144,7 @@ def test_password_change_ends_other_sessions_but_keeps_this_one(app, auth, db):
     """Promise 20: a password change invalidates the user's other sessions."""
     user = make_user()
     other = app.test_client()
-    from tests.conftest import AuthActions
+    from testbed.client import AuthActions
 
     AuthActions(other).login_as(user)
     auth.login_as(user)

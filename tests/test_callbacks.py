@@ -9,8 +9,6 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import TEST_CLIENT_SECRET
-from tests.factories import make_user
-from tests.instagram_helpers import FakeInstagram, connect
 from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback
 from webapp.services.signed_request import sign
 
@@ -23,13 +21,9 @@ def signed(user_id=USER_ID, issued_at=None, secret=TEST_CLIENT_SECRET, **extra):
 
 
 @pytest.fixture
-def connected(client, auth, requests_mock, db):
-    """A merchant whose shop is connected to Instagram user USER_ID."""
-    merchant = make_user()
-    auth.login_as(merchant)
-    FakeInstagram(requests_mock, user_id=USER_ID).install()
-    connect(client, auth)
-    return merchant
+def instagram_account() -> dict:
+    """`connected` connects the Instagram user the signed requests below name."""
+    return {"user_id": USER_ID}
 
 
 def connection(db) -> InstagramConnection:

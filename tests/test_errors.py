@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import make_user
+from tests.factories import make_connection, make_user
 
 
 @pytest.mark.parametrize(
@@ -95,15 +95,6 @@ def staff(client, auth):
     auth.login_as(make_user(role="admin"))
 
 
-@pytest.fixture
-def merchant(client, auth):
-    from tests.factories import make_connection
-
-    user = make_user()
-    make_connection(user.shop)
-    auth.login_as(user)
-
-
 @pytest.mark.parametrize("page", [HUGE, "9" * 5000, str(2**63), "1000001", "-1", "0"])
 @pytest.mark.parametrize("path", PAGINATED_FOR_STAFF)
 def test_a_page_no_list_has_is_a_404(client, staff, path, page):
@@ -117,6 +108,7 @@ def test_a_page_no_list_has_is_a_404(client, staff, path, page):
 @pytest.mark.parametrize("path", PAGINATED_FOR_MERCHANTS)
 def test_a_merchants_lists_refuse_a_huge_page_too(client, merchant, path):
     """Promise 39: the merchant's notifications and history read the page number the same way."""
+    make_connection(merchant.shop)
     response = client.get(f"{path}?page={HUGE}")
     assert response.status_code == 404 and "There is no such page in this list." in response.text
     assert client.get(f"{path}?page=abc").status_code == 200  # not a number: the first page, as before
@@ -188,7 +180,7 @@ SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Fram
 @pytest.fixture(params=["postgresql-port-closed", "sqlite-directory-gone"])
 def database_down(request, app_config, client, auth, tmp_path):
     """A signed-in merchant's browser, talking to the same app whose database is now unreachable."""
-    from tests.conftest import IsolatedClient
+    from testbed.client import IsolatedClient
     from webapp import create_app
 
     auth.login_as(make_user())
@@ -269,7 +261,8 @@ def test_an_sqlite_file_that_went_away_and_came_back_serves_every_request_again(
     import os
     import shutil
 
-    from tests.conftest import TEST_DATABASE_URL, AuthActions, IsolatedClient
+    from testbed.client import AuthActions, IsolatedClient
+    from tests.conftest import TEST_DATABASE_URL
     from webapp import create_app
 
     if TEST_DATABASE_URL:

@@ -8,7 +8,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from tests.conftest import TEST_CLIENT_SECRET, AuthActions, csrf_token_from
+from testbed.client import AuthActions, csrf_token_from
+from tests.conftest import TEST_CLIENT_SECRET
 from tests.factories import make_connection, make_shop, make_user
 from webapp.services.signed_request import sign
 

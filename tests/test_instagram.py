@@ -14,13 +14,6 @@ from webapp.models import ConnectionEvent, InstagramConnection, PendingConnectio
 
 
 @pytest.fixture
-def merchant(auth):
-    user = make_user()
-    auth.login_as(user)
-    return user
-
-
-@pytest.fixture
 def meta(requests_mock):
     return FakeInstagram(requests_mock).install()
 
@@ -75,7 +68,7 @@ def test_meta_fragment_suffix_on_the_code_is_harmless(client, auth, merchant, me
 
 def test_redirect_uri_is_https_and_identical_behind_the_proxy(app_config, merchant, meta):
     """Promise 18: behind one proxy hop the redirect_uri is https and byte-identical at both steps."""
-    from tests.conftest import AuthActions, IsolatedClient
+    from testbed.client import AuthActions, IsolatedClient
     from webapp import create_app
 
     # One trusted hop, as in production on Heroku (local runs trust no X-Forwarded-* at all).
@@ -126,7 +119,7 @@ def test_bad_state_is_refused_and_nothing_is_stored(app, client, auth, merchant,
         url = f"/instagram/callback?code=c&state={state}"
     elif bad_state == "other-session":
         other = app.test_client()
-        from tests.conftest import AuthActions
+        from testbed.client import AuthActions
 
         AuthActions(other).login_as(merchant)
         response = other.get(f"/instagram/callback?code=c&state={state}")

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from testbed import servers
-from tests.conftest import csrf_token_from
+from testbed.client import csrf_token_from
 from webapp.cli import DEMO_MERCHANT
 
 pytestmark = pytest.mark.slow

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 
-from tests.factories import make_connection, make_shop, make_user
+from tests.factories import make_connection
 from webapp.models import ConnectionEvent, InstagramConnection
 from webapp.services.token_vault import fingerprint
 
 GRAPH = "https://graph.instagram.com"
-
-
-@pytest.fixture
-def merchant(auth):
-    shop = make_shop()
-    user = make_user(shop=shop)
-    auth.login_as(user)
-    return user
 
 
 def htmx(token: str) -> dict:

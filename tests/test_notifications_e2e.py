@@ -14,7 +14,7 @@ import requests
 from aiosmtpd.controller import Controller
 
 from testbed import servers
-from tests.conftest import csrf_token_from
+from testbed.client import csrf_token_from
 from tests.test_notifications import Inbox
 from webapp.cli import DEMO_MERCHANT
 

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
-from tests.conftest import csrf_token_from
+from testbed.client import csrf_token_from
 from webapp.services.instagram_client import InstagramClient, MetaApiError
 
 pytestmark = pytest.mark.slow

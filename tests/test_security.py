@@ -36,7 +36,7 @@ def test_csrf_exemptions_are_exactly_metas_callbacks(app, app_config):
 @pytest.mark.parametrize("sandbox", [False, True])
 def test_every_state_changing_route_refuses_a_missing_csrf_token(app_config, sandbox):
     """Promise 21: iterate the URL map; every POST/PUT/PATCH/DELETE without a token is refused."""
-    from tests.conftest import AuthActions, IsolatedClient
+    from testbed.client import AuthActions, IsolatedClient
 
     app = create_app({**app_config, "INSTAGRAM_SANDBOX": sandbox})
     app.test_client_class = IsolatedClient
@@ -141,7 +141,7 @@ def test_login_throttle_cannot_be_reset_by_spoofed_forwarded_for(app_config):
     that one hop, so whatever the client puts before it is ignored.
     """
     app = create_app({**app_config, "LOGIN_RATE_LIMIT": "3 per minute", "PROXY_FIX_HOPS": 1})
-    from tests.conftest import IsolatedClient, csrf_token_from
+    from testbed.client import IsolatedClient, csrf_token_from
 
     app.test_client_class = IsolatedClient
     client = app.test_client()
@@ -166,7 +166,7 @@ def test_login_throttle_cannot_be_reset_by_spoofed_forwarded_for(app_config):
 
 def test_login_throttle_per_account_across_addresses(app_config):
     """Promise 30: one account attacked from many addresses is throttled too."""
-    from tests.conftest import IsolatedClient, csrf_token_from
+    from testbed.client import IsolatedClient, csrf_token_from
 
     app = create_app({**app_config, "LOGIN_RATE_LIMIT": "100 per minute", "PROXY_FIX_HOPS": 1})
     app.test_client_class = IsolatedClient
@@ -187,7 +187,7 @@ def test_login_throttle_is_shared_between_processes_through_redis(app_config):
     import os
     import uuid
 
-    from tests.conftest import IsolatedClient, csrf_token_from
+    from testbed.client import IsolatedClient, csrf_token_from
 
     redis_url = os.environ["TEST_REDIS_URL"]
     config = {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_connection, make_shop, make_user
+from tests.factories import make_connection, make_user
 from webapp.models import ChecklistTick, ConnectionEvent
 from webapp.services import connections as connection_service
 
@@ -20,13 +20,6 @@ pytestmark = pytest.mark.usefixtures("pinned_clock")
 @pytest.fixture
 def now() -> datetime:
     return NOW
-
-
-@pytest.fixture
-def merchant(auth):
-    user = make_user(shop=make_shop(name="Tea House"))
-    auth.login_as(user)
-    return user
 
 
 def add_event(db, connection, kind, when, **fields):

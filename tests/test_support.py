@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DatabaseError
 
-from tests.conftest import AuthActions
+from testbed.client import AuthActions
 from tests.factories import DEFAULT_PASSWORD, make_connection, make_shop, make_user
 from webapp.models import AuditEntry, ConnectionEvent, Impersonation, InstagramConnection, OutboundMail
 from webapp.services.accounts import revoke_all_sessions

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from testbed import servers
-from tests.conftest import IsolatedClient, csrf_token_from
+from testbed.client import IsolatedClient, csrf_token_from
 from tests.factories import DEFAULT_PASSWORD, make_user
 from webapp import create_app
 from webapp.extensions import db

@@ -12,7 +12,8 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
-from tests.conftest import TEST_DATABASE_URL, TEST_TOKEN_KEY, AuthActions, IsolatedClient
+from testbed.client import AuthActions, IsolatedClient
+from tests.conftest import TEST_DATABASE_URL, TEST_TOKEN_KEY
 from tests.factories import DEFAULT_PASSWORD, make_user
 from tests.instagram_helpers import GRAPH, FakeInstagram, connect
 from webapp import create_app
@@ -22,18 +23,15 @@ from webapp.models import InstagramConnection
 CANARY = "IGAAcanary-token-7f3e9b1c5d"
 
 
+@pytest.fixture
+def instagram_account() -> dict:
+    """`connected` gets CANARY from Meta, so every test can look for it where it must never be."""
+    return {"long_token": CANARY, "short_token": CANARY + "-short"}
+
+
 def run_cli(app, *args):
     """Invoke a command of `app` outside the test's own app context (as a separate process would)."""
     return contextvars.Context().run(app.test_cli_runner().invoke, args=list(args))
-
-
-@pytest.fixture
-def connected(client, auth, requests_mock):
-    merchant = make_user()
-    auth.login_as(merchant)
-    FakeInstagram(requests_mock, long_token=CANARY, short_token=CANARY + "-short").install()
-    connect(client, auth)
-    return merchant
 
 
 def database_dump(app) -> str:

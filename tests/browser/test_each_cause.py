@@ -46,7 +46,7 @@ def press(page, button: str) -> None:
     page.locator("article", has_text="@bloom_and_stem").get_by_role("button", name=button).click()
 
 
-def connected(page) -> None:
+def ensure_connected(page) -> None:
     page.goto("/")
     card = page.locator("#instagram-card")
     if page.get_by_role("button", name="Connect Instagram").count():
@@ -70,7 +70,7 @@ def test_each_cause_end_to_end(browser, live_dashboard, button, card_words, titl
     page = context.new_page()
     page.csp_console_messages = []
     log_in(page, DEMO_MERCHANT)
-    connected(page)
+    ensure_connected(page)
 
     press(page, button)
     page.goto("/")

@@ -24,6 +24,13 @@ class IsolatedClient(FlaskClient):
     def open(self, *args, **kwargs):
         return contextvars.Context().run(super().open, *args, **kwargs)
 
+    def __enter__(self):
+        """`with client:` (pytest-flask's `client` fixture) keeps no request's context alive either."""
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        return None
+
 
 def csrf_token_from(html: str) -> str:
     match = CSRF_PATTERN.search(html)

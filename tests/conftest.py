@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, text
+from jinja2.bccache import Bucket, BytecodeCache
+from sqlalchemy import Engine, create_engine, event, text
 
 from testbed import servers
 from testbed.client import AuthActions, IsolatedClient
@@ -36,6 +38,30 @@ def _run_migrations(database_uri: str) -> None:
     with app.app_context():
         upgrade()
         _db.engine.dispose()
+
+
+class CompiledTemplates(BytecodeCache):
+    """Templates compiled once per run, not once per test's app (a template's edit changes its checksum)."""
+
+    def __init__(self) -> None:
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+COMPILED_TEMPLATES = CompiledTemplates()
+
+
+@event.listens_for(Engine, "connect")
+def _skip_fsync_on_test_databases(dbapi_connection, _record) -> None:
+    """A test database lives for one test: waiting for the disk on every commit only slows the suite."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute("PRAGMA synchronous = OFF")
 
 
 @pytest.fixture(scope="session")
@@ -96,25 +122,20 @@ def app_config(database_uri, tmp_path) -> dict:
 
 
 @pytest.fixture
-def _push_request_context():
-    """Replace pytest-flask's autouse request context: tests hold an app context only."""
-    yield
-
-
-@pytest.fixture
 def app(app_config) -> Flask:
+    """The app under test, inside its app context.
+
+    pytest-flask builds on it: its `client` fixture (an IsolatedClient here), `config`, a test request
+    context around each test, and `@pytest.mark.options(KEY=value)` for settings the app reads per
+    request. Settings read while the app is built go through `app_config` instead.
+    """
     app = create_app(app_config)
     app.test_client_class = IsolatedClient
+    app.jinja_env.bytecode_cache = COMPILED_TEMPLATES
     with app.app_context():
         yield app
         _db.session.remove()
         _db.engine.dispose()
-
-
-@pytest.fixture
-def client(app) -> IsolatedClient:
-    """A test client that keeps no request context between requests (see IsolatedClient)."""
-    return app.test_client()
 
 
 @pytest.fixture

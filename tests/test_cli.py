@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from webapp.cli import DEMO_MERCHANT, DEMO_SUPPORT
@@ -75,8 +76,8 @@ def test_demo_logins_work(client, auth, runner):
     assert auth.login(DEMO_MERCHANT["email"], DEMO_MERCHANT["password"]).status_code == 302
 
 
+@pytest.mark.options(PRODUCTION=True)
 def test_demo_seed_refused_in_production(app, runner):
-    app.config["PRODUCTION"] = True
     result = runner.invoke(args=["demo", "seed"])
     assert result.exit_code == 1
     assert "refusing in production" in result.output

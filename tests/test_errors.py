@@ -71,12 +71,12 @@ def test_htmx_error_is_a_fragment(client):
     assert response.headers["HX-Retarget"] == "#htmx-errors" and response.headers["HX-Reswap"] == "innerHTML"
 
 
+@pytest.mark.options(PROPAGATE_EXCEPTIONS=False)
 def test_unexpected_error_gets_the_500_page_and_a_rolled_back_session(app, client):
     @app.get("/boom")
     def boom():
         raise RuntimeError("kaboom")
 
-    app.config["PROPAGATE_EXCEPTIONS"] = False
     response = client.get("/boom")
     assert response.status_code == 500
     assert "Something went wrong on our side" in response.get_data(as_text=True)
@@ -233,6 +233,7 @@ def test_database_down_a_404_keeps_its_status_without_the_layout(database_down):
 
 
 @pytest.mark.parametrize("htmx", [False, True])
+@pytest.mark.options(PROPAGATE_EXCEPTIONS=False)  # as in production: a handler that fails is a bare 500
 def test_a_500_whose_layout_cannot_reach_the_database_still_answers(app, client, auth, db, htmx):
     """Promise 39: the database goes away mid-request; the 500 page falls back to one that needs nothing."""
     from sqlalchemy import event
@@ -247,7 +248,6 @@ def test_a_500_whose_layout_cannot_reach_the_database_still_answers(app, client,
         event.listen(db.engine, "do_connect", refuse)
         raise RuntimeError("kaboom")
 
-    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: a handler that fails is a bare 500
     auth.login_as(make_user())
     response = client.get("/boom", headers={"HX-Request": "true"} if htmx else {})
     assert response.status_code == 500

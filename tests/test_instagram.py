@@ -95,8 +95,8 @@ def test_redirect_uri_is_https_and_identical_behind_the_proxy(app_config, mercha
     assert meta.exchanged_codes == [("c1", "https://shop.example.com/instagram/callback")]
 
 
+@pytest.mark.options(PUBLIC_BASE_URL="https://dash.example.com")
 def test_public_base_url_wins(app, client, auth, merchant, meta):
-    app.config["PUBLIC_BASE_URL"] = "https://dash.example.com"
     _, state, query = start_connect(client, auth.csrf_token("/"))
     assert query["redirect_uri"] == ["https://dash.example.com/instagram/callback"]
     client.get(f"/instagram/callback?code=c2&state={state}")

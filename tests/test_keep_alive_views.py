@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from tests.factories import make_connection
@@ -97,8 +98,8 @@ def test_busy_connection_says_so(client, auth, merchant, requests_mock, db):
     assert "An automatic check is running right now" in body and requests_mock.call_count == 0
 
 
+@pytest.mark.options(MANUAL_ACTION_RATE_LIMIT="2 per minute")
 def test_manual_actions_are_rate_limited_per_shop(app, client, auth, merchant, requests_mock):
-    app.config["MANUAL_ACTION_RATE_LIMIT"] = "2 per minute"
     connection = make_connection(merchant.shop, issued_at=datetime.now(UTC) - timedelta(days=2))
     requests_mock.get(f"{GRAPH}/v23.0/me", json={"user_id": connection.instagram_user_id})
     token = auth.csrf_token("/")

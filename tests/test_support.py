@@ -350,9 +350,9 @@ def test_reconnect_link_limit_counts_only_after_the_permission_check(app, client
     assert db.session.scalar(select(func.count(OutboundMail.id))) == 1
 
 
+@pytest.mark.options(PUBLIC_BASE_URL="https://dashboard.example.com")
 def test_mailed_links_use_the_public_base_url(app, client, auth, db, shop, agent):
     """Finding 10: links in mails start with PUBLIC_BASE_URL (production requires it), never 127.0.0.1."""
-    app.config["PUBLIC_BASE_URL"] = "https://dashboard.example.com"
     client.post(f"/support/shops/{shop.id}/reconnect-link", data={"csrf_token": auth.csrf_token("/support/")})
     mail = db.session.scalar(select(OutboundMail))
     links = re.findall(r"https?://[^\s\"<>]+", mail.text_body + mail.html_body)

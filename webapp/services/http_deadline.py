@@ -9,8 +9,10 @@ timer shuts their sockets down when the deadline passes, which makes the blocked
 from __future__ import annotations
 
 import contextlib
+import heapq
 import socket
 import threading
+import time
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -24,8 +26,41 @@ class DeadlineExceeded(requests.Timeout):
     """The whole call (connect, headers and body) took longer than its deadline."""
 
 
+class _Watchdog:
+    """One thread for every watch in the process: it wakes at the earliest deadline and fires it.
+
+    A timer thread per call would cost a thread start for each of the worker's thousands of calls;
+    a watch that ends first is simply skipped when its time comes.
+    """
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self.due: list[tuple[float, int, _Watch]] = []
+        self.thread: threading.Thread | None = None
+
+    def schedule(self, watch: _Watch) -> None:
+        with self.condition:
+            heapq.heappush(self.due, (watch.deadline, id(watch), watch))
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="http-deadline", daemon=True)
+                self.thread.start()
+            self.condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.condition:
+                while not self.due or self.due[0][0] > time.monotonic():
+                    timeout = self.due[0][0] - time.monotonic() if self.due else None
+                    self.condition.wait(timeout)
+                _, _, watch = heapq.heappop(self.due)
+            watch.fire()
+
+
+_watchdog = _Watchdog()
+
+
 class _Watch:
-    """The sockets one call in this thread uses, and a timer that cuts them off at the deadline.
+    """The sockets one call in this thread uses, cut off when the call's deadline passes.
 
     Sockets, not connections, are recorded: when a reply says `Connection: close` (or is HTTP/1.0),
     http.client hands the socket to the response and forgets it on the connection, so the
@@ -34,12 +69,11 @@ class _Watch:
 
     def __init__(self, seconds: float):
         self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
         self.sockets: list[socket.socket] = []
         self.fired = False
         self.closed = False
         self.lock = threading.Lock()
-        self.timer = threading.Timer(seconds, self._fire)
-        self.timer.daemon = True
 
     def add(self, sock: socket.socket | None) -> None:
         if sock is None:
@@ -52,7 +86,7 @@ class _Watch:
         if fired:
             _cut(sock)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self.lock:
             if self.closed:
                 return  # the call ended first: its pooled socket may already serve another call
@@ -63,11 +97,10 @@ class _Watch:
 
     def __enter__(self) -> _Watch:
         _watch.current = self
-        self.timer.start()
+        _watchdog.schedule(self)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.timer.cancel()
         with self.lock:
             self.closed = True
             self.sockets.clear()

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import random
+import select
+import socket
 import threading
 import time
 from collections import Counter
@@ -230,12 +232,27 @@ class MetaStub:
                 for index in range(start, len(raw)):
                     handler.wfile.write(raw[index : index + 1])
                     handler.wfile.flush()
-                    time.sleep(interval)
+                    if self._client_gave_up(handler.connection, interval):
+                        break
             else:
                 handler.wfile.write(raw)
         except OSError:
             handler.close_connection = True  # the client gave up (its deadline); nothing to do
         return connection_id
+
+    @staticmethod
+    def _client_gave_up(connection: socket.socket, seconds: float) -> bool:
+        """Wait `seconds`, but stop at once when the client closes: its call is over, not in flight."""
+        readable, _, _ = select.select([connection], [], [], seconds)
+        if not readable:
+            return False
+        try:
+            gone = connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+        if not gone:
+            time.sleep(seconds)  # the client sent more (it never should mid-reply): keep the pace
+        return gone
 
     def answer(self, path: str, token: str, fault: Fault | None = None) -> tuple[int, dict | bytes, dict]:
         """The reply to one call: (status, JSON body or raw bytes, extra headers)."""

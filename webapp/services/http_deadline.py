@@ -44,7 +44,8 @@ class _Watchdog:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="http-deadline", daemon=True)
                 self.thread.start()
-            self.condition.notify()
+            if self.due[0][2] is watch:
+                self.condition.notify()  # only an earlier deadline changes when the watchdog must wake
 
     def _run(self) -> None:
         while True:

@@ -117,7 +117,7 @@ def claim_due(
     if dialect == "postgresql":
         # Rows another worker is claiming right now are skipped, not waited for.
         query = query.with_for_update(skip_locked=True)
-    leased: list[tuple[InstagramConnection, str]] = []
+    works: dict[int, str] = {}
     try:
         for connection in db.session.scalars(query):
             work = work_for(connection, now, policy) if connection_id is None else manual_work
@@ -127,15 +127,22 @@ def claim_due(
                 if connection.due_at is not None and connection.due_at <= now:
                     connection.due_at = connection.paused_until or now + policy.check_interval
                 continue
-            connection.lease_owner = owner
-            connection.lease_expires_at = now + policy.lease
-            leased.append((connection, work))
-        # The flush moves each leased row's version; the claim carries the moved one as its fence.
-        db.session.flush()
-        claims = [
-            (Claim(connection.id, connection.version, owner, work, actor=actor), connection.token_ciphertext)
-            for connection, work in leased
-        ]
+            works[connection.id] = work
+        claims: list[tuple[Claim, str]] = []
+        if works:
+            # One statement leases them all and moves each version (one round trip, not one per row);
+            # the claim carries the moved version as its fence. The token condition holds the line
+            # against a writer that removed the token after our read (SQLite takes no row locks).
+            leased = db.session.execute(
+                update(InstagramConnection)
+                .where(InstagramConnection.id.in_(works), InstagramConnection.token_ciphertext.is_not(None))
+                .values(lease_owner=owner, lease_expires_at=now + policy.lease, version=InstagramConnection.version + 1)
+                .returning(InstagramConnection.id, InstagramConnection.version, InstagramConnection.token_ciphertext)
+                .execution_options(synchronize_session=False)
+            ).all()
+            claims = [
+                (Claim(row.id, row.version, owner, works[row.id], actor=actor), row.token_ciphertext) for row in leased
+            ]
         # Committing ends the transaction: nothing stays open while the caller talks to Meta.
         db.session.commit()
     except StaleDataError:

@@ -30,7 +30,7 @@ test: install
 test-fast: install
 	$(VENV)/bin/pytest -m "not browser and not slow"
 
-## Every promise in ../shared/PROMISES.md with the tests that name it (exit 1 on a gap)
+## Every promise in docs/promises.md with the tests that name it (exit 1 on a gap)
 promises: install
 	$(VENV)/bin/python tools/promise_coverage.py
 
@@ -51,4 +51,4 @@ lint: install
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache instance/dashboard.sqlite3
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache instance/dashboard.sqlite3

@@ -247,3 +247,25 @@ def test_staff_cannot_connect_for_a_shop(client, auth, meta):
     auth.login_as(make_user(role="support"))
     response = client.post("/instagram/connect", data={"csrf_token": auth.csrf_token("/")})
     assert response.status_code == 403
+
+
+def test_a_disconnect_that_keeps_losing_races_answers_409_and_keeps_the_token(
+    client, auth, merchant, meta, db, monkeypatch
+):
+    """Promise 33/39: a writer that loses every race says so in words; nothing is half-written, no 500."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from webapp.services import connections
+
+    connect(client, auth)
+    token = auth.csrf_token("/instagram/disconnect")
+
+    def always_beaten(connection):
+        raise StaleDataError("another writer moved the version")
+
+    monkeypatch.setattr(connections, "forget_token", always_beaten)
+    response = client.post("/instagram/disconnect", data={"csrf_token": token, "confirm": "y"})
+    assert response.status_code == 409
+    assert "Your Instagram connection changed meanwhile" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert connection_of(db, merchant).has_token

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnava
 
 from webapp.extensions import db
 from webapp.htmx import hx_retarget_to_error_slot, is_fragment_request
+from webapp.services.connections import ConnectionChanged
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,11 @@ MESSAGES = {
     403: ("Not allowed", "Your account cannot open this page or take this action."),
     404: ("Page not found", "The page or item you asked for does not exist, or no longer does."),
     405: ("Not allowed that way", "This address cannot be used like that. Use the buttons on the page."),
+    409: (
+        "Your Instagram connection changed meanwhile",
+        "Something else updated it while we were saving your change, so nothing was saved. "
+        "Reload the page to see where it stands, then try again.",
+    ),
     413: ("Too much data", "What you sent is larger than we accept."),
     429: ("Too many attempts", "You tried that too often. Wait a minute, then try again."),
     500: ("Something went wrong on our side", "The error has been logged. Try again in a moment."),
@@ -83,6 +89,12 @@ def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
         return _render(400, "The form expired or was sent from somewhere else. Reload the page and try again.")
+
+    @app.errorhandler(ConnectionChanged)
+    def connection_changed(error: ConnectionChanged):
+        _rollback()
+        log.warning("%s %s: %s", request.method, request.path, error)
+        return _render(409)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

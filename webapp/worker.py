@@ -135,35 +135,35 @@ class Worker:
                 worker.heartbeat_at = self.clock()
                 db.session.commit()
 
-    def tick(self, stop: threading.Event | None = None) -> None:
+    def tick(self) -> None:
         """Once a minute: expire, plan notices (only the worker that wins the tick), send mail (any)."""
         with self.app.app_context():
             now = self.clock()
             if lifecycle.scheduler_tick(self.owner, now, self.policy) is not None:
                 notifications.plan(self.app, now)
-        self.send_mail(stop or threading.Event())
+        self.send_mail()
 
-    def send_mail(self, stop: threading.Event) -> None:
+    def send_mail(self) -> None:
         """Send due mail on a thread of its own: a slow mail server never holds up the keep-alive loop."""
         with self.mail_lock:
             if self.mail_thread is not None and self.mail_thread.is_alive():
                 self.mail_again = True  # it looks for more mail once its current run ends
                 return
             self.mail_again = False
-            self.mail_thread = threading.Thread(target=self._mail_loop, args=(stop,), name="mail", daemon=True)
+            self.mail_thread = threading.Thread(target=self._mail_loop, name="mail", daemon=True)
             self.mail_thread.start()
 
-    def _mail_loop(self, stop: threading.Event) -> None:
+    def _mail_loop(self) -> None:
         while True:
             try:
                 with self.app.app_context():
-                    notifications.deliver(self.app, self.clock(), stop=stop)
+                    notifications.deliver(self.app, self.clock(), stop=self.stop_mail)
             except SQLAlchemyError as error:
                 log.warning("mail delivery paused: database unavailable (%s)", type(error).__name__)
             except Exception:
                 log.exception("mail delivery failed; it is tried again at the next tick")
             with self.mail_lock:
-                if not self.mail_again or stop.is_set():
+                if not self.mail_again or self.stop_mail.is_set():
                     # Under the lock: a send_mail() from now on starts a new thread rather than
                     # leaving its request to a thread that is about to end.
                     self.mail_thread = None
@@ -256,7 +256,7 @@ class Worker:
         """One turn of the loop; returns the time of the last tick, or None to stop when idle."""
         now = self.clock()
         if last_tick is None or now - last_tick >= timedelta(seconds=60):
-            self.tick(self.stop_mail)
+            self.tick()
             self.heartbeat()
             last_tick = now
         self._write_unwritten()
@@ -308,7 +308,7 @@ class Worker:
         if changed:
             with self.app.app_context():
                 notifications.plan(self.app, self.clock(), connection_ids=changed)
-            self.send_mail(self.stop_mail)
+            self.send_mail()
 
     def _wait_for_database(self, error: Exception, outage: int, stop: threading.Event) -> None:
         seconds = DATABASE_RETRY_SECONDS[min(outage, len(DATABASE_RETRY_SECONDS)) - 1]
@@ -352,7 +352,7 @@ class Worker:
             # A disconnect (or a recovery) is told at once, not at the next tick.
             with self.app.app_context():
                 notifications.plan(self.app, self.clock(), connection_ids=changed)
-            self.send_mail(self.stop_mail)
+            self.send_mail()
 
     def _guarded(self, claim: lifecycle.Claim, stop: threading.Event) -> str:
         if stop.is_set():

@@ -11,7 +11,7 @@ import pytest
 from testbed.client import AuthActions, csrf_token_from
 from tests.conftest import TEST_CLIENT_SECRET
 from tests.factories import make_connection, make_shop, make_user
-from webapp.services.signed_request import sign
+from webapp.services.meta.signed_request import sign
 
 # Routes the crawl leaves out, and why. Nothing streams forever, so nothing is left out today.
 EXCLUDED_ENDPOINTS: dict[str, str] = {}
@@ -157,7 +157,7 @@ def _requests_for(rule, method: str):
     if method == "POST":
         for form in HOSTILE_FORMS:
             yield plain, form
-    if rule.endpoint.startswith("callbacks.") and method == "POST":
+    if rule.endpoint.startswith("meta_requests.") and method == "POST":
         for value in HOSTILE_SIGNED_REQUESTS:
             yield plain, urlencode({"signed_request": value})
 

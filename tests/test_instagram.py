@@ -255,7 +255,7 @@ def test_a_disconnect_that_keeps_losing_races_answers_409_and_keeps_the_token(
     """Promise 33/39: a writer that loses every race says so in words; nothing is half-written, no 500."""
     from sqlalchemy.orm.exc import StaleDataError
 
-    from webapp.services import connections
+    from webapp.services.connections import linking
 
     connect(client, auth)
     token = auth.csrf_token("/instagram/disconnect")
@@ -263,7 +263,7 @@ def test_a_disconnect_that_keeps_losing_races_answers_409_and_keeps_the_token(
     def always_beaten(connection):
         raise StaleDataError("another writer moved the version")
 
-    monkeypatch.setattr(connections, "forget_token", always_beaten)
+    monkeypatch.setattr(linking, "forget_token", always_beaten)
     response = client.post("/instagram/disconnect", data={"csrf_token": token, "confirm": "y"})
     assert response.status_code == 409
     assert "Your Instagram connection changed meanwhile" in response.get_data(as_text=True)

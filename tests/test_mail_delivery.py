@@ -19,7 +19,7 @@ from tests.factories import make_shop, make_user
 from tests.test_worker_processes import start_worker, worker_env
 from webapp.extensions import db
 from webapp.models import OutboundMail
-from webapp.services import notifications
+from webapp.services.notify import delivery
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def test_parallel_senders_and_a_slow_smtp_server_send_each_mail_once(app, slow_i
                 time.sleep(delay)
                 deadline = time.monotonic() + 90
                 while unfinished() and time.monotonic() < deadline:
-                    notifications.deliver(app, datetime.now(UTC))
+                    delivery.deliver(app, datetime.now(UTC))
                     time.sleep(0.2)
                 db.session.remove()
         except Exception as error:  # noqa: BLE001 - surfaced below
@@ -137,7 +137,7 @@ def test_worker_processes_and_a_slow_smtp_server_send_each_mail_once(app, databa
     db.session.remove()
     nowhere = SimpleNamespace(base_url="http://127.0.0.1:9")  # no connection is due: Meta is never called
     env = worker_env(database_uri, nowhere, MAIL_URL=slow_inbox.url, MAIL_SEND_TIMEOUT=str(SEND_TIMEOUT))
-    lease = notifications.mail_lease({"MAIL_SEND_TIMEOUT": SEND_TIMEOUT})
+    lease = delivery.mail_lease({"MAIL_SEND_TIMEOUT": SEND_TIMEOUT})
     started = time.monotonic()
     workers = [start_worker(env, "--until-idle", log=tmp_path / f"w{i}.log") for i in range(3)]
     time.sleep(max(0.0, lease.total_seconds() + 1 - (time.monotonic() - started)))
@@ -157,9 +157,9 @@ def test_a_send_whose_outcome_is_unknown_is_not_sent_again(app):
         app.config.update(MAIL_URL=inbox.url, MAIL_SEND_TIMEOUT=SEND_TIMEOUT)
         now = datetime.now(UTC)
         seed_due_mails(1, now)
-        assert notifications.deliver(app, now)["unknown"] == 1
+        assert delivery.deliver(app, now)["unknown"] == 1
         for later in (timedelta(minutes=2), timedelta(hours=1), timedelta(days=1)):
-            assert notifications.deliver(app, now + later)["sent"] == 0
+            assert delivery.deliver(app, now + later)["sent"] == 0
     finally:
         controller.stop()
     assert len(inbox.recipients) == 1
@@ -179,8 +179,8 @@ def test_a_claim_that_ran_out_without_an_outcome_is_not_resent(app, slow_inbox):
         .values(status="sending", claim_token="killed-sender", lease_expires_at=now + timedelta(seconds=10))
     )
     db.session.commit()
-    assert notifications.deliver(app, now) == {"sent": 1, "retry": 0, "failed": 0, "unknown": 0}  # still its claim
-    assert notifications.deliver(app, now + timedelta(minutes=1)) == {"sent": 0, "retry": 0, "failed": 0, "unknown": 1}
+    assert delivery.deliver(app, now) == {"sent": 1, "retry": 0, "failed": 0, "unknown": 0}  # still its claim
+    assert delivery.deliver(app, now + timedelta(minutes=1)) == {"sent": 0, "retry": 0, "failed": 0, "unknown": 1}
     assert len(slow_inbox.recipients) == 1
     mail = db.session.get(OutboundMail, first)
     assert mail.status == "unknown" and "outcome unknown" in mail.last_error

@@ -16,8 +16,8 @@ from testbed.servers import free_port
 from tests.factories import make_connection, make_shop, make_user
 from webapp.config import ConfigError, load_config
 from webapp.models import ConnectionEvent, InstagramConnection, Notification, OutboundMail
-from webapp.services import notifications
-from webapp.services.connections import set_state
+from webapp.services.connections.state import set_state
+from webapp.services.notify import delivery, links, planning
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CANARY = "IGAAmail-canary-token-42"
@@ -80,8 +80,8 @@ def break_it(db, connection, when, cause="password_changed", subcode=460):
 
 
 def cycle(app, now):
-    notifications.plan(app, now)
-    return notifications.deliver(app, now)
+    planning.plan(app, now)
+    return delivery.deliver(app, now)
 
 
 def test_disconnect_mail_has_both_parts_the_cause_and_a_working_link(
@@ -276,8 +276,8 @@ def test_failed_sends_are_retried_with_backoff_and_visible_to_staff(app, db, cli
 def test_without_mail_url_mails_wait_in_the_outbox(app, db, client, auth, shop_with_merchants):
     shop, _, _ = shop_with_merchants
     break_it(db, make_connection(shop), NOW)
-    notifications.plan(app, NOW)
-    assert notifications.deliver(app, NOW) == {}
+    planning.plan(app, NOW)
+    assert delivery.deliver(app, NOW) == {}
     assert {m.status for m in db.session.scalars(select(OutboundMail))} == {"outbox"}
     auth.login_as(make_user(role="support"))
     page = client.get("/support/outbox").get_data(as_text=True)
@@ -300,7 +300,7 @@ def test_good_mail_urls_are_accepted():
 
 def test_unsubscribe_link_shows_a_button_then_turns_reminders_off(app, client, db, shop_with_merchants):
     _, owner, _ = shop_with_merchants
-    token = notifications.unsubscribe_token(app, owner.id)
+    token = links.unsubscribe_token(app, owner.id)
     page = client.get(f"/notifications/unsubscribe/{token}")
     assert page.status_code == 200 and "Stop reminders and warnings?" in page.get_data(as_text=True)
     db.session.refresh(owner)
@@ -325,7 +325,7 @@ def test_settings_page(client, auth, db, shop_with_merchants):
 def test_in_app_list_count_and_mark_read(app, client, auth, db, shop_with_merchants):
     shop, owner, _ = shop_with_merchants
     break_it(db, make_connection(shop), NOW)
-    notifications.plan(app, NOW)
+    planning.plan(app, NOW)
     auth.login_as(owner)
     badge = client.get("/notifications/count", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert 'aria-label="1 unread"' in badge and "<html" not in badge

@@ -22,10 +22,10 @@ from tests.conftest import TEST_TOKEN_KEY
 from tests.factories import make_user
 from webapp.extensions import db as _db
 from webapp.models import InstagramConnection, PendingConnection
-from webapp.services import connections
-from webapp.services.instagram_client import InstagramClient, MetaApiError
+from webapp.services.connections import key_rotation, linking, meta_requests, state
+from webapp.services.keepalive.worker import Worker
+from webapp.services.meta.client import InstagramClient, MetaApiError
 from webapp.services.token_vault import TokenVault
-from webapp.worker import Worker
 
 INSTAGRAM_USER_ID = "17841400000000777"
 
@@ -49,9 +49,9 @@ def stub_client(stub: MetaStub, timeout: float = 5.0) -> InstagramClient:
 def due_for_refresh(app, merchant) -> InstagramConnection:
     """A healthy connection whose 8-day-old token is due for refresh, holding the stub's seed token."""
     now = datetime.now(UTC)
-    connection = connections.connection_for(merchant.shop)
+    connection = state.connection_for(merchant.shop)
     vault = app.extensions["token_vault"]
-    connections.store_token(
+    state.store_token(
         connection,
         MetaStub.seed_token(connection.id),
         vault,
@@ -102,33 +102,33 @@ def park_switch(app, merchant, now: datetime) -> str:
 
 
 def write_disconnect(app, merchant, now):
-    connection = connections.connection_for(merchant.shop)
-    connections.disconnect(connection, merchant, now)
+    connection = state.connection_for(merchant.shop)
+    linking.disconnect(connection, merchant, now)
 
 
 def write_switch(app, merchant, now):
-    connections.confirm_switch(
+    linking.confirm_switch(
         shop=merchant.shop,
         user=merchant,
         vault=app.extensions["token_vault"],
         now=now,
-        client_fingerprint=connections.ClientFingerprint("203.0.113.0/24", "Firefox on Linux"),
+        client_fingerprint=linking.ClientFingerprint("203.0.113.0/24", "Firefox on Linux"),
     )
 
 
 def write_deauthorize(app, merchant, now):
-    connections.apply_deauthorize(INSTAGRAM_USER_ID, int(now.timestamp()), now)
+    meta_requests.apply_deauthorize(INSTAGRAM_USER_ID, int(now.timestamp()), now)
 
 
 def write_data_deletion(app, merchant, now):
-    connections.request_data_deletion(INSTAGRAM_USER_ID, int(now.timestamp()), now)
+    meta_requests.request_data_deletion(INSTAGRAM_USER_ID, int(now.timestamp()), now)
 
 
 NEW_KEY = Fernet.generate_key().decode()
 
 
 def write_rotation(app, merchant, now):
-    report = connections.rotate_token_keys(TokenVault([NEW_KEY, TEST_TOKEN_KEY]))
+    report = key_rotation.rotate_token_keys(TokenVault([NEW_KEY, TEST_TOKEN_KEY]))
     assert report.rotated == 1 and not report.failed
 
 
@@ -138,7 +138,7 @@ def check_disconnected(row, app, seed):
 
 def check_switched(row, app, seed):
     assert row.instagram_user_id == "17841400000000999" and row.state == "healthy"
-    assert connections.read_token(row, app.extensions["token_vault"]) == "IGAAswitched-account-token-000000000001"
+    assert state.read_token(row, app.extensions["token_vault"]) == "IGAAswitched-account-token-000000000001"
 
 
 def check_deauthorized(row, app, seed):
@@ -151,7 +151,7 @@ def check_deleted(row, app, seed):
 
 def check_rotated(row, app, seed):
     # Still the token that was there when the rotation ran, readable with the new key alone.
-    assert connections.read_token(row, TokenVault([NEW_KEY])) == seed
+    assert state.read_token(row, TokenVault([NEW_KEY])) == seed
     assert row.state == "healthy"
 
 
@@ -185,7 +185,7 @@ def test_every_writer_wins_against_a_refresh_in_flight(app, db, stub, writer):
     row = db.session.get(InstagramConnection, connection.id)
     check(row, app, seed)
     if row.token_ciphertext is not None:
-        assert connections.read_token(row, TokenVault([NEW_KEY, TEST_TOKEN_KEY])) not in stub.issued
+        assert state.read_token(row, TokenVault([NEW_KEY, TEST_TOKEN_KEY])) not in stub.issued
     assert row.lease_owner is None or row.token_ciphertext is None
 
 
@@ -198,7 +198,7 @@ def test_a_writer_that_read_before_a_claim_writes_on_fresh_rows(app, db, stub):
     # The worker claims (moving the version) in another session while this one still holds the old row.
     claims = Worker(app, concurrency=1, client=stub_client(stub)).claim()
     assert claims and claims[0].version > version_read
-    connections.disconnect(stale, merchant, datetime.now(UTC))
+    linking.disconnect(stale, merchant, datetime.now(UTC))
     db.session.expire_all()
     row = db.session.get(InstagramConnection, connection.id)
     assert (row.state, row.token_ciphertext) == ("not_connected", None)
@@ -286,17 +286,17 @@ def test_rotation_never_overwrites_a_newer_token(app, db):
         # A refresh lands between the rotation's read and its write.
         with app.app_context():
             row = _db.session.get(InstagramConnection, connection.id)
-            if connections.read_token(row, vault) != "stub-fresh-token-after-refresh":
+            if state.read_token(row, vault) != "stub-fresh-token-after-refresh":
                 now = datetime.now(UTC)
-                connections.store_token(
+                state.store_token(
                     row, "stub-fresh-token-after-refresh", vault, issued_at=now, expires_at=now + timedelta(days=60)
                 )
                 _db.session.commit()
         return rotated
 
     rotating.rotate = rotate_while_a_refresh_lands
-    report = connections.rotate_token_keys(rotating)
+    report = key_rotation.rotate_token_keys(rotating)
     db.session.expire_all()
     row = db.session.scalar(select(InstagramConnection).where(InstagramConnection.id == connection.id))
-    assert connections.read_token(row, TokenVault([NEW_KEY])) == "stub-fresh-token-after-refresh"
+    assert state.read_token(row, TokenVault([NEW_KEY])) == "stub-fresh-token-after-refresh"
     assert report.rotated == 1 and report.changed_meanwhile == 0

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from testbed.client import csrf_token_from
-from webapp.services.instagram_client import InstagramClient, MetaApiError
+from webapp.services.meta.client import InstagramClient, MetaApiError
 
 pytestmark = pytest.mark.slow
 _names = itertools.count(1)

@@ -17,11 +17,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import delete
 
 from tests.factories import make_shop, make_user
+from webapp.dashboard.presenter import STATE_LABELS
 from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback, PendingConnection, SchedulerTick
-from webapp.services import connections, lifecycle
-from webapp.services.instagram_client import TokenGrant
-from webapp.services.schedule import Policy
-from webapp.services.status import STATE_LABELS
+from webapp.services.connections import linking, meta_requests, state
+from webapp.services.keepalive import leases, outcomes, scheduler
+from webapp.services.keepalive.policy import Policy
+from webapp.services.meta.client import TokenGrant
 
 GRAPH = "https://graph.instagram.com"
 POLICY = Policy()
@@ -53,12 +54,12 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
         # --- helpers -------------------------------------------------------------------------
         def connection(self) -> InstagramConnection:
             db.session.expire_all()
-            return connections.connection_for(merchant.shop)
+            return state.connection_for(merchant.shop)
 
         def manual(self, work: str, mock_setup) -> str:
             with requests_mock_module.Mocker() as mocker:
                 mock_setup(mocker)
-                claims = lifecycle.claim_due(
+                claims = leases.claim_due(
                     owner="machine",
                     now=self.now,
                     limit=1,
@@ -68,8 +69,8 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
                     manual_work=work,
                 )
                 assert len(claims) == 1
-                outcome = lifecycle.call_meta(claims[0], meta)
-                return lifecycle.record_outcome(
+                outcome = outcomes.call_meta(claims[0], meta)
+                return outcomes.record_outcome(
                     claims[0], outcome, now=self.now, policy=POLICY, vault=vault, rng=random.Random(0)
                 )
 
@@ -84,14 +85,14 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
             with requests_mock_module.Mocker() as mocker:
                 mocker.get(f"{GRAPH}/access_token", json={"access_token": token, "expires_in": 5184000})
                 mocker.get(f"{GRAPH}/v23.0/me", json={"user_id": USER_ID, "username": "machine_shop"})
-                connections.complete_connect(
+                linking.complete_connect(
                     shop=merchant.shop,
                     user=merchant,
                     short_grant=TokenGrant(access_token="IGQVshort"),
                     client=meta,
                     vault=vault,
                     now=self.now,
-                    client_fingerprint=connections.ClientFingerprint("203.0.113.0/24", "Chrome on Linux"),
+                    client_fingerprint=linking.ClientFingerprint("203.0.113.0/24", "Chrome on Linux"),
                 )
             self.state, self.token = "healthy", True
             self.issued_at, self.expires_at = self.now, self.now + timedelta(seconds=5184000)
@@ -142,7 +143,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
 
         @rule()
         def deauthorize_callback(self):
-            changed = connections.apply_deauthorize(
+            changed = meta_requests.apply_deauthorize(
                 USER_ID, int(self.now.timestamp()) + 1, self.now + timedelta(seconds=1)
             )
             if self.token:
@@ -153,14 +154,14 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
         @rule()
         def a_day_passes(self):
             self.now += timedelta(days=1)
-            lifecycle.scheduler_tick("machine", self.now, POLICY)
+            scheduler.scheduler_tick("machine", self.now, POLICY)
             if self.token and self.expires_at <= self.now and self.state != "needs_reconnect":
                 self.state = "needs_reconnect"
 
         @rule()
         def sixty_days_pass(self):
             self.now += timedelta(days=60)
-            lifecycle.scheduler_tick("machine", self.now, POLICY)
+            scheduler.scheduler_tick("machine", self.now, POLICY)
             if self.token and self.expires_at <= self.now and self.state != "needs_reconnect":
                 self.state = "needs_reconnect"
 

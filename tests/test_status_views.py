@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tests.factories import make_connection, make_user
 from webapp.models import ChecklistTick, ConnectionEvent
-from webapp.services import connections as connection_service
+from webapp.services.connections.state import connection_for
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # Events below are placed relative to NOW and the app reads the same NOW, whenever the run happens.
@@ -225,7 +225,7 @@ def test_reconnect_after_break_says_connection_restored(client, auth, merchant, 
 
     FakeInstagram(requests_mock).install()
     connect(client, auth)
-    connection = connection_service.connection_for(merchant.shop)
+    connection = connection_for(merchant.shop)
     break_connection(db, connection)
     connect(client, auth, code="code-2")
     page = client.get("/").get_data(as_text=True)

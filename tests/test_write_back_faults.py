@@ -11,8 +11,8 @@ from tests.factories import make_user
 from tests.test_races import due_for_refresh, stub_client
 from webapp.extensions import db as _db
 from webapp.models import InstagramConnection
-from webapp.services.connections import read_token
-from webapp.worker import Worker
+from webapp.services.connections.state import read_token
+from webapp.services.keepalive.worker import Worker
 
 
 @pytest.fixture

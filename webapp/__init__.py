@@ -90,10 +90,10 @@ def register_blueprints(app: Flask) -> None:
     from webapp import request_input
     from webapp.admin.routes import bp as admin_bp
     from webapp.auth.routes import bp as auth_bp
-    from webapp.callbacks.routes import bp as callbacks_bp
     from webapp.dashboard.routes import bp as dashboard_bp
     from webapp.health import bp as health_bp
     from webapp.instagram.routes import bp as instagram_bp
+    from webapp.meta_requests.routes import bp as meta_requests_bp
     from webapp.notifications.routes import bp as notifications_bp
     from webapp.support.routes import bp as support_bp
 
@@ -102,7 +102,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(instagram_bp)
-    app.register_blueprint(callbacks_bp)
+    app.register_blueprint(meta_requests_bp)
     app.register_blueprint(support_bp)
     app.register_blueprint(notifications_bp)
     app.register_blueprint(admin_bp)

@@ -99,7 +99,7 @@ def demo_logins_text() -> str:
 def rotate_keys_command():
     """Re-encrypt every stored token under the newest key in TOKEN_ENCRYPTION_KEYS."""
     from webapp.instagram.oauth import token_vault
-    from webapp.services.connections import rotate_token_keys
+    from webapp.services.connections.key_rotation import rotate_token_keys
 
     report = rotate_token_keys(token_vault())
     click.echo(f"Re-encrypted {report.rotated} token(s) under the newest key.")
@@ -129,8 +129,8 @@ def sweep_command(concurrency: int | None):
     from sqlalchemy import func
 
     from webapp.models import InstagramConnection
-    from webapp.services.lifecycle import ACTIVE_STATES
-    from webapp.worker import Worker, WorkerRefused, utc_now
+    from webapp.services.keepalive.leases import ACTIVE_STATES
+    from webapp.services.keepalive.worker import Worker, WorkerRefused, utc_now
 
     due = db.session.scalar(
         select(func.count(InstagramConnection.id)).where(
@@ -163,7 +163,7 @@ def worker_command(concurrency: int | None, batch_size: int | None, until_idle: 
     import signal
     import threading
 
-    from webapp.worker import Worker, WorkerRefused
+    from webapp.services.keepalive.worker import Worker, WorkerRefused
 
     stop = threading.Event()
 
@@ -195,7 +195,7 @@ def explain_error_command(as_json: bool, source: str):
     """Explain one Meta error response (JSON body or raw text such as a log line) from FILE or stdin."""
     import json
 
-    from webapp.services.diagnosis import explain_error
+    from webapp.services.connections.diagnosis import explain_error
 
     try:
         if source == "-":

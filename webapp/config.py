@@ -103,7 +103,7 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
 
     mail_url = env.get("MAIL_URL") or None
     if mail_url:
-        from webapp.services.mailer import MailConfigError, parse_mail_url
+        from webapp.services.notify.smtp import MailConfigError, parse_mail_url
 
         try:
             parse_mail_url(mail_url, "x@example.com")

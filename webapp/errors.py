@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnava
 
 from webapp.extensions import db
 from webapp.htmx import hx_retarget_to_error_slot, is_fragment_request
-from webapp.services.connections import ConnectionChanged
+from webapp.services.connections.state import ConnectionChanged
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _render_standalone(template: str, **context) -> str:
 def _render(status: int, detail: str | None = None, *, layout: bool = True):
     title, message = MESSAGES.get(status, (f"Error {status}", ""))
     message = detail or message
-    if request.blueprint == "callbacks" and request.method == "POST":  # Meta reads JSON, not pages
+    if request.blueprint == "meta_requests" and request.method == "POST":  # Meta reads JSON, not pages
         return jsonify(error=title, detail=message), status
     if is_fragment_request():
         # Never swap an error into the widget that asked: show it in the page's error slot.

@@ -24,8 +24,8 @@ def format_datetime(value: datetime | None, missing: str = "never") -> str:
 
 def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
-    from webapp.services.causes import CAUSES
-    from webapp.services.status import EVENT_TITLES, STATE_LABELS, duration_text, strip_summary
+    from webapp.dashboard.presenter import EVENT_TITLES, STATE_LABELS, duration_text, strip_summary
+    from webapp.services.connections.causes import CAUSES
 
     app.jinja_env.globals["event_titles"] = EVENT_TITLES
     app.jinja_env.globals["state_labels"] = STATE_LABELS

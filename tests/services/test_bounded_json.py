@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webapp.services import bounded_json
+from webapp.services.meta import bounded_json
 
 
 @pytest.mark.parametrize("text", ["[" * 100_000, '{"a":' * 65 + "1" + "}" * 65, "[" * 65 + "]" * 65])

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from webapp.models import ConnectionEvent, InstagramConnection
-from webapp.services.classifier import ALL_CAUSES
-from webapp.services.diagnosis import diagnose, explain_error
+from webapp.services.connections.diagnosis import diagnose, explain_error
+from webapp.services.meta.classifier import ALL_CAUSES
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

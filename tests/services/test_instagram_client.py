@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from webapp.services.instagram_client import InstagramClient, MetaApiError, parse_error_body
+from webapp.services.meta.client import InstagramClient, MetaApiError, parse_error_body
 
 API = "https://api.instagram.com"
 GRAPH = "https://graph.instagram.com"

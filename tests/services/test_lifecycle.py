@@ -15,8 +15,8 @@ from sqlalchemy.exc import OperationalError
 from tests.factories import make_connection
 from webapp.config import ConfigError, check_lease
 from webapp.models import ConnectionEvent, InstagramConnection, RateLimitPause
-from webapp.services import lifecycle
-from webapp.services.schedule import Policy, refresh_allowed
+from webapp.services.keepalive import leases, outcomes, scheduler
+from webapp.services.keepalive.policy import Policy, refresh_allowed
 
 GRAPH = "https://graph.instagram.com"
 POLICY = Policy()
@@ -35,16 +35,14 @@ def meta_client(app):
 
 def run_cycle(app, vault, meta_client, now=NOW, owner="worker-a", rng=None, connection_id=None):
     """One claim-call-write cycle, as a worker does it."""
-    claims = lifecycle.claim_due(
-        owner=owner, now=now, limit=100, policy=POLICY, vault=vault, connection_id=connection_id
-    )
+    claims = leases.claim_due(owner=owner, now=now, limit=100, policy=POLICY, vault=vault, connection_id=connection_id)
     results = []
     for claim in claims:
         outcome = None
         if claim.work != "expire" and not claim.unreadable:
-            outcome = lifecycle.call_meta(claim, meta_client)
+            outcome = outcomes.call_meta(claim, meta_client)
         results.append(
-            lifecycle.record_outcome(
+            outcomes.record_outcome(
                 claim, outcome, now=now, policy=POLICY, vault=vault, rng=rng or random.Random(1), sleep=lambda s: None
             )
         )
@@ -78,7 +76,7 @@ def test_refresh_window_property(issued_offset, lifetime):
         state="healthy", token_ciphertext="x", token_issued_at=issued, token_expires_at=expires
     )
     connection.schedule(refresh_due_at=issued, check_due_at=NOW + timedelta(hours=1))
-    work = lifecycle.work_for(connection, NOW, POLICY)
+    work = leases.work_for(connection, NOW, POLICY)
     if work == "refresh":
         assert NOW - issued >= timedelta(hours=24) and expires > NOW
     if expires <= NOW:
@@ -311,7 +309,7 @@ def test_definitive_auth_errors_disconnect_at_once_and_stop(app, db, vault, meta
         code,
         subcode,
     )
-    assert row.due_at is None and lifecycle.work_for(row, NOW + timedelta(days=1), POLICY) is None
+    assert row.due_at is None and leases.work_for(row, NOW + timedelta(days=1), POLICY) is None
     event = db.session.scalar(select(ConnectionEvent).where(ConnectionEvent.kind == "refresh_failed"))
     assert event.cause == cause and event.actor_kind == "meta"
     calls = requests_mock.call_count
@@ -346,7 +344,7 @@ def test_app_wide_rate_limit_pauses_every_call(app, db, vault, meta_client, requ
     pause = db.session.get(RateLimitPause, "app")
     assert pause.until >= NOW + POLICY.rate_limit_pause
     assert reload(db, first).state == "degraded" and reload(db, first).cause == "rate_limited"
-    assert lifecycle.app_paused_until(NOW + timedelta(minutes=1)) == pause.until
+    assert leases.app_paused_until(NOW + timedelta(minutes=1)) == pause.until
 
 
 def test_usage_header_near_the_limit_slows_down(app, db, vault, meta_client, requests_mock):
@@ -361,27 +359,27 @@ def test_usage_header_near_the_limit_slows_down(app, db, vault, meta_client, req
     assert run_cycle(app, vault, meta_client) == ["checked"]
     row = reload(db, connection)
     assert row.state == "healthy" and row.paused_until == NOW + timedelta(minutes=20)
-    assert lifecycle.work_for(row, NOW + timedelta(minutes=10, hours=6), POLICY) is None
+    assert leases.work_for(row, NOW + timedelta(minutes=10, hours=6), POLICY) is None
 
 
 def test_fenced_write_after_the_lease_ran_out(app, db, vault, meta_client, requests_mock):
     """Promise 2: A stalls past its lease, B claims and writes, A's late write changes nothing."""
     connection = make_connection(token="IGAAold-token", issued_at=NOW - timedelta(days=8))
-    [claim_a] = lifecycle.claim_due(owner="A", now=NOW, limit=10, policy=POLICY, vault=vault)
+    [claim_a] = leases.claim_due(owner="A", now=NOW, limit=10, policy=POLICY, vault=vault)
     refresh_ok(requests_mock, token="IGAAtoken-from-A")
-    outcome_a = lifecycle.call_meta(claim_a, meta_client)
+    outcome_a = outcomes.call_meta(claim_a, meta_client)
     later = NOW + POLICY.lease + timedelta(seconds=1)
-    [claim_b] = lifecycle.claim_due(owner="B", now=later, limit=10, policy=POLICY, vault=vault)
+    [claim_b] = leases.claim_due(owner="B", now=later, limit=10, policy=POLICY, vault=vault)
     refresh_ok(requests_mock, token="IGAAtoken-from-B")
-    outcome_b = lifecycle.call_meta(claim_b, meta_client)
+    outcome_b = outcomes.call_meta(claim_b, meta_client)
     assert (
-        lifecycle.record_outcome(claim_b, outcome_b, now=later, policy=POLICY, vault=vault, rng=random.Random())
+        outcomes.record_outcome(claim_b, outcome_b, now=later, policy=POLICY, vault=vault, rng=random.Random())
         == "refreshed"
     )
     before = reload(db, connection)
     snapshot = (before.token_ciphertext, before.token_issued_at, before.version, before.due_at)
     assert (
-        lifecycle.record_outcome(claim_a, outcome_a, now=later, policy=POLICY, vault=vault, rng=random.Random())
+        outcomes.record_outcome(claim_a, outcome_a, now=later, policy=POLICY, vault=vault, rng=random.Random())
         == "lease_lost"
     )
     after = reload(db, connection)
@@ -391,15 +389,15 @@ def test_fenced_write_after_the_lease_ran_out(app, db, vault, meta_client, reque
 
 def test_a_live_lease_keeps_others_out(app, db, vault):
     make_connection(issued_at=NOW - timedelta(days=8))
-    assert len(lifecycle.claim_due(owner="A", now=NOW, limit=10, policy=POLICY, vault=vault)) == 1
-    assert lifecycle.claim_due(owner="B", now=NOW + timedelta(seconds=30), limit=10, policy=POLICY, vault=vault) == []
+    assert len(leases.claim_due(owner="A", now=NOW, limit=10, policy=POLICY, vault=vault)) == 1
+    assert leases.claim_due(owner="B", now=NOW + timedelta(seconds=30), limit=10, policy=POLICY, vault=vault) == []
 
 
 def test_new_token_survives_a_failing_write(app, db, vault, meta_client, requests_mock, monkeypatch):
     """Promise 8: Meta refreshed, our write failed twice: it is retried and the token is kept."""
     connection = make_connection(token="IGAAold-token", issued_at=NOW - timedelta(days=8))
     refresh_ok(requests_mock, token="IGAAprecious-new-token")
-    real_apply, failures = lifecycle._apply, []
+    real_apply, failures = outcomes._apply, []
 
     def flaky_apply(*args, **kwargs):
         if len(failures) < 2:
@@ -407,7 +405,7 @@ def test_new_token_survives_a_failing_write(app, db, vault, meta_client, request
             raise OperationalError("UPDATE instagram_connections", {}, Exception("database is locked"))
         return real_apply(*args, **kwargs)
 
-    monkeypatch.setattr(lifecycle, "_apply", flaky_apply)
+    monkeypatch.setattr(outcomes, "_apply", flaky_apply)
     assert run_cycle(app, vault, meta_client) == ["refreshed"]
     row = reload(db, connection)
     assert vault.decrypt(row.token_ciphertext) == "IGAAprecious-new-token" and row.state == "healthy"
@@ -424,7 +422,7 @@ def test_write_that_never_lands_is_retried_next_cycle_without_breaking(
         raise OperationalError("UPDATE", {}, Exception("server closed the connection unexpectedly"))
 
     with monkeypatch.context() as patch:
-        patch.setattr(lifecycle, "_apply", always_failing)
+        patch.setattr(outcomes, "_apply", always_failing)
         assert run_cycle(app, vault, meta_client) == ["write_failed"]
     row = reload(db, connection)
     assert row.state == "healthy" and vault.decrypt(row.token_ciphertext) == "IGAAold-token"
@@ -447,11 +445,11 @@ def test_unreadable_token_is_a_per_connection_problem(app, db, vault, meta_clien
 def test_only_one_scheduler_runs_each_tick(app, db):
     """Promise 10: two schedulers in the same minute: the second does nothing."""
     make_connection(issued_at=NOW - timedelta(days=61), expires_at=NOW - timedelta(minutes=5))
-    first = lifecycle.scheduler_tick("scheduler-1", NOW, POLICY)
-    second = lifecycle.scheduler_tick("scheduler-2", NOW + timedelta(seconds=20), POLICY)
+    first = scheduler.scheduler_tick("scheduler-1", NOW, POLICY)
+    second = scheduler.scheduler_tick("scheduler-2", NOW + timedelta(seconds=20), POLICY)
     assert first is not None and first.expired == 1
     assert second is None
-    assert lifecycle.scheduler_tick("scheduler-2", NOW + timedelta(minutes=1), POLICY) is not None
+    assert scheduler.scheduler_tick("scheduler-2", NOW + timedelta(minutes=1), POLICY) is not None
 
 
 def test_lease_must_outlive_the_worst_case_call():

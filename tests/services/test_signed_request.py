@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from webapp.services import signed_request
-from webapp.services.signed_request import SignedRequestError, b64url_encode, parse, sign
+from webapp.services.meta import signed_request
+from webapp.services.meta.signed_request import SignedRequestError, b64url_encode, parse, sign
 
 SECRET = "app-secret"
 PAYLOAD = {"user_id": "17841400000000001", "algorithm": "HMAC-SHA256", "issued_at": 1795680000}

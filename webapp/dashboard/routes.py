@@ -6,10 +6,10 @@ from flask import Blueprint, abort, g, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
+from webapp.dashboard import presenter
 from webapp.extensions import db
 from webapp.models import Shop, User
 from webapp.request_input import page_number
-from webapp.services import status
 
 bp = Blueprint("dashboard", __name__)
 
@@ -21,13 +21,13 @@ SHOPS_PER_PAGE = 50
 def index():
     if current_user.is_staff:
         return redirect(url_for("support.fleet_overview"))
-    return render_template("dashboard/index.html", **status.merchant_dashboard(current_user.shop, g.now))
+    return render_template("dashboard/index.html", **presenter.merchant_dashboard(current_user.shop, g.now))
 
 
 @bp.get("/help/why-instagram-disconnects")
 def why_disconnects():
     """Our explainer of Meta's revocations, linked from the card and the diagnosis."""
-    from webapp.services.causes import CAUSES, PATTERNS
+    from webapp.services.connections.causes import CAUSES, PATTERNS
 
     return render_template("dashboard/why_disconnects.html", causes=CAUSES, patterns=PATTERNS)
 

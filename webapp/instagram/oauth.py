@@ -7,8 +7,8 @@ import time
 from authlib.integrations.flask_client import FlaskIntegration, FlaskOAuth2App, OAuth
 from flask import Flask, current_app, url_for
 
-from webapp.services.instagram_client import InstagramClient, TokenGrant
-from webapp.services.schedule import Policy
+from webapp.services.keepalive.policy import Policy
+from webapp.services.meta.client import InstagramClient, TokenGrant
 from webapp.services.token_vault import TokenVault, development_key, parse_keys
 
 

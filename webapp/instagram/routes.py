@@ -8,7 +8,9 @@ from authlib.integrations.base_client.errors import MismatchingStateError, OAuth
 from flask import Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from webapp import models
 from webapp.auth.decorators import merchant_required, owner_only
+from webapp.dashboard import presenter
 from webapp.extensions import db, limiter
 from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
@@ -21,15 +23,17 @@ from webapp.instagram.oauth import (
     token_vault,
 )
 from webapp.request_input import page_number
-from webapp.services import connections, lifecycle, notifications, status
-from webapp.services.instagram_client import MetaApiError
+from webapp.services.connections import checklist, linking, state
+from webapp.services.keepalive import manual
+from webapp.services.meta.client import MetaApiError
+from webapp.services.notify import planning
 
 bp = Blueprint("instagram", __name__, url_prefix="/instagram")
 log = logging.getLogger(__name__)
 
 
-def _client_fingerprint() -> connections.ClientFingerprint:
-    return connections.ClientFingerprint.from_request(request.remote_addr, request.user_agent.string)
+def _client_fingerprint() -> linking.ClientFingerprint:
+    return linking.ClientFingerprint.from_request(request.remote_addr, request.user_agent.string)
 
 
 @bp.post("/connect")
@@ -74,7 +78,7 @@ def callback():
         )
         return redirect(url_for("dashboard.index"))
     try:
-        connection = connections.complete_connect(
+        connection = linking.complete_connect(
             shop=current_user.shop,
             user=current_user,
             short_grant=short_grant,
@@ -84,7 +88,7 @@ def callback():
             client_fingerprint=_client_fingerprint(),
             policy=keep_alive_policy(),
         )
-    except connections.AccountSwitchRequired:
+    except linking.AccountSwitchRequired:
         return redirect(url_for("instagram.switch"))
     except MetaApiError as error:
         log.warning("finishing the Instagram connection failed: %r", error)
@@ -93,8 +97,8 @@ def callback():
             "error",
         )
         return redirect(url_for("dashboard.index"))
-    notifications.plan(current_app, g.now, connection_ids=[connection.id])  # a "restored" notice, if due
-    latest = connection.events.order_by(None).order_by(connections.ConnectionEvent.id.desc()).first()
+    planning.plan(current_app, g.now, connection_ids=[connection.id])  # a "restored" notice, if due
+    latest = connection.events.order_by(None).order_by(models.ConnectionEvent.id.desc()).first()
     if latest is not None and latest.kind == "reconnected":
         flash(f"Connection restored: @{connection.username} is connected again.", "success")
     else:
@@ -107,13 +111,13 @@ def callback():
 @owner_only
 def switch():
     shop = current_user.shop
-    pending = connections.live_pending_switch(shop, g.now)
+    pending = linking.live_pending_switch(shop, g.now)
     if pending is None:
         flash("That account switch has expired. Connect Instagram again to choose the account.", "warning")
         return redirect(url_for("dashboard.index"))
     form = SwitchForm()
     if form.validate_on_submit():
-        connection = connections.confirm_switch(
+        connection = linking.confirm_switch(
             shop=shop,
             user=current_user,
             vault=token_vault(),
@@ -121,10 +125,10 @@ def switch():
             client_fingerprint=_client_fingerprint(),
             policy=keep_alive_policy(),
         )
-        notifications.plan(current_app, g.now, connection_ids=[connection.id])
+        planning.plan(current_app, g.now, connection_ids=[connection.id])
         flash(f"Switched: your shop is now connected to @{connection.username}.", "success")
         return redirect(url_for("dashboard.index"))
-    current = connections.connection_for(shop)
+    current = state.connection_for(shop)
     return render_template("instagram/switch.html", pending=pending, current=current, form=form)
 
 
@@ -132,7 +136,7 @@ def switch():
 @merchant_required
 @owner_only
 def cancel_switch():
-    connections.cancel_switch(current_user.shop)
+    linking.cancel_switch(current_user.shop)
     flash("Kept your current Instagram account. Nothing was changed.", "info")
     return redirect(url_for("dashboard.index"))
 
@@ -141,13 +145,13 @@ def cancel_switch():
 @merchant_required
 @owner_only
 def disconnect():
-    connection = connections.connection_for(current_user.shop)
+    connection = state.connection_for(current_user.shop)
     if not connection.has_token and connection.state == "not_connected":
         flash("Instagram is not connected.", "info")
         return redirect(url_for("dashboard.index"))
     form = DisconnectForm()
     if form.validate_on_submit():
-        connections.disconnect(connection, current_user, g.now)
+        linking.disconnect(connection, current_user, g.now)
         flash("Instagram disconnected. Its access token has been deleted.", "success")
         return redirect(url_for("dashboard.index"))
     status = 400 if form.errors else 200
@@ -171,7 +175,7 @@ def _card_response(message: str | None = None, level: str = "info", changed: boo
         html = render_template(
             "instagram/_card.html",
             connection=connection,
-            card=status.card_view(connection, g.now),
+            card=presenter.card_view(connection, g.now),
             card_message=message,
             card_level=level,
         )
@@ -195,7 +199,7 @@ def diagnosis():
     """The "What happened" panel alone (htmx), or the dashboard that contains it."""
     if not is_fragment_request():
         return vary_on_htmx(redirect(url_for("dashboard.index")))
-    context = status.merchant_dashboard(current_user.shop, g.now)
+    context = presenter.merchant_dashboard(current_user.shop, g.now)
     return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))
 
 
@@ -206,13 +210,13 @@ def tick():
     item = request.form.get("item", type=int)
     if item is None or item < 0 or item > 20:
         abort(400, description="That checklist step does not exist.")
-    connection = connections.connection_for(current_user.shop)
+    connection = state.connection_for(current_user.shop)
     try:
-        status.tick_checklist_item(connection, request.form.get("incident"), item, current_user, g.now)
-    except status.StaleChecklist:
+        checklist.tick_checklist_item(connection, request.form.get("incident"), item, current_user, g.now)
+    except checklist.StaleChecklist:
         flash("That checklist belongs to a problem that is already over.", "info")
     if is_fragment_request():
-        context = status.merchant_dashboard(current_user.shop, g.now)
+        context = presenter.merchant_dashboard(current_user.shop, g.now)
         return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))
     return vary_on_htmx(redirect(url_for("dashboard.index")))
 
@@ -223,10 +227,10 @@ def activity():
     """The 90-day strip and the latest events (htmx), or the full history page."""
     if not is_fragment_request():
         return vary_on_htmx(redirect(url_for("instagram.history")))
-    connection = connections.connection_for(current_user.shop)
-    recent = db.session.scalars(status.timeline_query(connection, None).limit(5)).all()
+    connection = state.connection_for(current_user.shop)
+    recent = db.session.scalars(presenter.timeline_query(connection, None).limit(5)).all()
     html = render_template(
-        "dashboard/_activity.html", cells=status.health_strip(connection, g.now), recent_events=recent
+        "dashboard/_activity.html", cells=presenter.health_strip(connection, g.now), recent_events=recent
     )
     return vary_on_htmx(make_response(html))
 
@@ -234,32 +238,32 @@ def activity():
 @bp.get("/history")
 @merchant_required
 def history():
-    connection = connections.connection_for(current_user.shop)
+    connection = state.connection_for(current_user.shop)
     group = request.args.get("group") or None
-    if group is not None and group not in status.EVENT_GROUPS:
+    if group is not None and group not in presenter.EVENT_GROUPS:
         abort(404, description="There is no such filter for the history.")
     page = page_number()
-    pagination = db.paginate(status.timeline_query(connection, group), page=page, per_page=25, error_out=True)
-    cells = status.health_strip(connection, g.now)
+    pagination = db.paginate(presenter.timeline_query(connection, group), page=page, per_page=25, error_out=True)
+    cells = presenter.health_strip(connection, g.now)
     return render_template("instagram/history.html", pagination=pagination, group=group, cells=cells)
 
 
 def _run_now(work: str):
-    connection = connections.connection_for(current_user.shop)
+    connection = state.connection_for(current_user.shop)
     try:
-        result = lifecycle.run_now(
+        result = manual.run_now(
             connection.id,
             work,
-            actor=connections.Actor.for_user(current_user),
+            actor=state.Actor.for_user(current_user),
             now=g.now,
             client=instagram_client(),
             vault=token_vault(),
             policy=keep_alive_policy(),
         )
-    except lifecycle.ConnectionBusy:
+    except manual.ConnectionBusy:
         return _card_response("An automatic check is running right now. Try again in a few seconds.", "info")
     if result.summary in ("needs_reconnect", "recovered", "expired"):
-        notifications.plan(current_app, g.now, connection_ids=[connection.id])
+        planning.plan(current_app, g.now, connection_ids=[connection.id])
     return _card_response(result.message, result.level)
 
 
@@ -284,14 +288,14 @@ def refresh_now():
 @owner_only
 def reconnect_link(token: str):
     """From a mail: opening the link shows one button; pressing it starts the Instagram login."""
-    from webapp.services.notifications import LinkError, read_reconnect_token, use_reconnect_token
+    from webapp.services.notify.links import LinkError, read_reconnect_token, use_reconnect_token
 
     try:
         payload = read_reconnect_token(current_app, token)
     except LinkError as error:
         flash(str(error), "warning")
         return redirect(url_for("dashboard.index"))
-    connection = connections.connection_for(current_user.shop)
+    connection = state.connection_for(current_user.shop)
     if payload["c"] != connection.id:
         abort(403, description="This reconnect link is for another shop. Log in with that shop's account.")
     form = ConnectForm()

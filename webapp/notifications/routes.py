@@ -13,7 +13,7 @@ from webapp.extensions import db
 from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
 from webapp.models import Notification, User
 from webapp.request_input import page_number
-from webapp.services.notifications import LinkError, read_unsubscribe_token
+from webapp.services.notify.links import LinkError, read_unsubscribe_token
 
 bp = Blueprint("notifications", __name__)
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.sandbox.models import ALL_SCOPES, SandboxAccount, SandboxCode, SandboxToken, token_hash
-from webapp.services.connections import fenced_write
+from webapp.services.connections.state import fenced_write
 
 SHORT_LIVED = timedelta(hours=1)
 LONG_LIVED = timedelta(days=60)

@@ -13,7 +13,7 @@ from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, re
 from webapp.extensions import csrf, db
 from webapp.sandbox import emulator
 from webapp.sandbox.models import SandboxAccount
-from webapp.services import signed_request
+from webapp.services.meta import signed_request
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def _send_deauthorize(account: SandboxAccount) -> str:
     """POST a correctly signed deauthorize callback to the dashboard, as Meta would."""
     payload = {"user_id": account.instagram_user_id, "algorithm": "HMAC-SHA256", "issued_at": int(time.time())}
     body = {"signed_request": signed_request.sign(payload, current_app.config["INSTAGRAM_CLIENT_SECRET"])}
-    target = request.host_url.rstrip("/") + url_for("callbacks.deauthorize")
+    target = request.host_url.rstrip("/") + url_for("meta_requests.deauthorize")
     try:
         response = requests.post(target, data=body, timeout=5)
     except requests.RequestException as error:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from webapp.extensions import db
 from webapp.models import Impersonation, Shop, User
 from webapp.services import audit
-from webapp.services.connections import Actor, connection_for, record_event
+from webapp.services.connections.state import Actor, connection_for, record_event
 
 MIN_REASON_LENGTH = 8
 

@@ -9,14 +9,17 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from webapp.auth.decorators import staff_required
+from webapp.dashboard import presenter
 from webapp.extensions import db, limiter
 from webapp.instagram.oauth import instagram_client, keep_alive_policy, token_vault
 from webapp.models import AuditEntry, OutboundMail, Shop
 from webapp.request_input import page_number
-from webapp.services import fleet, impersonation, lifecycle, notifications, status
-from webapp.services.connections import Actor, connection_for
-from webapp.services.diagnosis import explain_error
+from webapp.services import fleet, impersonation
+from webapp.services.connections.diagnosis import explain_error
+from webapp.services.connections.state import Actor, connection_for
 from webapp.services.fingerprint import ip_prefix
+from webapp.services.keepalive import manual
+from webapp.services.notify import planning
 from webapp.support.forms import ExplainErrorForm, ImpersonateForm
 
 bp = Blueprint("support", __name__, url_prefix="/support")
@@ -46,11 +49,11 @@ def fleet_overview():
 @staff_required
 def shop_detail(shop_id: int):
     shop = db.get_or_404(Shop, shop_id, description="There is no shop with that number.")
-    context = status.merchant_dashboard(shop, g.now)
+    context = presenter.merchant_dashboard(shop, g.now)
     connection = context["connection"]
-    context["cells"] = status.health_strip(connection, g.now)
+    context["cells"] = presenter.health_strip(connection, g.now)
     context["recent_events"] = (
-        db.session.scalars(status.timeline_query(connection, None).limit(20)).all() if connection else []
+        db.session.scalars(presenter.timeline_query(connection, None).limit(20)).all() if connection else []
     )
     mails = db.session.scalars(
         select(OutboundMail)
@@ -150,7 +153,7 @@ def send_reconnect_link(shop_id: int):
     agent = _agent()
     active = g.get("impersonation")
     shop = db.get_or_404(Shop, shop_id, description="There is no shop with that number.")
-    sent = notifications.send_reconnect_link(
+    sent = planning.send_reconnect_link(
         current_app,
         connection_for(shop),
         agent,
@@ -172,7 +175,7 @@ def test_connection(shop_id: int):
     shop = db.get_or_404(Shop, shop_id, description="There is no shop with that number.")
     connection = connection_for(shop)
     try:
-        result = lifecycle.run_now(
+        result = manual.run_now(
             connection.id,
             "check",
             actor=Actor("support", current_user.id),
@@ -181,12 +184,12 @@ def test_connection(shop_id: int):
             vault=token_vault(),
             policy=keep_alive_policy(),
         )
-    except lifecycle.ConnectionBusy:
+    except manual.ConnectionBusy:
         flash("An automatic check is running right now. Try again in a few seconds.", "info")
     else:
         flash(result.message, result.level)
         if result.summary in ("needs_reconnect", "recovered"):
-            notifications.plan(current_app, g.now, connection_ids=[connection.id])
+            planning.plan(current_app, g.now, connection_ids=[connection.id])
     return redirect(url_for(".shop_detail", shop_id=shop.id))
 
 

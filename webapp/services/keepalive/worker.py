@@ -26,10 +26,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from webapp import clock
 from webapp.extensions import db
 from webapp.models import WorkerProcess
-from webapp.services import lifecycle, notifications
-from webapp.services.http_deadline import deadline_session
-from webapp.services.instagram_client import InstagramClient
-from webapp.services.schedule import Policy
+from webapp.services.keepalive import leases, outcomes, scheduler
+from webapp.services.keepalive.policy import Policy
+from webapp.services.meta.client import InstagramClient
+from webapp.services.meta.http_deadline import deadline_session
+from webapp.services.notify import delivery, planning
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Worker:
         self.vault = app.extensions["token_vault"]
         self.totals: Counter = Counter()
         # Results Meta gave whose write-back failed (the database was away): kept and written later.
-        self.unwritten: list[tuple[lifecycle.Claim, lifecycle.Outcome | None, datetime]] = []
+        self.unwritten: list[tuple[leases.Claim, outcomes.Outcome | None, datetime]] = []
         self.unwritten_lock = threading.Lock()
         self.mail_thread: threading.Thread | None = None
         self.mail_lock = threading.Lock()
@@ -139,8 +140,8 @@ class Worker:
         """Once a minute: expire, plan notices (only the worker that wins the tick), send mail (any)."""
         with self.app.app_context():
             now = self.clock()
-            if lifecycle.scheduler_tick(self.owner, now, self.policy) is not None:
-                notifications.plan(self.app, now)
+            if scheduler.scheduler_tick(self.owner, now, self.policy) is not None:
+                planning.plan(self.app, now)
         self.send_mail()
 
     def send_mail(self) -> None:
@@ -157,7 +158,7 @@ class Worker:
         while True:
             try:
                 with self.app.app_context():
-                    notifications.deliver(self.app, self.clock(), stop=self.stop_mail)
+                    delivery.deliver(self.app, self.clock(), stop=self.stop_mail)
             except SQLAlchemyError as error:
                 log.warning("mail delivery paused: database unavailable (%s)", type(error).__name__)
             except Exception:
@@ -176,13 +177,13 @@ class Worker:
         if thread is not None:
             thread.join()
 
-    def claim(self, limit: int | None = None, in_flight: frozenset[int] = frozenset()) -> list[lifecycle.Claim]:
+    def claim(self, limit: int | None = None, in_flight: frozenset[int] = frozenset()) -> list[leases.Claim]:
         with self.app.app_context():
             now = self.clock()
-            if lifecycle.app_paused_until(now):
+            if leases.app_paused_until(now):
                 db.session.close()
                 return []
-            return lifecycle.claim_due(
+            return leases.claim_due(
                 owner=self.owner,
                 now=now,
                 limit=limit or self.batch_size,
@@ -191,14 +192,14 @@ class Worker:
                 exclude=in_flight,
             )
 
-    def process(self, claim: lifecycle.Claim) -> str:
+    def process(self, claim: leases.Claim) -> str:
         """Do one claim's work in this thread: call Meta (no transaction open), then write back."""
         with self.app.app_context():
             outcome = None
             if claim.work != "expire" and not claim.unreadable:
-                outcome = lifecycle.call_meta(claim, self.client)
+                outcome = outcomes.call_meta(claim, self.client)
             finished_at = self.clock()
-            summary = lifecycle.record_outcome(
+            summary = outcomes.record_outcome(
                 claim, outcome, now=finished_at, policy=self.policy, vault=self.vault, rng=self.rng, sleep=self.sleep
             )
             if summary == "write_failed":
@@ -224,7 +225,7 @@ class Worker:
         """
         self._until_database_answers(self.register, stop)
         last_tick = None
-        in_flight: dict[Future, lifecycle.Claim] = {}
+        in_flight: dict[Future, leases.Claim] = {}
         outage = 0
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="keepalive") as pool:
@@ -287,7 +288,7 @@ class Worker:
         try:
             for claim, outcome, finished_at in pending:
                 with self.app.app_context():
-                    summary = lifecycle.record_outcome(
+                    summary = outcomes.record_outcome(
                         claim, outcome, now=finished_at, policy=once, vault=self.vault, rng=self.rng, sleep=self.sleep
                     )
                 if summary == "write_failed":
@@ -307,7 +308,7 @@ class Worker:
                 self.unwritten[:0] = pending[written:]  # whatever is not written yet stays kept
         if changed:
             with self.app.app_context():
-                notifications.plan(self.app, self.clock(), connection_ids=changed)
+                planning.plan(self.app, self.clock(), connection_ids=changed)
             self.send_mail()
 
     def _wait_for_database(self, error: Exception, outage: int, stop: threading.Event) -> None:
@@ -347,14 +348,14 @@ class Worker:
                 on_result(summary)
         if released:
             with self.app.app_context():
-                lifecycle.release(released)
+                leases.release(released)
         if changed:
             # A disconnect (or a recovery) is told at once, not at the next tick.
             with self.app.app_context():
-                notifications.plan(self.app, self.clock(), connection_ids=changed)
+                planning.plan(self.app, self.clock(), connection_ids=changed)
             self.send_mail()
 
-    def _guarded(self, claim: lifecycle.Claim, stop: threading.Event) -> str:
+    def _guarded(self, claim: leases.Claim, stop: threading.Event) -> str:
         if stop.is_set():
             return "released"  # stopping: hand the lease back instead of starting a new call
         try:

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 import requests
 
 from webapp.logging_filters import redact, remove_secrets
-from webapp.services import bounded_json
-from webapp.services.http_deadline import deadline_session
+from webapp.services.meta import bounded_json
+from webapp.services.meta.http_deadline import deadline_session
 
 PROFILE_FIELDS = "user_id,username,name,profile_picture_url,account_type"
 SECRET_PARAMETERS = frozenset({"access_token", "client_secret", "code", "fb_exchange_token", "input_token"})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from webapp.services.instagram_client import MetaApiError
+from webapp.services.meta.client import MetaApiError
 
 # Causes that only the merchant can fix, by reconnecting.
 RECONNECT_CAUSES = frozenset(

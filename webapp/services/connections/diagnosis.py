@@ -1,23 +1,23 @@
 """Why did the connection break? Ranked causes with a confidence and evidence, and raw-error explanations.
 
-Built on the classifier (webapp/services/classifier.py): the error decides the first guess, and the
+Built on the classifier (webapp/services/meta/classifier.py): the error decides the first guess, and the
 connection's own history (Meta's callbacks, reconnects and their coarse fingerprints, token age at
 death, our own refresh attempts, permissions) raises, lowers or explains it.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from webapp.models import ConnectionEvent, InstagramConnection
-from webapp.services import bounded_json
-from webapp.services.causes import CAUSES, PATTERNS, Cause, Pattern
-from webapp.services.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
-from webapp.services.instagram_client import parse_error_body
+from webapp.services.connections.causes import CAUSES, PATTERNS, Cause, Pattern
+from webapp.services.meta.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
+from webapp.services.meta.error_text import ParsedError, parse_raw_error
 
 REQUIRED_PERMISSIONS = ("instagram_business_basic",)
+
+
 DIAGNOSTIC_EVENT_KINDS = (
     "connected",
     "reconnected",
@@ -28,127 +28,15 @@ DIAGNOSTIC_EVENT_KINDS = (
     "check_failed",
     "token_unreadable",
 )
+
+
 HISTORY_WINDOW = timedelta(days=30)
+
+
 TOKEN_LIFETIME = timedelta(days=60)
+
+
 CONFIDENCE_ORDER = {"certain": 0, "likely": 1, "possible": 2}
-
-
-@dataclass(frozen=True)
-class ParsedError:
-    code: int | None = None
-    subcode: int | None = None
-    type: str | None = None
-    message: str | None = None
-    http_status: int | None = None
-    is_transient: bool | None = None
-
-    def as_meta(self) -> dict:
-        return {"code": self.code, "subcode": self.subcode, "type": self.type, "message": self.message}
-
-
-_NUMBER = r"(\d{1,9})"
-_TEXT_FIELDS = {
-    "code": [rf"[\"']?\bcode[\"']?\s*[:=]\s*[\"']?{_NUMBER}", rf"\(#{_NUMBER}\)", rf"\bcode {_NUMBER}\b"],
-    "subcode": [rf"[\"']?\b(?:error_)?subcode[\"']?\s*[:=]\s*[\"']?{_NUMBER}", rf"\bsubcode {_NUMBER}\b"],
-    "http_status": [rf"\bHTTP(?:/\d(?:\.\d)?)?\s+{_NUMBER}\b", rf"\bstatus(?:_code)?[\"']?\s*[:=]\s*{_NUMBER}"],
-}
-_TYPE = re.compile(
-    r"\b(OAuthException|IGApiException|GraphMethodException|FacebookApiException|OAuthAccessTokenException|OAuthPermissionsException)\b"
-)
-_MESSAGE = re.compile(
-    r"[\"']?(?:message|error_message|error_description)[\"']?\s*[:=]\s*[\"']([^\"']+)[\"']", re.IGNORECASE
-)
-
-
-def _first_int(patterns: list[str], text: str) -> int | None:
-    for pattern in patterns:
-        match = re.search(pattern, text, re.IGNORECASE)
-        if match:
-            return int(match.group(1))
-    return None
-
-
-def _find_error_object(value, unwrap: int = 3) -> dict | None:
-    """Find Meta's error inside whatever JSON was pasted (a response, a log record, a wrapper).
-
-    JSON quoted inside a string is read too, at most `unwrap` strings deep.
-    """
-    if isinstance(value, dict):
-        error = _with_error_data_parsed(value)
-        if parse_error_body(error) is not None:
-            return error
-        for nested in value.values():
-            found = _find_error_object(nested, unwrap)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for item in value:
-            found = _find_error_object(item, unwrap)
-            if found is not None:
-                return found
-    if isinstance(value, str) and unwrap > 0 and value.strip().startswith("{"):
-        try:
-            return _find_error_object(bounded_json.loads(value), unwrap - 1)
-        except ValueError:
-            return None
-    return None
-
-
-def _with_error_data_parsed(body: dict) -> dict:
-    """Parse a JSON-encoded `error_data` here, within bounds, so the client's parser never meets the raw string."""
-    error = body.get("error")
-    if not isinstance(error, dict) or not isinstance(error.get("error_data"), str):
-        return body
-    try:
-        error_data = bounded_json.loads(error["error_data"])
-    except ValueError:
-        error_data = {}
-    return {**body, "error": {**error, "error_data": error_data}}
-
-
-def _printable(text: str) -> str:
-    """`text` without lone surrogates: JSON may escape one ("\\ud800"), but no page or terminal can print it."""
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def _meta_number(value) -> int | None:
-    """A code or subcode as Meta could send it (a non-negative 64-bit integer), else None."""
-    return value if isinstance(value, int) and 0 <= value < 2**63 else None
-
-
-def parse_raw_error(raw: str) -> ParsedError:
-    """Read one Meta error from JSON (any shape, even wrapped) or from free text such as a log line."""
-    text = raw.strip()
-    candidates = [text]
-    brace = text.find("{")
-    if brace > 0:
-        candidates.append(text[brace : text.rfind("}") + 1])
-    for candidate in candidates:
-        try:
-            found = _find_error_object(bounded_json.loads(candidate))
-        except ValueError:
-            continue  # not JSON, or too deep to be Meta's: read it as text below
-        error = parse_error_body(found) if found is not None else None
-        if error is not None:
-            return ParsedError(  # pasted JSON may put anything in any field: keep only what fits
-                code=_meta_number(error.code),
-                subcode=_meta_number(error.subcode),
-                type=_printable(error.type) if isinstance(error.type, str) else None,
-                message=_printable(error.message),
-                http_status=error.http_status,
-                is_transient=error.is_transient if isinstance(error.is_transient, bool) else None,
-            )
-    message = _MESSAGE.search(text)
-    type_match = _TYPE.search(text)
-    transient = re.search(r"is_transient[\"']?\s*[:=]\s*true", text, re.IGNORECASE) is not None
-    return ParsedError(
-        code=_first_int(_TEXT_FIELDS["code"], text),
-        subcode=_first_int(_TEXT_FIELDS["subcode"], text),
-        type=type_match.group(1) if type_match else None,
-        message=message.group(1) if message else (text[:500] or None),
-        http_status=_first_int(_TEXT_FIELDS["http_status"], text),
-        is_transient=transient or None,
-    )
 
 
 def explain_error(raw: str) -> dict:

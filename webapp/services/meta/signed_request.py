@@ -9,7 +9,7 @@ import hmac
 import json
 import re
 
-from webapp.services import bounded_json
+from webapp.services.meta import bounded_json
 
 _BASE64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 _USER_ID = re.compile(r"[A-Za-z0-9_-]+")

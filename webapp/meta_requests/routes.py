@@ -1,4 +1,4 @@
-"""Meta's server-to-server callbacks: deauthorize and data deletion (signed_request, no CSRF)."""
+"""Meta's requests to us (server to server): deauthorize and data deletion (signed_request, no CSRF)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from flask import Blueprint, abort, current_app, g, jsonify, render_template, re
 
 from webapp.extensions import csrf, db
 from webapp.models import MetaCallback
-from webapp.services import audit, connections, notifications, signed_request
+from webapp.services import audit
+from webapp.services.connections import meta_requests, state
+from webapp.services.meta import signed_request
+from webapp.services.notify import planning
 
-bp = Blueprint("callbacks", __name__, url_prefix="/instagram")
+bp = Blueprint("meta_requests", __name__, url_prefix="/instagram")
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +31,7 @@ def refuse_signed_request(error: signed_request.SignedRequestError):
 @csrf.exempt  # Meta posts this server-to-server; the signed_request is the proof of origin
 def deauthorize():
     payload = _verified_payload()
-    changed = connections.apply_deauthorize(payload["user_id"], payload.get("issued_at", 0), g.now)
+    changed = meta_requests.apply_deauthorize(payload["user_id"], payload.get("issued_at", 0), g.now)
     audit.record(
         "meta.deauthorize",
         now=g.now,
@@ -36,7 +39,7 @@ def deauthorize():
         details=f"Instagram user {payload['user_id']}: {changed} connection(s) changed",
     )
     if changed:
-        notifications.plan(current_app, g.now, connection_ids=connections.connection_ids_for(payload["user_id"]))
+        planning.plan(current_app, g.now, connection_ids=state.connection_ids_for(payload["user_id"]))
     return jsonify(status="ok", connections_changed=changed)
 
 
@@ -44,14 +47,14 @@ def deauthorize():
 @csrf.exempt  # Meta posts this server-to-server; the signed_request is the proof of origin
 def data_deletion():
     payload = _verified_payload()
-    callback = connections.request_data_deletion(payload["user_id"], payload.get("issued_at", 0), g.now)
+    callback = meta_requests.request_data_deletion(payload["user_id"], payload.get("issued_at", 0), g.now)
     audit.record("meta.data_deletion", now=g.now, actor=None, details=f"confirmation {callback.confirmation_code}")
     code = callback.confirmation_code
     base = current_app.config.get("PUBLIC_BASE_URL")
     status_url = (
-        f"{base}{url_for('callbacks.deletion_status', code=code)}"
+        f"{base}{url_for('meta_requests.deletion_status', code=code)}"
         if base
-        else url_for("callbacks.deletion_status", code=code, _external=True)
+        else url_for("meta_requests.deletion_status", code=code, _external=True)
     )
     return jsonify(url=status_url, confirmation_code=code)
 
@@ -64,4 +67,4 @@ def deletion_status(code: str):
     )
     if callback is None:
         abort(404, description="There is no data deletion request with that confirmation code.")
-    return render_template("callbacks/deletion_status.html", callback=callback)
+    return render_template("meta_requests/deletion_status.html", callback=callback)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import TEST_CLIENT_SECRET
 from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback
-from webapp.services.signed_request import sign
+from webapp.services.meta.signed_request import sign
 
 USER_ID = "17841400000000001"
 

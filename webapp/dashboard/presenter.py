@@ -1,4 +1,4 @@
-"""What the status card, the health strip and the timeline show, computed from the rows."""
+"""The presenter of a connection: the words and numbers the card, the health strip and the timeline show."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import ChecklistTick, ConnectionEvent, InstagramConnection
+from webapp.models import ConnectionEvent, InstagramConnection
+from webapp.services.connections.checklist import checklist_ticks
 
 TOKEN_LIFETIME_DAYS = 60
+
 
 STATE_LABELS = {
     "not_connected": ("Not connected", "○"),
@@ -20,12 +22,15 @@ STATE_LABELS = {
     "needs_reconnect": ("Disconnected by Instagram", "✕"),
 }
 
+
 # Which events each timeline filter shows.
 EVENT_GROUPS = {
     "problems": ("refresh_failed", "check_failed", "expired", "deauthorized", "token_unreadable"),
     "connections": ("connected", "reconnected", "switched_account", "disconnected", "instagram_data_deleted"),
     "upkeep": ("refreshed", "checked"),
 }
+
+
 EVENT_TITLES = {
     "connected": "Connected",
     "reconnected": "Reconnected",
@@ -129,6 +134,8 @@ _STATE_TO_DAY = {
     "needs_reconnect": "disconnected",
     "not_connected": "not_connected",
 }
+
+
 _DAY_SEVERITY = {"not_connected": 0, "healthy": 1, "degraded": 2, "disconnected": 3}
 
 
@@ -188,7 +195,7 @@ def timeline_query(connection: InstagramConnection, group: str | None):
 
 def merchant_dashboard(shop, now: datetime) -> dict:
     """What the merchant's dashboard page shows: the card and the diagnosis (history comes as a fragment)."""
-    from webapp.services.diagnosis import diagnose_connection, incident_key
+    from webapp.services.connections.diagnosis import diagnose_connection, incident_key
 
     connection = shop.instagram_connection
     diagnosis = diagnose_connection(connection, now)
@@ -201,32 +208,3 @@ def merchant_dashboard(shop, now: datetime) -> dict:
         "incident": incident,
         "ticks": checklist_ticks(connection, incident),
     }
-
-
-def checklist_ticks(connection: InstagramConnection | None, incident: str | None) -> set[int]:
-    if connection is None or incident is None:
-        return set()
-    return set(
-        db.session.scalars(
-            select(ChecklistTick.item).where(
-                ChecklistTick.connection_id == connection.id, ChecklistTick.incident_key == incident
-            )
-        )
-    )
-
-
-class StaleChecklist(Exception):
-    """The checklist belongs to a problem that is already over."""
-
-
-def tick_checklist_item(
-    connection: InstagramConnection, submitted_incident: str | None, item: int, user, now: datetime
-) -> None:
-    """Toggle one step of the current incident's checklist; refuse a list from an earlier incident."""
-    from webapp.services.connections import toggle_checklist_item
-    from webapp.services.diagnosis import diagnose_connection, incident_key
-
-    current = incident_key(diagnose_connection(connection, now))
-    if current is None or submitted_incident != current:
-        raise StaleChecklist()
-    toggle_checklist_item(connection, current, item, user, now)

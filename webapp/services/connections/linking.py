@@ -1,0 +1,273 @@
+"""Connect, reconnect, switch accounts and disconnect: the merchant's own changes to the link."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.models import InstagramConnection, PendingConnection, Shop, User
+from webapp.services.connections.state import (
+    Actor,
+    connection_for,
+    fenced_write,
+    forget_token,
+    record_event,
+    set_state,
+    store_token,
+)
+from webapp.services.fingerprint import ip_prefix, user_agent_family
+from webapp.services.keepalive.policy import Policy, schedule_after_success
+from webapp.services.meta.client import InstagramClient, Profile, TokenGrant
+from webapp.services.token_vault import TokenVault
+
+LONG_LIVED_DEFAULT = timedelta(days=60)
+
+
+RECONNECTED_AFTER = {
+    "needs_reconnect": " after Instagram had ended the connection",
+    "degraded": " while Instagram was having trouble",
+    "expiring": " shortly before the old connection would have expired",
+}
+
+
+PENDING_SWITCH_LIFETIME = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class ClientFingerprint:
+    """Coarse: the /24 or /48 network and 'Browser on OS', never the full address."""
+
+    ip_prefix: str
+    user_agent_family: str
+
+    @classmethod
+    def from_request(cls, remote_addr: str | None, user_agent: str | None) -> ClientFingerprint:
+        return cls(ip_prefix(remote_addr), user_agent_family(user_agent))
+
+
+class AccountSwitchRequired(Exception):
+    """The merchant authorised a different Instagram account; they must confirm the switch."""
+
+    def __init__(self, pending: PendingConnection, current_username: str | None):
+        super().__init__("a different Instagram account was authorised")
+        self.pending = pending
+        self.current_username = current_username
+
+
+class PendingSwitchExpired(Exception):
+    """The switch confirmation is gone or too old; the merchant must connect again."""
+
+
+def _update_profile(connection: InstagramConnection, profile: Profile, permissions: tuple[str, ...]) -> None:
+    """Copy what Meta sent; an empty value never overwrites a stored one (promise 22)."""
+    connection.instagram_user_id = profile.user_id
+    for attribute in ("username", "profile_picture_url", "account_type"):
+        value = getattr(profile, attribute)
+        if value:
+            setattr(connection, attribute, value)
+    if profile.name:
+        connection.display_name = profile.name
+    if permissions:
+        connection.granted_permissions = ",".join(permissions)
+
+
+def complete_connect(
+    *,
+    shop: Shop,
+    user: User,
+    short_grant: TokenGrant,
+    client: InstagramClient,
+    vault: TokenVault,
+    now: datetime,
+    client_fingerprint: ClientFingerprint,
+    policy: Policy | None = None,
+) -> InstagramConnection:
+    """Finish the login: long-lived token, profile, then store; a different account must be confirmed.
+
+    Raises AccountSwitchRequired (with the new account parked, encrypted) when the shop is still linked
+    to another Instagram account, and MetaApiError when Meta refuses a step.
+    """
+    long_grant = client.exchange_for_long_lived(short_grant.access_token)
+    profile = client.me(long_grant.access_token)
+    expires_at = long_grant.expires_at(now) or now + LONG_LIVED_DEFAULT
+    return _store_connect(shop, user, short_grant, long_grant, profile, expires_at, vault, now, client_fingerprint)
+
+
+@fenced_write
+def _store_connect(
+    shop: Shop,
+    user: User,
+    short_grant: TokenGrant,
+    long_grant: TokenGrant,
+    profile: Profile,
+    expires_at: datetime,
+    vault: TokenVault,
+    now: datetime,
+    client_fingerprint: ClientFingerprint,
+) -> InstagramConnection:
+    """Store what Meta granted; park it instead when the shop is linked to another account."""
+    connection = connection_for(shop)
+    linked_elsewhere = connection.instagram_user_id and connection.instagram_user_id != profile.user_id
+    if linked_elsewhere and connection.state != "not_connected":
+        db.session.execute(db.delete(PendingConnection).where(PendingConnection.shop_id == shop.id))
+        pending = PendingConnection(
+            shop_id=shop.id,
+            user_id=user.id,
+            instagram_user_id=profile.user_id,
+            username=profile.username,
+            profile_json=json.dumps({**asdict(profile), "permissions": list(short_grant.permissions)}),
+            token_ciphertext=vault.encrypt(long_grant.access_token),
+            token_expires_at=expires_at,
+            created_at=now,
+            expires_at=now + PENDING_SWITCH_LIFETIME,
+        )
+        db.session.add(pending)
+        db.session.commit()
+        raise AccountSwitchRequired(pending, connection.username)
+    _apply_new_token(
+        connection,
+        profile,
+        short_grant.permissions,
+        long_grant.access_token,
+        expires_at,
+        user,
+        now,
+        client_fingerprint,
+        vault,
+    )
+    db.session.commit()
+    return connection
+
+
+def _apply_new_token(
+    connection: InstagramConnection,
+    profile: Profile,
+    permissions: tuple[str, ...],
+    token: str,
+    expires_at: datetime,
+    user: User,
+    now: datetime,
+    client_fingerprint: ClientFingerprint,
+    vault: TokenVault,
+    switched_from: str | None = None,
+    policy: Policy | None = None,
+) -> None:
+    if switched_from:
+        kind = "switched_account"
+    elif connection.connected_at is not None and connection.instagram_user_id == profile.user_id:
+        kind = "reconnected"
+    else:
+        kind = "connected"
+    previous_state = connection.state
+    _update_profile(connection, profile, permissions)
+    store_token(connection, token, vault, issued_at=now, expires_at=expires_at)
+    # A refresh still in flight for the old token loses its lease with this write (promise 33).
+    connection.lease_owner = connection.lease_expires_at = None
+    connection.connected_at = now
+    connection.connected_by_id = user.id
+    connection.last_checked_at = now
+    connection.last_error_code = connection.last_error_subcode = None
+    connection.last_error_message = None
+    set_state(connection, "healthy", now)
+    # A fresh token starts a fresh timetable; earlier trouble, pauses and leases no longer apply.
+    connection.consecutive_failures = connection.failure_days = connection.refresh_failures = 0
+    connection.failing_since = connection.last_failure_on = connection.last_refresh_error = None
+    connection.paused_until = None
+    connection.last_check_ok = True
+    schedule_after_success(connection, now, policy or Policy(), random.Random())
+    username = f"@{connection.username}" if connection.username else "the Instagram account"
+    messages = {
+        "connected": f"Connected {username}.",
+        "reconnected": f"Reconnected {username}{RECONNECTED_AFTER.get(previous_state, '')}.",
+        "switched_account": f"Switched from @{switched_from} to {username}.",
+    }
+    record_event(
+        connection,
+        kind,
+        now,
+        Actor.for_user(user),
+        message=messages[kind],
+        instagram_user_id=profile.user_id,
+        ip_prefix=client_fingerprint.ip_prefix,
+        user_agent_family=client_fingerprint.user_agent_family,
+    )
+
+
+def live_pending_switch(shop: Shop, now: datetime) -> PendingConnection | None:
+    pending = db.session.scalar(
+        select(PendingConnection).where(PendingConnection.shop_id == shop.id).order_by(PendingConnection.id.desc())
+    )
+    if pending is None or pending.expires_at < now:
+        return None
+    return pending
+
+
+@fenced_write
+def confirm_switch(
+    *,
+    shop: Shop,
+    user: User,
+    vault: TokenVault,
+    now: datetime,
+    client_fingerprint: ClientFingerprint,
+    policy: Policy | None = None,
+) -> InstagramConnection:
+    """Replace the shop's account with the parked one the merchant just authorised."""
+    pending = live_pending_switch(shop, now)
+    if pending is None:
+        raise PendingSwitchExpired()
+    connection = connection_for(shop)
+    details = json.loads(pending.profile_json)
+    permissions = tuple(details.pop("permissions", ()))
+    profile = Profile(**details)
+    old_username = connection.username or "the previous account"
+    token = vault.decrypt(pending.token_ciphertext)
+    # A new account's profile replaces the old one entirely, not field by field.
+    connection.username = connection.display_name = connection.profile_picture_url = connection.account_type = None
+    connection.granted_permissions = ""
+    expires_at = pending.token_expires_at or now + LONG_LIVED_DEFAULT
+    _apply_new_token(
+        connection,
+        profile,
+        permissions,
+        token,
+        expires_at,
+        user,
+        now,
+        client_fingerprint,
+        vault,
+        switched_from=old_username,
+    )
+    db.session.delete(pending)
+    db.session.commit()
+    return connection
+
+
+def cancel_switch(shop: Shop) -> None:
+    """Discard the parked account (its token with it); the current connection stays as it was."""
+    db.session.execute(db.delete(PendingConnection).where(PendingConnection.shop_id == shop.id))
+    db.session.commit()
+
+
+@fenced_write
+def disconnect(connection: InstagramConnection, user: User, now: datetime) -> None:
+    """Delete the token and mark the shop not connected; the history stays."""
+    from webapp.services import audit
+
+    forget_token(connection)
+    set_state(connection, "not_connected", now)
+    record_event(connection, "disconnected", now, Actor.for_user(user), message="Disconnected by the shop.")
+    audit.record(
+        "instagram.disconnected",
+        now=now,
+        actor=user,
+        subject_user=user,
+        subject_shop_id=connection.shop_id,
+        commit=False,
+    )
+    db.session.commit()

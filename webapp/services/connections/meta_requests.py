@@ -1,0 +1,122 @@
+"""What Meta asks of us: a deauthorize (the app was removed) and a data deletion request.
+
+Each request is applied once: the same signed request again changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from webapp.extensions import db
+from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback, PendingConnection
+from webapp.services.connections.state import META, fenced_write, forget_token, record_event, set_state
+
+log = logging.getLogger(__name__)
+
+
+def _claim_callback(kind: str, instagram_user_id: str, issued_at: int, now: datetime) -> MetaCallback | None:
+    """Record a Meta callback once; return None when the very same request was already handled."""
+    existing = db.session.scalar(
+        select(MetaCallback).where(
+            MetaCallback.kind == kind,
+            MetaCallback.instagram_user_id == instagram_user_id,
+            MetaCallback.issued_at == issued_at,
+        )
+    )
+    if existing is not None:
+        return None
+    callback = MetaCallback(kind=kind, instagram_user_id=instagram_user_id, issued_at=issued_at, received_at=now)
+    if kind == "data_deletion":
+        callback.confirmation_code = secrets.token_hex(8).upper()
+    db.session.add(callback)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()  # a parallel delivery of the same request won the race
+        return None
+    return callback
+
+
+@fenced_write
+def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> int:
+    """Meta says the user removed our app: the token is dead. Return how many connections changed."""
+    callback = _claim_callback("deauthorize", instagram_user_id, issued_at, now)
+    if callback is None:
+        return 0
+    issued = issued_at or int(now.timestamp())
+    changed = 0
+    connections = db.session.scalars(
+        select(InstagramConnection).where(InstagramConnection.instagram_user_id == instagram_user_id)
+    ).all()
+    for connection in connections:
+        # issued_at has whole seconds; a deauthorize from the same second as the connect still counts.
+        if connection.connected_at and issued < int(connection.connected_at.timestamp()):
+            # Older than the latest connect: a replay or a late delivery cannot undo a reconnect.
+            continue
+        if connection.state == "not_connected" and not connection.has_token:
+            continue
+        forget_token(connection)
+        set_state(connection, "needs_reconnect", now, cause="app_removed")
+        record_event(
+            connection,
+            "deauthorized",
+            now,
+            META,
+            cause="app_removed",
+            instagram_user_id=instagram_user_id,
+            message="Meta reported that this app was removed from the Instagram account's authorised apps.",
+        )
+        changed += 1
+    callback.status = "completed"
+    callback.completed_at = now
+    callback.connections_affected = changed
+    db.session.commit()
+    log.info("deauthorize callback for an Instagram user: %d connection(s) changed", changed)
+    return changed
+
+
+@fenced_write
+def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime) -> MetaCallback:
+    """Delete everything we hold from this Instagram user; the same request again returns the same code."""
+    callback = _claim_callback("data_deletion", instagram_user_id, issued_at, now)
+    if callback is None:  # the same request came before: its row holds the code we answered
+        return db.session.execute(
+            select(MetaCallback).where(
+                MetaCallback.kind == "data_deletion",
+                MetaCallback.instagram_user_id == instagram_user_id,
+                MetaCallback.issued_at == issued_at,
+            )
+        ).scalar_one()
+    connections = db.session.scalars(
+        select(InstagramConnection).where(InstagramConnection.instagram_user_id == instagram_user_id)
+    ).all()
+    for connection in connections:
+        forget_token(connection)
+        connection.instagram_user_id = connection.username = connection.display_name = None
+        connection.profile_picture_url = connection.account_type = None
+        connection.granted_permissions = ""
+        set_state(connection, "not_connected", now)
+        db.session.execute(
+            db.update(ConnectionEvent)
+            .where(ConnectionEvent.connection_id == connection.id)
+            .values(instagram_user_id=None, message="(Instagram details deleted at the account owner's request)")
+        )
+        record_event(
+            connection,
+            "instagram_data_deleted",
+            now,
+            META,
+            message="Instagram data deleted at the account owner's request "
+            f"(confirmation {callback.confirmation_code}).",
+        )
+    db.session.execute(db.delete(PendingConnection).where(PendingConnection.instagram_user_id == instagram_user_id))
+    callback.status = "completed"
+    callback.completed_at = now
+    callback.connections_affected = len(connections)
+    db.session.commit()
+    return callback

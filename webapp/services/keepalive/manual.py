@@ -1,0 +1,93 @@
+"""A test or refresh a person asked for, under the same lease rules as the worker."""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from webapp.extensions import db
+from webapp.models import InstagramConnection
+from webapp.services.connections.state import Actor
+from webapp.services.keepalive.leases import claim_due
+from webapp.services.keepalive.outcomes import call_meta, record_outcome
+from webapp.services.keepalive.policy import Policy, refresh_allowed
+from webapp.services.meta.client import InstagramClient
+from webapp.services.token_vault import TokenVault
+
+
+class ConnectionBusy(Exception):
+    """A worker holds this connection right now; try again in a moment."""
+
+
+@dataclass(frozen=True)
+class ManualResult:
+    summary: str
+    message: str
+    level: str  # success | info | warning | error
+
+
+MANUAL_MESSAGES = {
+    "refreshed": ("Token refreshed. It is valid for another 60 days.", "success"),
+    "checked": ("Connection tested: Instagram answered and everything works.", "success"),
+    "recovered": ("Connection tested: it works again.", "success"),
+    "transient": (
+        "Instagram did not answer properly just now. We keep retrying automatically; nothing is lost.",
+        "warning",
+    ),
+    "needs_reconnect": ("Instagram refused the connection. Reconnect to fix it.", "error"),
+    "expired": ("The token has expired. Reconnect to fix it.", "error"),
+    "unreadable": (
+        "The stored token cannot be read on our side. Our team has to fix this; reconnecting also works.",
+        "error",
+    ),
+    "lease_lost": ("The automatic check ran at the same moment; see the latest result below.", "info"),
+    "write_failed": ("We could not save the result just now; it is retried automatically.", "warning"),
+}
+
+
+def run_now(
+    connection_id: int,
+    work: str,
+    *,
+    actor: Actor,
+    now: datetime,
+    client: InstagramClient,
+    vault: TokenVault,
+    policy: Policy,
+    rng: random.Random | None = None,
+) -> ManualResult:
+    """Test or refresh one connection on demand, under the same lease rules as the worker."""
+    connection = db.session.get(InstagramConnection, connection_id)
+    if connection is None or connection.token_ciphertext is None:
+        return ManualResult("no_token", "There is no Instagram token to use. Connect Instagram first.", "error")
+    if work == "refresh" and not refresh_allowed(connection.token_issued_at, connection.token_expires_at, now, policy):
+        if connection.token_expires_at and connection.token_expires_at <= now:
+            return ManualResult(
+                "expired", "The token has expired and cannot be refreshed. Reconnect to fix it.", "error"
+            )
+        return ManualResult(
+            "too_young",
+            "The token is less than a day old. Instagram only refreshes tokens after 24 hours; nothing to do yet.",
+            "info",
+        )
+    db.session.commit()  # end the request's read transaction before the claim
+    claims = claim_due(
+        # Unique per request: two tabs of one merchant must not hand back each other's lease.
+        owner=f"web:{actor.kind}:{actor.id}:{secrets.token_hex(3)}",
+        now=now,
+        limit=1,
+        policy=policy,
+        vault=vault,
+        connection_id=connection_id,
+        manual_work=work,
+        actor=actor,
+    )
+    if not claims:
+        raise ConnectionBusy()
+    claim = claims[0]
+    outcome = None if claim.unreadable else call_meta(claim, client)
+    summary = record_outcome(claim, outcome, now=now, policy=policy, vault=vault, rng=rng or random.Random())
+    message, level = MANUAL_MESSAGES.get(summary, ("Done.", "info"))
+    return ManualResult(summary, message, level)

@@ -1,0 +1,292 @@
+"""Call Meta for a claim, then write what it said back onto the connection, fenced by the claim.
+
+Rules (DESIGN.md, "Token lifecycle policy"): transient trouble backs off and never disconnects; a
+definitive auth error disconnects at once and stops all calls with that token. No database
+transaction is open while Meta is called.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm.exc import StaleDataError
+
+from webapp.extensions import db
+from webapp.models import InstagramConnection, RateLimitPause
+from webapp.services.connections.state import META, SYSTEM, Actor, record_event, set_state, store_token
+from webapp.services.keepalive.leases import Claim, drop_lease, safe_rollback
+from webapp.services.keepalive.policy import Policy, backoff, schedule_after_success
+from webapp.services.meta.classifier import Classification, classify_error
+from webapp.services.meta.client import InstagramClient, MetaApiError, Profile, TokenGrant, Usage
+from webapp.services.token_vault import TokenVault
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    work: str
+    grant: TokenGrant | None = None
+    profile: Profile | None = None
+    error: MetaApiError | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+def call_meta(claim: Claim, client: InstagramClient) -> Outcome:
+    """Make the one call the claim is for. Runs with no database transaction open."""
+    work = claim.work
+    try:
+        if work == "refresh":
+            return Outcome("refresh", grant=client.refresh(claim.token or ""), usage=client.last_usage)
+        return Outcome("check", profile=client.me(claim.token or ""), usage=client.last_usage)
+    except MetaApiError as error:
+        return Outcome(work, error=error, usage=error.usage)
+
+
+def _fenced_row(claim: Claim) -> InstagramConnection | None:
+    query = select(InstagramConnection).where(
+        InstagramConnection.id == claim.connection_id,
+        InstagramConnection.version == claim.version,
+        InstagramConnection.lease_owner == claim.owner,
+    )
+    if db.engine.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return db.session.scalar(query)
+
+
+def record_outcome(
+    claim: Claim,
+    outcome: Outcome | None,
+    *,
+    now: datetime,
+    policy: Policy,
+    vault: TokenVault,
+    rng: random.Random,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Write the result back if the lease is still ours; retry the write so no new token is lost.
+
+    Returns a one-word summary: refreshed, checked, recovered, transient, needs_reconnect, expired,
+    unreadable, lease_lost or write_failed.
+    """
+    for attempt in range(1, policy.write_attempts + 1):
+        try:
+            connection = _fenced_row(claim)
+            if connection is None:
+                db.session.rollback()
+                log.warning("connection %s: lease lost before write-back; result discarded", claim.connection_id)
+                drop_lease(claim)
+                return "lease_lost"
+            summary = _apply(connection, claim, outcome, now, policy, vault, rng)
+            connection.lease_owner = connection.lease_expires_at = None
+            db.session.commit()
+            return summary
+        except StaleDataError:
+            # Another writer (a disconnect, a callback, a key rotation) moved the version between our
+            # read and our write: theirs stands.
+            safe_rollback()
+            log.warning(
+                "connection %s: changed by another writer during the call; result discarded", claim.connection_id
+            )
+            drop_lease(claim)
+            return "lease_lost"
+        except SQLAlchemyError as error:
+            # The database went away, refused the write, or had no connection free in time: try
+            # again, the new token is worth it.
+            safe_rollback()
+            log.warning(
+                "connection %s: write-back attempt %d failed (%s)", claim.connection_id, attempt, type(error).__name__
+            )
+            if attempt < policy.write_attempts:
+                sleep(min(0.2 * 2**attempt, 5))
+    # The result is not stored yet. The worker keeps it and writes it once the database answers;
+    # should the worker die first, the old token stays valid on Instagram's side and the lease runs
+    # out, so the next cycle refreshes again. The connection is not marked broken.
+    log.error(
+        "connection %s: write-back failed %d times; kept to be written later",
+        claim.connection_id,
+        policy.write_attempts,
+    )
+    return "write_failed"
+
+
+def _apply(
+    connection: InstagramConnection,
+    claim: Claim,
+    outcome: Outcome | None,
+    now: datetime,
+    policy: Policy,
+    vault: TokenVault,
+    rng: random.Random,
+) -> str:
+    if claim.work == "expire":
+        return expire(connection, now)
+    if claim.unreadable or outcome is None:
+        # Our own key configuration is wrong; the merchant can do nothing about it. Retry later.
+        _record_failure(connection, now, policy, rng, cause="app_misconfigured")
+        record_event(
+            connection,
+            "token_unreadable",
+            now,
+            SYSTEM,
+            cause="app_misconfigured",
+            message="The stored token could not be decrypted with the configured keys (TOKEN_ENCRYPTION_KEYS).",
+        )
+        return "unreadable"
+    if outcome.error is None:
+        summary = _apply_success(connection, claim, outcome, now, policy, vault, rng)
+    else:
+        summary = _apply_failure(connection, outcome, classify_error(outcome.error), now, policy, rng)
+    _apply_usage(connection, outcome.usage, now, policy)
+    return summary
+
+
+def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> str:
+    recovered = connection.state != "healthy"
+    if outcome.grant is not None:
+        expires_at = outcome.grant.expires_at(now) or now + policy.token_lifetime
+        store_token(connection, outcome.grant.access_token, vault, issued_at=now, expires_at=expires_at)
+        connection.last_refreshed_at = connection.last_refresh_attempt_at = now
+        connection.refresh_failures = 0
+        connection.last_refresh_error = None
+        kind, message = "refreshed", f"Token refreshed automatically; now valid until {expires_at:%d %b %Y}."
+    else:
+        profile = outcome.profile
+        if profile.username:
+            connection.username = profile.username
+        if profile.profile_picture_url:
+            connection.profile_picture_url = profile.profile_picture_url
+        kind, message = "checked", "Health check passed."
+    connection.last_checked_at = now
+    connection.last_check_ok = True
+    connection.last_error_code = connection.last_error_subcode = None
+    connection.last_error_message = None
+    connection.consecutive_failures = connection.failure_days = 0
+    connection.failing_since = connection.last_failure_on = None
+    connection.paused_until = None
+    set_state(connection, "healthy", now)
+    schedule_after_success(connection, now, policy, rng)
+    if recovered:
+        message += " The connection works again."
+    record_event(connection, kind, now, claim.actor, message=message)
+    return "recovered" if recovered else kind
+
+
+def _apply_failure(connection, outcome, classification: Classification, now, policy, rng) -> str:
+    error = outcome.error
+    connection.last_error_code, connection.last_error_subcode = error.code, error.subcode
+    connection.last_error_message = error.message[:1000]
+    connection.last_checked_at = now
+    connection.last_check_ok = False
+    if outcome.work == "refresh":
+        connection.last_refresh_attempt_at = now
+        connection.last_refresh_error = f"{classification.cause}: {error.message}"[:500]
+    kind = "refresh_failed" if outcome.work == "refresh" else "check_failed"
+    if classification.needs_reconnect:
+        # Definitive: stop all calls with this token, at once (promise 6).
+        if outcome.work == "refresh":
+            connection.refresh_failures += 1
+        set_state(connection, "needs_reconnect", now, cause=classification.cause)
+        connection.schedule()
+        connection.paused_until = None
+        _failure_event(connection, kind, now, META, classification, error)
+        log.info("connection %s: %s -> needs_reconnect (%s)", connection.id, kind, classification.cause)
+        return "needs_reconnect"
+    if connection.state == "needs_reconnect":
+        # A manual test of an already broken connection hit passing trouble: it stays broken.
+        _failure_event(connection, kind, now, SYSTEM, classification, error)
+        return "transient"
+    new_day = _record_failure(connection, now, policy, rng, cause=classification.cause)
+    if outcome.work == "refresh" and new_day:
+        connection.refresh_failures += 1
+    if classification.cause == "rate_limited":
+        minutes = outcome.usage.regain_access_minutes
+        pause = max(timedelta(minutes=minutes), policy.rate_limit_pause)
+        connection.paused_until = now + pause
+        connection.retry_at = max(connection.retry_at or now, connection.paused_until)
+        connection.recompute_due_at()
+        if classification.app_wide:
+            _pause_app(now + pause, f"Meta code {error.code}: {error.message[:200]}")
+    _failure_event(connection, kind, now, SYSTEM, classification, error)
+    log.info(
+        "connection %s: %s, transient (%s); retry at %s", connection.id, kind, classification.cause, connection.retry_at
+    )
+    return "transient"
+
+
+def _failure_event(connection, kind: str, now: datetime, actor: Actor, classification: Classification, error) -> None:
+    record_event(
+        connection,
+        kind,
+        now,
+        actor,
+        cause=classification.cause,
+        meta_code=error.code,
+        meta_subcode=error.subcode,
+        message=error.message[:1000],
+    )
+
+
+def _record_failure(connection, now, policy, rng, *, cause: str) -> bool:
+    """Back off and move to degraded or expiring; count the failure once per day. True on a new day."""
+    connection.consecutive_failures += 1
+    today = now.date().isoformat()
+    new_day = connection.last_failure_on != today
+    if new_day:
+        connection.failure_days += 1
+        connection.last_failure_on = today
+    connection.failing_since = connection.failing_since or now
+    retry_at = now + backoff(connection.consecutive_failures, policy, rng)
+    connection.schedule(
+        refresh_due_at=connection.refresh_due_at, check_due_at=connection.check_due_at, retry_at=retry_at
+    )
+    expiring = connection.token_expires_at is not None and connection.token_expires_at - now <= policy.expiry_warning
+    set_state(connection, "expiring" if expiring else "degraded", now, cause=cause)
+    return new_day
+
+
+def _apply_usage(connection, usage: Usage, now: datetime, policy: Policy) -> None:
+    """Slow down before Meta's quota runs out (headers near 100%)."""
+    if usage.highest_percent >= policy.slowdown_percent:
+        minutes = usage.regain_access_minutes
+        pause = timedelta(minutes=minutes) if minutes else policy.rate_limit_pause / 3
+        if (
+            usage.app
+            and max((v for v in usage.app.values() if isinstance(v, int | float)), default=0) >= policy.slowdown_percent
+        ):
+            _pause_app(now + pause, f"X-App-Usage at {usage.highest_percent}%")
+        else:
+            connection.paused_until = now + pause
+
+
+def _pause_app(until: datetime, reason: str) -> None:
+    pause = db.session.get(RateLimitPause, "app")
+    if pause is None:
+        db.session.add(RateLimitPause(scope="app", until=until, reason=reason))
+    elif pause.until < until:
+        pause.until, pause.reason = until, reason
+    log.warning("pausing all calls to Meta until %s: %s", until.isoformat(timespec="seconds"), reason)
+
+
+def expire(connection: InstagramConnection, now: datetime) -> str:
+    """The token's own expiry passed: no call to Meta can help. Say honestly whether refresh failed."""
+    if connection.state == "needs_reconnect":
+        return "expired"
+    set_state(connection, "needs_reconnect", now, cause="token_expired")
+    connection.schedule()
+    if connection.refresh_failures:
+        message = (
+            f"The token expired after automatic refresh failed {connection.refresh_failures} time(s); "
+            f"last error: {connection.last_refresh_error or 'unknown'}."
+        )
+    else:
+        message = "The token reached its 60-day expiry without being refreshed."
+    record_event(connection, "expired", now, SYSTEM, cause="token_expired", message=message)
+    return "expired"

@@ -1,0 +1,75 @@
+"""The words of each notice: the mail's subject and bodies, and the in-app title."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from flask import Flask, render_template, url_for
+
+from webapp.models import InstagramConnection, User
+from webapp.services.connections.diagnosis import diagnose_connection
+from webapp.services.notify.links import reconnect_token, unsubscribe_token
+
+if TYPE_CHECKING:  # planning imports this module to word its notices
+    from webapp.services.notify.planning import Notice
+
+
+def base_url(app: Flask) -> str:
+    return app.config.get("PUBLIC_BASE_URL") or app.config["LOCAL_BASE_URL"]
+
+
+def compose_notice(app: Flask, notice: Notice, connection: InstagramConnection, person: User, now: datetime) -> dict:
+    """Subject, text and HTML of one notice for one person, with working links."""
+    diagnosis = diagnose_connection(connection, now) if notice.kind != "restored" else None
+    primary = diagnosis.primary if diagnosis else None
+    with app.test_request_context(base_url=base_url(app)):
+        links = {
+            "dashboard": url_for("dashboard.index", _external=True),
+            "reconnect": url_for(
+                "instagram.reconnect_link", token=reconnect_token(app, connection.id, person.id), _external=True
+            ),
+            "help": url_for("dashboard.why_disconnects", _external=True) + (f"#{primary.cause.id}" if primary else ""),
+            "settings": url_for("notifications.settings", _external=True),
+            "unsubscribe": url_for(
+                "notifications.unsubscribe", token=unsubscribe_token(app, person.id), _external=True
+            ),
+        }
+        shop = connection.shop.name
+        subjects = {
+            "disconnected": f"Instagram is disconnected from {shop}: please reconnect",
+            "reminder": f"Reminder: Instagram is still disconnected from {shop}",
+            "expiry_warning": f"Instagram connection for {shop} ends in {notice.days} days",
+            "restored": f"Instagram is connected again for {shop}",
+            "reconnect_link": f"Your link to reconnect Instagram for {shop}",
+        }
+        context = {
+            "notice": notice,
+            "connection": connection,
+            "person": person,
+            "shop": shop,
+            "cause": primary.cause if primary else None,
+            "pattern": primary.pattern if primary else None,
+            "checklist": primary.checklist if primary else [],
+            "links": links,
+            "expires_at": connection.token_expires_at,
+            "failing_since": connection.failing_since,
+        }
+        text = render_template(f"mail/{notice.kind}.txt", **context)
+        html = render_template(f"mail/{notice.kind}.html", **context)
+    return {
+        "subject": subjects[notice.kind],
+        "text": text,
+        "html": html,
+        "link": links["reconnect"] if notice.kind != "restored" else links["dashboard"],
+        "unsubscribe": links["unsubscribe"] if notice.optional_preference else links["settings"],
+    }
+
+
+IN_APP_TITLES = {
+    "disconnected": "Instagram is disconnected",
+    "reminder": "Instagram is still disconnected",
+    "expiry_warning": "Instagram connection ends soon",
+    "restored": "Instagram is connected again",
+    "reconnect_link": "Support sent you a reconnect link",
+}

@@ -1,0 +1,183 @@
+"""Who hears what, when, exactly once: which notices are due, recorded under an idempotency key.
+
+Planning decides which notices are due (with a fixed `now`) and records each one under an
+idempotency key (connection, incident or expiry, kind, person); a unique index makes parallel
+workers and retries harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import Flask
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from webapp.extensions import db
+from webapp.models import InstagramConnection, Notification, OutboundMail, User
+from webapp.services.notify.compose import IN_APP_TITLES, compose_notice
+
+log = logging.getLogger(__name__)
+
+
+NOTICE_STATES = ("needs_reconnect", "expiring", "degraded", "healthy")
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # disconnected | reminder | expiry_warning | restored
+    key: str  # without the person
+    days: int = 0
+    optional_preference: str | None = None  # the User flag that may turn it off
+
+
+def due_notices(connection: InstagramConnection, now: datetime, config, sent_keys: set[str]) -> list[Notice]:
+    """The notices this connection is due at `now` (before de-duplication by key)."""
+    notices: list[Notice] = []
+    if connection.state == "needs_reconnect" and connection.incident_started_at is not None:
+        incident = f"c{connection.id}:i{connection.incident_started_at:%Y%m%dT%H%M%S}"
+        notices.append(Notice("disconnected", f"{incident}:disconnected"))
+        previous = f"{incident}:disconnected"
+        for days in config["REMINDER_DAYS"]:
+            key = f"{incident}:reminder{days}"
+            # A reminder follows an earlier notice; a long outage of the worker does not send all at once.
+            if now - connection.incident_started_at >= timedelta(days=days) and previous in sent_keys:
+                notices.append(Notice("reminder", key, days, "notify_reminders"))
+            previous = key
+    refresh_failing = connection.refresh_failures > 0 and connection.state in ("expiring", "degraded")
+    if refresh_failing and connection.token_expires_at is not None and connection.token_expires_at > now:
+        left = connection.token_expires_at - now
+        due = [days for days in config["EXPIRY_WARNING_NOTICE_DAYS"] if left <= timedelta(days=days)]
+        if due:
+            days = min(due)  # only the most urgent warning that applies
+            key = f"c{connection.id}:e{connection.token_expires_at:%Y%m%d}:expiry{days}"
+            notices.append(Notice("expiry_warning", key, days, "notify_expiry_warnings"))
+    if connection.state == "healthy" and connection.resolved_incident_at is not None:
+        incident = f"c{connection.id}:i{connection.resolved_incident_at:%Y%m%dT%H%M%S}"
+        if f"{incident}:disconnected" in sent_keys:
+            notices.append(Notice("restored", f"{incident}:restored"))
+    return notices
+
+
+def plan(app: Flask, now: datetime, connection_ids: list[int] | None = None) -> int:
+    """Record every notice that is due now, once per key and person. Return how many were new.
+
+    The worker that wins the scheduler tick plans for everyone; a worker or a request that has just
+    changed a connection plans for that one at once, so a disconnect mail does not wait a minute.
+    """
+    query = select(InstagramConnection)
+    if connection_ids is not None:
+        query = query.where(InstagramConnection.id.in_(connection_ids))
+    candidates = db.session.scalars(
+        query.where(
+            InstagramConnection.state.in_(NOTICE_STATES),
+            or_(
+                InstagramConnection.incident_started_at.is_not(None),
+                InstagramConnection.resolved_incident_at.is_not(None),
+                InstagramConnection.refresh_failures > 0,
+            ),
+        )
+    ).all()
+    created = 0
+    for connection in candidates:
+        sent_keys = set(
+            db.session.scalars(
+                select(Notification.idempotency_key).where(Notification.idempotency_key.like(f"c{connection.id}:%"))
+            )
+        )
+        sent_keys = {key.rsplit(":u", 1)[0] for key in sent_keys}
+        people = [u for u in connection.shop.users if u.active and u.role == "merchant"]
+        for notice in due_notices(connection, now, app.config, sent_keys):
+            for person in people:
+                if notice.optional_preference and not getattr(person, notice.optional_preference):
+                    continue
+                created += _record(app, notice, connection, person, now)
+        if connection.state == "healthy" and connection.resolved_incident_at is not None:
+            # The restored notice (if any) is recorded. Only this bookkeeping column is cleared, and
+            # only if it still holds what was planned for: no version move, so a refresh in flight
+            # is not discarded for it and this plan never fails on a row a worker just changed.
+            db.session.execute(
+                update(InstagramConnection)
+                .where(
+                    InstagramConnection.id == connection.id,
+                    InstagramConnection.resolved_incident_at == connection.resolved_incident_at,
+                )
+                .values(resolved_incident_at=None)
+                .execution_options(synchronize_session=False)
+            )
+    db.session.commit()
+    return created
+
+
+def _record(app: Flask, notice: Notice, connection: InstagramConnection, person: User, now: datetime) -> int:
+    key = f"{notice.key}:u{person.id}"
+    if db.session.scalar(select(Notification.id).where(Notification.idempotency_key == key)):
+        return 0
+    content = compose_notice(app, notice, connection, person, now)
+    status = "pending" if app.config.get("MAIL_URL") else "outbox"
+    try:
+        with db.session.begin_nested():
+            db.session.add(
+                Notification(
+                    idempotency_key=key,
+                    user_id=person.id,
+                    kind=notice.kind,
+                    title=IN_APP_TITLES[notice.kind],
+                    body=content["subject"],
+                    link=content["link"],
+                    created_at=now,
+                )
+            )
+            db.session.add(
+                OutboundMail(
+                    idempotency_key=key,
+                    kind=notice.kind,
+                    connection_id=connection.id,
+                    user_id=person.id,
+                    to_address=person.email,
+                    subject=content["subject"],
+                    text_body=content["text"],
+                    html_body=content["html"],
+                    unsubscribe_url=content["unsubscribe"],
+                    status=status,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+    except IntegrityError:
+        return 0  # another worker recorded it first: exactly once
+    if status == "outbox":
+        log.info("mail kept in the outbox (no MAIL_URL): %s to user %s", notice.kind, person.id)
+    return 1
+
+
+def send_reconnect_link(
+    app: Flask,
+    connection: InstagramConnection,
+    agent: User,
+    now: datetime,
+    *,
+    impersonation_id: int | None = None,
+    ip_prefix: str | None = None,
+) -> int:
+    """Mail each merchant of the shop a fresh reconnect link, at support's request. Returns how many."""
+    from webapp.services import audit
+
+    people = [u for u in connection.shop.users if u.active and u.role == "merchant"]
+    notice = Notice("reconnect_link", f"c{connection.id}:link{now:%Y%m%dT%H%M%S%f}")
+    for person in people:
+        _record(app, notice, connection, person, now)
+        audit.record(
+            "reconnect_link.sent",
+            now=now,
+            actor=agent,
+            subject_user=person,
+            subject_shop_id=connection.shop_id,
+            impersonation_id=impersonation_id,
+            ip_prefix=ip_prefix,
+            commit=False,
+        )
+    db.session.commit()
+    return len(people)

@@ -1,1 +1,1 @@
-"""X"""
+"""Telling people: which notices are due, their words and links, and delivering them once over SMTP."""

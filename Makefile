@@ -23,12 +23,13 @@ run: install
 	  $(VENV)/bin/honcho -f Procfile.dev start
 
 ## Run the whole test suite (SQLite; set TEST_DATABASE_URL for PostgreSQL)
+## Four processes (pytest-xdist), each with its own database: most tests wait on I/O, not the CPU
 test: install
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 4
 
 ## The suite without browser tests and multi-process tests (markers `browser` and `slow`): the quick loop
 test-fast: install
-	$(VENV)/bin/pytest -m "not browser and not slow"
+	$(VENV)/bin/pytest -n 4 -m "not browser and not slow"
 
 ## Every promise in docs/promises.md with the tests that name it (exit 1 on a gap)
 promises: install

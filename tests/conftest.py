@@ -17,8 +17,37 @@ from testbed.client import AuthActions, IsolatedClient
 from tests import factories
 from tests.instagram_helpers import FakeInstagram, connect
 from webapp import clock, create_app
+from webapp.config import normalise_database_url
 from webapp.extensions import db as _db
 
+
+def _per_worker_services() -> None:
+    """Under pytest-xdist each worker process gets its own PostgreSQL database and Redis database.
+
+    The URLs are rewritten in the environment before anything reads them, so tests, the servers they
+    start and the subprocesses they run all use the worker's own (`test_gw1`, `/2`, ...).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    number = int(worker.removeprefix("gw"))
+    database_url = os.environ.get("TEST_DATABASE_URL")
+    if database_url:
+        base, _, name = database_url.rpartition("/")
+        own = f"{name}_{worker}"
+        engine = create_engine(normalise_database_url(database_url), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            if not connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own}):
+                connection.execute(text(f'CREATE DATABASE "{own}"'))
+        engine.dispose()
+        os.environ["TEST_DATABASE_URL"] = f"{base}/{own}"
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if redis_url:
+        base, _, _index = redis_url.rpartition("/")
+        os.environ["TEST_REDIS_URL"] = f"{base}/{1 + number % 15}"
+
+
+_per_worker_services()
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_TOKEN_KEY = "Xo0ZxJ1m9bVb3vH8w7cU2ZQ2r9n3tq5l1s8k0j6h4gA="
 TEST_CLIENT_ID = "990011223344"
@@ -68,8 +97,6 @@ def _skip_fsync_on_test_databases(dbapi_connection, _record) -> None:
 def migrated_database(tmp_path_factory) -> str:
     """Migrate one database per test run with the real Alembic revisions; tests copy or truncate it."""
     if TEST_DATABASE_URL:
-        from webapp.config import normalise_database_url
-
         uri = normalise_database_url(TEST_DATABASE_URL)
         engine = create_engine(uri)
         with engine.begin() as connection:

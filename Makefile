@@ -19,8 +19,10 @@ run: install
 	$(FLASK) db upgrade
 	$(FLASK) demo seed
 	@echo "Starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops it)"
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) SANDBOX_BASE_URL=http://127.0.0.1:$(PORT)/sandbox \
-	  $(VENV)/bin/honcho -f Procfile.dev start
+	@# Ctrl-C is how a local run ends: honcho's exit status 130 for it is not an error.
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) SANDBOX_BASE_URL=http://127.0.0.1:$(PORT)/sandbox \
+	  $(VENV)/bin/honcho -f Procfile.dev start; status=$$?; \
+	  if [ $$status -eq 130 ] || [ $$status -eq 0 ]; then echo "Stopped."; else exit $$status; fi
 
 ## Run the whole test suite (SQLite; set TEST_DATABASE_URL for PostgreSQL)
 ## Four processes (pytest-xdist), each with its own database: most tests wait on I/O, not the CPU

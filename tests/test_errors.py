@@ -279,3 +279,12 @@ def test_an_sqlite_file_that_went_away_and_came_back_serves_every_request_again(
     assert client.get("/").status_code >= 500
     os.replace(tmp_path / "away.sqlite3", path)
     assert [client.get("/").status_code for _ in range(6)] == [200] * 6
+
+
+def test_the_favicon_is_served_and_named_by_every_page(client):
+    """A newcomer's first request log had a 404 for /favicon.ico on every page load."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response.mimetype == "image/svg+xml"
+    assert b"<svg" in response.data
+    assert 'rel="icon"' in client.get("/auth/login").get_data(as_text=True)

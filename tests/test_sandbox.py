@@ -162,3 +162,30 @@ def test_no_token_in_http_debug_logs(tester, caplog):
     assert any("/sandbox/graph/access_token" in line for line in urls)
     for secret in (code, short.access_token, long.access_token, "sandbox-app-secret"):
         assert secret not in caplog.text
+
+
+def test_a_typed_username_wins_over_the_account_picked_above(tester):
+    """The consent page picks the first account by default; a name the tester typed is still the one used."""
+    existing, typed = fresh_name(), fresh_name()
+    tester.long_lived_token(existing)
+    query = urlencode(
+        {
+            "client_id": "sandbox-app-id",
+            "redirect_uri": tester.redirect_uri,
+            "response_type": "code",
+            "scope": "instagram_business_basic",
+            "state": "s1",
+        }
+    )
+    url = f"{tester.base_url}/sandbox/oauth/authorize?{query}"
+    page = tester.http.get(url).text
+    assert "A name typed here is used instead of the account picked above." in page
+    first_id = re.search(r'name="account_id" value="(\d+)" checked', page).group(1)
+    response = tester.http.post(
+        url,
+        data={"csrf_token": csrf_token_from(page), "account_id": first_id, "new_username": typed, "decision": "allow"},
+        allow_redirects=False,
+    )
+    code = parse_qs(urlsplit(response.headers["Location"]).query)["code"][0]
+    short = tester.client.exchange_code(code, tester.redirect_uri)
+    assert tester.client.me(short.access_token).username == typed

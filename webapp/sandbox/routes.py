@@ -112,9 +112,10 @@ def authorize():
             if state:
                 query["state"] = state
             return redirect(f"{redirect_uri}?{urlencode(query)}")
-        account = db.session.get(SandboxAccount, request.form.get("account_id", type=int) or 0)
+        # A typed username wins over the picked account: the person typed it to use it.
         new_username = (request.form.get("new_username") or "").strip().lstrip("@").lower()
-        if account is None and new_username:
+        account = None if new_username else db.session.get(SandboxAccount, request.form.get("account_id", type=int) or 0)
+        if new_username:
             if not USERNAME.match(new_username):
                 flash("Use 3 to 30 lower-case letters, digits, dots or underscores for the username.", "error")
                 return redirect(request.full_path)

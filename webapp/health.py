@@ -28,4 +28,6 @@ def healthz():
 @bp.get("/favicon.ico")
 def favicon():
     """Pages name the SVG icon; tools and older clients still ask for /favicon.ico by convention."""
-    return send_from_directory(current_app.static_folder or "static", "img/favicon.svg", mimetype="image/svg+xml", max_age=86400)
+    return send_from_directory(
+        current_app.static_folder or "static", "img/favicon.svg", mimetype="image/svg+xml", max_age=86400
+    )

@@ -114,7 +114,9 @@ def authorize():
             return redirect(f"{redirect_uri}?{urlencode(query)}")
         # A typed username wins over the picked account: the person typed it to use it.
         new_username = (request.form.get("new_username") or "").strip().lstrip("@").lower()
-        account = None if new_username else db.session.get(SandboxAccount, request.form.get("account_id", type=int) or 0)
+        account = (
+            None if new_username else db.session.get(SandboxAccount, request.form.get("account_id", type=int) or 0)
+        )
         if new_username:
             if not USERNAME.match(new_username):
                 flash("Use 3 to 30 lower-case letters, digits, dots or underscores for the username.", "error")

@@ -20,7 +20,7 @@ run: install
 	$(FLASK) demo seed
 	@echo "Starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops it)"
 	@# Ctrl-C is how a local run ends: honcho's exit status 130 for it is not an error.
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) SANDBOX_BASE_URL=http://127.0.0.1:$(PORT)/sandbox \
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PORT=$(PORT) LOCAL_BASE_URL=http://127.0.0.1:$(PORT) \
 	  $(VENV)/bin/honcho -f Procfile.dev start; status=$$?; \
 	  if [ $$status -eq 130 ] || [ $$status -eq 0 ]; then echo "Stopped."; else exit $$status; fi
 

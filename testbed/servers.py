@@ -55,7 +55,7 @@ def dev_environment(database_url: str, port: int, **extra: str) -> dict:
         {
             "DATABASE_URL": database_url,
             "PORT": str(port),
-            "SANDBOX_BASE_URL": f"http://127.0.0.1:{port}/sandbox",
+            "LOCAL_BASE_URL": f"http://127.0.0.1:{port}",
             "SECRET_KEY": "browser-test-secret",
             # Many logins from one address in a short run; the throttle has its own tests.
             "LOGIN_RATE_LIMIT": "1000 per minute",

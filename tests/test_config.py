@@ -174,3 +174,12 @@ def test_a_hash_made_with_any_method_still_verifies(app):
     assert user.password_hash.startswith(f"{app.config['PASSWORD_HASH_METHOD']}$")
     assert user.check_password("a-test-config-pass")
     assert not user.check_password("an-old-scrypt-pass")
+
+
+def test_every_process_of_a_local_run_links_to_the_same_origin():
+    """honcho gives the worker PORT=5100; its mails must still link to the web's origin (issue 13, item 2)."""
+    web = load_config({"PORT": "5001", "LOCAL_BASE_URL": "http://127.0.0.1:5001"})
+    worker = load_config({"PORT": "5101", "LOCAL_BASE_URL": "http://127.0.0.1:5001"})
+    assert web["LOCAL_BASE_URL"] == worker["LOCAL_BASE_URL"] == "http://127.0.0.1:5001"
+    assert worker["SANDBOX_BASE_URL"] == "http://127.0.0.1:5001/sandbox"
+    assert load_config({"PORT": "5100"})["LOCAL_BASE_URL"] == "http://127.0.0.1:5000"

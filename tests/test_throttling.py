@@ -153,7 +153,7 @@ def production_env(tmp_path, port: int, **extra: str) -> dict:
             "PROXY_FIX_HOPS": "0",
         }
     )
-    env.pop("SANDBOX_BASE_URL")
+    env.pop("LOCAL_BASE_URL")
     env.update(extra)
     return env
 

@@ -86,8 +86,11 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
     if sandbox and not has_credentials:
         instagram_client_id = "sandbox-app-id"
         instagram_client_secret = "sandbox-app-secret"  # noqa: S105
+    # One local origin for every process of a local run. Not derived from PORT: honcho gives each
+    # process its own PORT (the worker 5100), and the worker's mails must link to the web's port.
+    local_base = env.get("LOCAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
     # The sandbox speaks Meta's HTTP from this same server, so by default every Meta URL points at it.
-    sandbox_base = env.get("SANDBOX_BASE_URL", "http://127.0.0.1:5000/sandbox").rstrip("/")
+    sandbox_base = env.get("SANDBOX_BASE_URL", f"{local_base}/sandbox").rstrip("/")
     meta_defaults = {
         "INSTAGRAM_AUTHORIZE_URL": "https://www.instagram.com/oauth/authorize",
         "INSTAGRAM_API_BASE": "https://api.instagram.com",
@@ -167,7 +170,7 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         # The public origin Meta redirects back to, exactly as registered in the Meta app dashboard.
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/") or None,
         # Where links in mails point when PUBLIC_BASE_URL is not set (local runs).
-        "LOCAL_BASE_URL": env.get("LOCAL_BASE_URL", f"http://127.0.0.1:{env.get('PORT', '5000')}"),
+        "LOCAL_BASE_URL": local_base,
         # werkzeug's default. Not read from the environment: only a test config may pass a cheaper one.
         "PASSWORD_HASH_METHOD": "scrypt",
         "MAIL_FROM": env.get("MAIL_FROM", "Shop Instagram Health <no-reply@shop-health.example>"),

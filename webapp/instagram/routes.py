@@ -252,6 +252,7 @@ def _run_now(work: str):
     connection = state.connection_for(current_user.shop)
     try:
         result = manual.run_now(
+            current_app,
             connection.id,
             work,
             actor=state.Actor.for_user(current_user),
@@ -262,8 +263,6 @@ def _run_now(work: str):
         )
     except manual.ConnectionBusy:
         return _card_response("An automatic check is running right now. Try again in a few seconds.", "info")
-    if result.summary in ("needs_reconnect", "recovered", "expired"):
-        planning.plan(current_app, g.now, connection_ids=[connection.id])
     return _card_response(result.message, result.level)
 
 

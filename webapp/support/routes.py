@@ -176,6 +176,7 @@ def test_connection(shop_id: int):
     connection = connection_for(shop)
     try:
         result = manual.run_now(
+            current_app,
             connection.id,
             "check",
             actor=Actor("support", current_user.id),
@@ -188,8 +189,6 @@ def test_connection(shop_id: int):
         flash("An automatic check is running right now. Try again in a few seconds.", "info")
     else:
         flash(result.message, result.level)
-        if result.summary in ("needs_reconnect", "recovered"):
-            planning.plan(current_app, g.now, connection_ids=[connection.id])
     return redirect(url_for(".shop_detail", shop_id=shop.id))
 
 

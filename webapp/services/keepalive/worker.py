@@ -35,8 +35,6 @@ from webapp.services.notify import delivery, planning
 log = logging.getLogger(__name__)
 
 
-# Outcomes after which the merchant may need to hear from us right away.
-NOTIFY_AT_ONCE = frozenset({"needs_reconnect", "expired", "recovered"})
 # While the database is away the worker waits and tries again, never exits (promise 36).
 DATABASE_RETRY_SECONDS = (1, 2, 4, 8, 15, 30)
 
@@ -301,7 +299,7 @@ class Worker:
                     summary,
                 )
                 self.totals[summary] += 1
-                if summary in NOTIFY_AT_ONCE:
+                if planning.notifies_at_once(summary):
                     changed.append(claim.connection_id)
         finally:
             with self.unwritten_lock:
@@ -339,7 +337,7 @@ class Worker:
             if summary == "released":
                 released.append(claim)
                 continue
-            if summary in NOTIFY_AT_ONCE:
+            if planning.notifies_at_once(summary):
                 changed.append(claim.connection_id)
             if summary == "write_failed":
                 continue  # kept in self.unwritten; counted once it is written

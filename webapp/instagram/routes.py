@@ -8,7 +8,6 @@ from authlib.integrations.base_client.errors import MismatchingStateError, OAuth
 from flask import Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from webapp import models
 from webapp.auth.decorators import merchant_required, owner_only
 from webapp.dashboard import presenter
 from webapp.extensions import db, limiter
@@ -30,6 +29,13 @@ from webapp.services.notify import planning
 
 bp = Blueprint("instagram", __name__, url_prefix="/instagram")
 log = logging.getLogger(__name__)
+
+# What the merchant reads once a login or a switch went through, by what it did to the connection.
+LINKED_MESSAGES = {
+    "connected": "Instagram connected: @{username}.",
+    "reconnected": "Connection restored: @{username} is connected again.",
+    "switched_account": "Switched: your shop is now connected to @{username}.",
+}
 
 
 def _client_fingerprint() -> linking.ClientFingerprint:
@@ -78,7 +84,7 @@ def callback():
         )
         return redirect(url_for("dashboard.index"))
     try:
-        connection = linking.complete_connect(
+        linked = linking.complete_connect(
             shop=current_user.shop,
             user=current_user,
             short_grant=short_grant,
@@ -97,12 +103,8 @@ def callback():
             "error",
         )
         return redirect(url_for("dashboard.index"))
-    planning.plan(current_app, g.now, connection_ids=[connection.id])  # a "restored" notice, if due
-    latest = connection.events.order_by(None).order_by(models.ConnectionEvent.id.desc()).first()
-    if latest is not None and latest.kind == "reconnected":
-        flash(f"Connection restored: @{connection.username} is connected again.", "success")
-    else:
-        flash(f"Instagram connected: @{connection.username}.", "success")
+    planning.plan(current_app, g.now, connection_ids=[linked.connection.id])  # a "restored" notice, if due
+    flash(LINKED_MESSAGES[linked.kind].format(username=linked.connection.username), "success")
     return redirect(url_for("dashboard.index"))
 
 
@@ -117,7 +119,7 @@ def switch():
         return redirect(url_for("dashboard.index"))
     form = SwitchForm()
     if form.validate_on_submit():
-        connection = linking.confirm_switch(
+        linked = linking.confirm_switch(
             shop=shop,
             user=current_user,
             vault=token_vault(),
@@ -125,8 +127,8 @@ def switch():
             client_fingerprint=_client_fingerprint(),
             policy=keep_alive_policy(),
         )
-        planning.plan(current_app, g.now, connection_ids=[connection.id])
-        flash(f"Switched: your shop is now connected to @{connection.username}.", "success")
+        planning.plan(current_app, g.now, connection_ids=[linked.connection.id])
+        flash(LINKED_MESSAGES[linked.kind].format(username=linked.connection.username), "success")
         return redirect(url_for("dashboard.index"))
     current = state.connection_for(shop)
     return render_template("instagram/switch.html", pending=pending, current=current, form=form)

@@ -13,19 +13,13 @@ from webapp.dashboard import presenter
 from webapp.extensions import db, limiter
 from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
-from webapp.instagram.oauth import (
-    callback_url,
-    grant_from,
-    instagram_client,
-    instagram_login,
-    keep_alive_policy,
-    token_vault,
-)
+from webapp.instagram.oauth import callback_url, grant_from, instagram_login
 from webapp.request_input import page_number
 from webapp.services.connections import checklist, linking, state
 from webapp.services.keepalive import manual
 from webapp.services.meta.client import MetaApiError
 from webapp.services.notify import planning
+from webapp.services.runtime import instagram_client, keep_alive_policy, token_vault
 
 bp = Blueprint("instagram", __name__, url_prefix="/instagram")
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from sqlalchemy import select
 from webapp.auth.decorators import staff_required
 from webapp.dashboard import presenter
 from webapp.extensions import db, limiter
-from webapp.instagram.oauth import instagram_client, keep_alive_policy, token_vault
 from webapp.models import AuditEntry, OutboundMail, Shop
 from webapp.request_input import page_number
 from webapp.services import fleet, impersonation
@@ -20,6 +19,7 @@ from webapp.services.connections.state import Actor, connection_for
 from webapp.services.fingerprint import ip_prefix
 from webapp.services.keepalive import manual
 from webapp.services.notify import planning
+from webapp.services.runtime import instagram_client, keep_alive_policy, token_vault
 from webapp.support.forms import ExplainErrorForm, ImpersonateForm
 
 bp = Blueprint("support", __name__, url_prefix="/support")

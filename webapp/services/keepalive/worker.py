@@ -31,6 +31,7 @@ from webapp.services.keepalive.policy import Policy
 from webapp.services.meta.client import InstagramClient
 from webapp.services.meta.http_deadline import deadline_session
 from webapp.services.notify import delivery, planning
+from webapp.services.runtime import build_instagram_client
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +54,8 @@ def utc_now() -> datetime:
 
 def worker_client(app: Flask, concurrency: int) -> InstagramClient:
     """A Meta client whose connection pool fits the worker's concurrency; each call has one deadline."""
-    config = app.config
-    session = deadline_session(config["INSTAGRAM_HTTP_TIMEOUT"], pool_maxsize=max(concurrency, 10))
-    return InstagramClient(
-        client_id=config["INSTAGRAM_CLIENT_ID"],
-        client_secret=config["INSTAGRAM_CLIENT_SECRET"],
-        api_base=config["INSTAGRAM_API_BASE"],
-        graph_base=config["INSTAGRAM_GRAPH_BASE"],
-        graph_version=config["INSTAGRAM_GRAPH_VERSION"],
-        timeout=config["INSTAGRAM_HTTP_TIMEOUT"],
-        session=session,
-    )
+    session = deadline_session(app.config["INSTAGRAM_HTTP_TIMEOUT"], pool_maxsize=max(concurrency, 10))
+    return build_instagram_client(app.config, session=session)
 
 
 class Worker:

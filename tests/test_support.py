@@ -138,7 +138,7 @@ def test_time_box_ends_it_on_the_next_request(client, auth, db, shop, agent):
 def test_banner_is_on_fragments_too(client, auth, shop, agent):
     """Promise 26: the banner shows on every fragment (out of band)."""
     impersonate(client, auth, shop)
-    fragment = client.get("/instagram/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    fragment = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "<html" not in fragment
     assert 'id="impersonation-banner"' in fragment and 'hx-swap-oob="true"' in fragment
 

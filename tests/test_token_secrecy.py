@@ -162,7 +162,7 @@ def test_a_token_meta_quotes_back_is_never_stored_or_shown(app, client, auth, re
     assert row.state == "needs_reconnect"
     assert "Malformed access token [redacted]" in row.last_error_message  # the rest of Meta's words stay
     pages = [answer.get_data(as_text=True)]
-    for path in ("/", "/instagram/history", "/instagram/card", "/instagram/diagnosis", "/instagram/activity"):
+    for path in ("/", "/history", "/card", "/what-happened", "/activity"):
         pages.append(client.get(path).get_data(as_text=True))
         pages.append(client.get(path, headers={"HX-Request": "true"}).get_data(as_text=True))
     staff = app.test_client()
@@ -178,7 +178,7 @@ def test_a_token_meta_quotes_back_is_never_stored_or_shown(app, client, auth, re
         },
     )
     assert started.status_code == 302
-    for path in ("/", "/instagram/history"):
+    for path in ("/", "/history"):
         pages.append(staff.get(path).get_data(as_text=True))
     assert "[redacted]" in "".join(pages)  # the message really is on the pages we read
     captured = caplog.text + "".join(capsys.readouterr())

@@ -193,6 +193,13 @@ def timeline_query(connection: InstagramConnection, group: str | None):
     return query.order_by(ConnectionEvent.occurred_at.desc(), ConnectionEvent.id.desc())
 
 
+def recent_events(connection: InstagramConnection | None, limit: int) -> list[ConnectionEvent]:
+    """The connection's latest events, newest first."""
+    if connection is None:
+        return []
+    return list(db.session.scalars(timeline_query(connection, None).limit(limit)))
+
+
 def merchant_dashboard(shop, now: datetime) -> dict:
     """What the merchant's dashboard page shows: the card and the diagnosis (history comes as a fragment)."""
     from webapp.services.connections.diagnosis import diagnose_connection, incident_key

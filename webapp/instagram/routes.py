@@ -1,21 +1,19 @@
-"""The merchant's side of the Instagram connection: connect, callback, switch, disconnect."""
+"""The merchant's side of the Instagram connection: connect, callback, switch, disconnect, test and renew now."""
 
 from __future__ import annotations
 
 import logging
 
 from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
-from flask import Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from webapp.auth.decorators import merchant_required, owner_only
-from webapp.dashboard import presenter
-from webapp.extensions import db, limiter
-from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
+from webapp.dashboard import fragments
+from webapp.extensions import limiter
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
 from webapp.instagram.oauth import callback_url, grant_from, instagram_login
-from webapp.request_input import page_number
-from webapp.services.connections import checklist, linking, state
+from webapp.services.connections import linking, state
 from webapp.services.keepalive import manual
 from webapp.services.meta.client import MetaApiError
 from webapp.services.notify import planning
@@ -162,88 +160,6 @@ def _shop_key() -> str:
     return f"shop:{current_user.shop_id}"
 
 
-def _card_response(message: str | None = None, level: str = "info", changed: bool = True):
-    """The card fragment for htmx (with `connection-changed` after an action), or back to the page."""
-    if is_fragment_request():
-        # Loaded with the user in one query (see accounts.user_with_live_session): this fragment is
-        # polled by every open dashboard.
-        connection = current_user.shop.instagram_connection
-        html = render_template(
-            "instagram/_card.html",
-            connection=connection,
-            card=presenter.card_view(connection, g.now),
-            card_message=message,
-            card_level=level,
-        )
-        response = make_response(html)
-        return vary_on_htmx(hx_trigger(response, "connection-changed") if changed else response)
-    if message:
-        flash(message, level)
-    return vary_on_htmx(redirect(url_for("dashboard.index")))
-
-
-@bp.get("/card")
-@merchant_required
-def card():
-    """The Instagram card alone (htmx), or the dashboard that contains it."""
-    return _card_response(changed=False)
-
-
-@bp.get("/diagnosis")
-@merchant_required
-def diagnosis():
-    """The "What happened" panel alone (htmx), or the dashboard that contains it."""
-    if not is_fragment_request():
-        return vary_on_htmx(redirect(url_for("dashboard.index")))
-    context = presenter.merchant_dashboard(current_user.shop, g.now)
-    return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))
-
-
-@bp.post("/checklist")
-@merchant_required
-def tick():
-    """Tick or untick one checklist step of the current incident."""
-    item = request.form.get("item", type=int)
-    if item is None or item < 0 or item > 20:
-        abort(400, description="That checklist step does not exist.")
-    connection = state.connection_for(current_user.shop)
-    try:
-        checklist.tick_checklist_item(connection, request.form.get("incident"), item, current_user, g.now)
-    except checklist.StaleChecklist:
-        flash("That checklist belongs to a problem that is already over.", "info")
-    if is_fragment_request():
-        context = presenter.merchant_dashboard(current_user.shop, g.now)
-        return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))
-    return vary_on_htmx(redirect(url_for("dashboard.index")))
-
-
-@bp.get("/activity")
-@merchant_required
-def activity():
-    """The 90-day strip and the latest events (htmx), or the full history page."""
-    if not is_fragment_request():
-        return vary_on_htmx(redirect(url_for("instagram.history")))
-    connection = state.connection_for(current_user.shop)
-    recent = db.session.scalars(presenter.timeline_query(connection, None).limit(5)).all()
-    html = render_template(
-        "dashboard/_activity.html", cells=presenter.health_strip(connection, g.now), recent_events=recent
-    )
-    return vary_on_htmx(make_response(html))
-
-
-@bp.get("/history")
-@merchant_required
-def history():
-    connection = state.connection_for(current_user.shop)
-    group = request.args.get("group") or None
-    if group is not None and group not in presenter.EVENT_GROUPS:
-        abort(404, description="There is no such filter for the history.")
-    page = page_number()
-    pagination = db.paginate(presenter.timeline_query(connection, group), page=page, per_page=25, error_out=True)
-    cells = presenter.health_strip(connection, g.now)
-    return render_template("instagram/history.html", pagination=pagination, group=group, cells=cells)
-
-
 def _run_now(work: str):
     connection = state.connection_for(current_user.shop)
     try:
@@ -258,8 +174,8 @@ def _run_now(work: str):
             policy=keep_alive_policy(),
         )
     except manual.ConnectionBusy:
-        return _card_response("An automatic check is running right now. Try again in a few seconds.", "info")
-    return _card_response(result.message, result.level)
+        return fragments.card_response("An automatic check is running right now. Try again in a few seconds.", "info")
+    return fragments.card_response(result.message, result.level)
 
 
 @bp.post("/test")

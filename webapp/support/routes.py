@@ -52,9 +52,7 @@ def shop_detail(shop_id: int):
     context = presenter.merchant_dashboard(shop, g.now)
     connection = context["connection"]
     context["cells"] = presenter.health_strip(connection, g.now)
-    context["recent_events"] = (
-        db.session.scalars(presenter.timeline_query(connection, None).limit(20)).all() if connection else []
-    )
+    context["recent_events"] = presenter.recent_events(connection, 20)
     mails = db.session.scalars(
         select(OutboundMail)
         .where(OutboundMail.user_id.in_([u.id for u in shop.users]))

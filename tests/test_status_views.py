@@ -79,6 +79,26 @@ def test_state_is_words_and_icon_not_colour_alone(client, merchant, db):
         assert words in badge and 'aria-hidden="true"' in badge
 
 
+@pytest.mark.parametrize(
+    "state,sentence",
+    [
+        ("healthy", "Everything is working. We renew the connection automatically, long before it expires."),
+        ("expiring", "The connection still works, but we could not renew it yet and it ends soon. We keep trying"),
+        ("degraded", "Instagram is not answering properly right now. Your connection is still valid"),
+        ("needs_reconnect", "Instagram has ended this connection. Products are not syncing until you reconnect."),
+    ],
+)
+def test_card_says_in_a_sentence_what_the_state_means(client, merchant, db, state, sentence):
+    make_connection(merchant.shop, state=state)
+    body = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert re.search(r'<p class="card-sentence">([^<]*)</p>', body).group(1).startswith(sentence)
+
+
+def test_card_without_a_connection_asks_to_connect(client, merchant):
+    body = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Connect your Instagram professional account so your products can appear in your feed" in body
+
+
 def test_last_meta_error_sits_in_a_disclosure(client, merchant, db):
     connection = make_connection(merchant.shop)
     break_connection(db, connection)

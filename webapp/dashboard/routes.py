@@ -82,7 +82,9 @@ def history():
     page = page_number()
     pagination = db.paginate(presenter.timeline_query(connection, group), page=page, per_page=25, error_out=True)
     cells = presenter.health_strip(connection, g.now)
-    return render_template("dashboard/history.html", pagination=pagination, group=group, cells=cells)
+    return render_template(
+        "dashboard/history.html", pagination=pagination, group=group, filters=presenter.HISTORY_FILTERS, cells=cells
+    )
 
 
 @bp.get("/help/why-instagram-disconnects")

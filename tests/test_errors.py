@@ -87,7 +87,7 @@ def test_unexpected_error_gets_the_500_page_and_a_rolled_back_session(app, clien
 
 HUGE = str(10**30)
 PAGINATED_FOR_STAFF = ["/support/", "/support/?q=shop", "/support/outbox", "/shops", "/admin/audit"]
-PAGINATED_FOR_MERCHANTS = ["/notifications", "/instagram/history"]
+PAGINATED_FOR_MERCHANTS = ["/notifications", "/history"]
 
 
 @pytest.fixture
@@ -215,7 +215,7 @@ def test_database_down_page_is_a_503_with_security_headers(database_down):
 
 def test_database_down_htmx_error_goes_to_the_error_slot(database_down):
     """Promise 39: an htmx widget polling while the database is down gets the error in the error slot."""
-    response = database_down.get("/instagram/card", headers={"HX-Request": "true"})
+    response = database_down.get("/card", headers={"HX-Request": "true"})
     assert response.status_code == 503
     assert "<html" not in response.text and "We cannot reach our database" in response.text
     assert response.headers["HX-Retarget"] == "#htmx-errors" and response.headers["HX-Reswap"] == "innerHTML"

@@ -215,6 +215,7 @@ def test_different_account_needs_an_explicit_switch(client, auth, merchant, meta
     assert db.session.scalar(select(PendingConnection)) is None
     kinds = [e.kind for e in db.session.scalars(select(ConnectionEvent).order_by(ConnectionEvent.id))]
     assert kinds == ["connected", "switched_account"]
+    assert "Switched: your shop is now connected to @other_shop." in client.get("/").get_data(as_text=True)
 
 
 def test_keeping_the_current_account_discards_the_other(client, auth, merchant, meta, db):

@@ -45,7 +45,7 @@ def press(base: str, browser: requests.Session, action: str, **form) -> None:
 
 
 def card(base: str, browser: requests.Session) -> str:
-    return browser.get(f"{base}/instagram/card", headers={"HX-Request": "true"}).text
+    return browser.get(f"{base}/card", headers={"HX-Request": "true"}).text
 
 
 def test_aged_token_is_refreshed_within_one_cycle(sandbox_world):

@@ -112,7 +112,7 @@ def test_manual_actions_are_rate_limited_per_shop(app, client, auth, merchant, r
 
 
 def test_card_fragment_and_page_pair(client, auth, merchant):
-    fragment = client.get("/instagram/card", headers={"HX-Request": "true"})
+    fragment = client.get("/card", headers={"HX-Request": "true"})
     assert fragment.status_code == 200 and "<html" not in fragment.get_data(as_text=True)
-    page = client.get("/instagram/card")
+    page = client.get("/card")
     assert page.status_code == 302 and page.headers["Location"] == "/"

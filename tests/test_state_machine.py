@@ -168,7 +168,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
         # --- the promise ---------------------------------------------------------------------
         @invariant()
         def card_tells_the_truth(self):
-            body = client.get("/instagram/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+            body = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
             badge = re.search(r'<span class="state-badge state-(\w+)"[^>]*>.*?</span>\s*(.*?)</span>', body, re.S)
             shown_state, shown_words = badge.group(1), badge.group(2).strip()
             assert shown_state == self.state, (shown_state, self.state)

@@ -51,7 +51,7 @@ def break_connection(db, connection, cause="password_changed", code=190, subcode
 
 def test_card_fragment_and_page(client, merchant, db):
     make_connection(merchant.shop, issued_at=NOW - timedelta(days=12), expires_at=NOW + timedelta(days=48))
-    fragment = client.get("/instagram/card", headers={"HX-Request": "true"})
+    fragment = client.get("/card", headers={"HX-Request": "true"})
     body = fragment.get_data(as_text=True)
     assert fragment.status_code == 200 and "<html" not in body and "HX-Request" in fragment.headers["Vary"]
     assert "HX-Trigger" not in fragment.headers  # polling must not trigger the other widgets
@@ -61,7 +61,7 @@ def test_card_fragment_and_page(client, merchant, db):
     assert 'value="12"' in body and "<progress" in body
     page = client.get("/")
     assert page.status_code == 200 and 'id="instagram-card"' in page.get_data(as_text=True)
-    assert client.get("/instagram/card").headers["Location"] == "/"
+    assert client.get("/card").headers["Location"] == "/"
 
 
 def test_state_is_words_and_icon_not_colour_alone(client, merchant, db):
@@ -74,15 +74,35 @@ def test_state_is_words_and_icon_not_colour_alone(client, merchant, db):
     ]:
         connection.state = state
         db.session.commit()
-        body = client.get("/instagram/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+        body = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
         badge = re.search(r'<span class="state-badge[^>]*>(.*?)</span>\s*</header>', body, re.S).group(1)
         assert words in badge and 'aria-hidden="true"' in badge
+
+
+@pytest.mark.parametrize(
+    "state,sentence",
+    [
+        ("healthy", "Everything is working. We renew the connection automatically, long before it expires."),
+        ("expiring", "The connection still works, but we could not renew it yet and it ends soon. We keep trying"),
+        ("degraded", "Instagram is not answering properly right now. Your connection is still valid"),
+        ("needs_reconnect", "Instagram has ended this connection. Products are not syncing until you reconnect."),
+    ],
+)
+def test_card_says_in_a_sentence_what_the_state_means(client, merchant, db, state, sentence):
+    make_connection(merchant.shop, state=state)
+    body = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert re.search(r'<p class="card-sentence">([^<]*)</p>', body).group(1).startswith(sentence)
+
+
+def test_card_without_a_connection_asks_to_connect(client, merchant):
+    body = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Connect your Instagram professional account so your products can appear in your feed" in body
 
 
 def test_last_meta_error_sits_in_a_disclosure(client, merchant, db):
     connection = make_connection(merchant.shop)
     break_connection(db, connection)
-    body = client.get("/instagram/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    body = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "<details" in body and "code 190, subcode 460" in body
 
 
@@ -105,19 +125,17 @@ def test_panel_absent_when_healthy(client, merchant):
 def test_diagnosis_fragment_and_page(client, merchant, db):
     connection = make_connection(merchant.shop)
     break_connection(db, connection)
-    fragment = client.get("/instagram/diagnosis", headers={"HX-Request": "true"})
+    fragment = client.get("/what-happened", headers={"HX-Request": "true"})
     body = fragment.get_data(as_text=True)
     assert fragment.status_code == 200 and "<html" not in body and 'id="diagnosis-panel"' in body
     assert 'hx-trigger="connection-changed from:body"' in body
-    assert client.get("/instagram/diagnosis").headers["Location"] == "/"
+    assert client.get("/what-happened").headers["Location"] == "/"
 
 
 def tick(client, auth, item, incident, htmx=True):
     token = auth.csrf_token("/")
     headers = {"HX-Request": "true"} if htmx else {}
-    return client.post(
-        "/instagram/checklist", data={"csrf_token": token, "item": item, "incident": incident}, headers=headers
-    )
+    return client.post("/checklist", data={"csrf_token": token, "item": item, "incident": incident}, headers=headers)
 
 
 def current_incident(client) -> str:
@@ -162,13 +180,13 @@ def test_history_is_paginated_and_filterable(client, merchant, db):
     add_event(
         db, connection, "check_failed", NOW - timedelta(minutes=5), state_after="degraded", cause="provider_error"
     )
-    page = client.get("/instagram/history").get_data(as_text=True)
+    page = client.get("/history").get_data(as_text=True)
     assert "31 events" in page and "Page 1 of 2" in page
     assert page.index("Health check failed") < page.index("check 0")
-    problems = client.get("/instagram/history?group=problems").get_data(as_text=True)
+    problems = client.get("/history?group=problems").get_data(as_text=True)
     assert "1 event" in problems and "check 3" not in problems
-    assert client.get("/instagram/history?group=nonsense").status_code == 404
-    assert client.get("/instagram/history?page=9").status_code == 404
+    assert client.get("/history?group=nonsense").status_code == 404
+    assert client.get("/history?page=9").status_code == 404
 
 
 def test_health_strip_has_90_labelled_days(client, merchant, db):
@@ -177,7 +195,7 @@ def test_health_strip_has_90_labelled_days(client, merchant, db):
     add_event(db, connection, "check_failed", NOW - timedelta(days=5), state_after="degraded")
     add_event(db, connection, "checked", NOW - timedelta(days=4, hours=-1), state_after="healthy")
     add_event(db, connection, "check_failed", NOW - timedelta(days=2), state_after="needs_reconnect")
-    page = client.get("/instagram/activity", headers={"HX-Request": "true"}).get_data(as_text=True)
+    page = client.get("/activity", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "<html" not in page
     strip = re.search(r'<figure class="health-strip".*?</figure>', page, re.S).group(0)
     cells = re.findall(r'class="day-(\w+)"><title>([^<]+)</title>', strip)
@@ -230,14 +248,14 @@ def test_reconnect_after_break_says_connection_restored(client, auth, merchant, 
     connect(client, auth, code="code-2")
     page = client.get("/").get_data(as_text=True)
     assert "Connection restored" in page and "What happened" not in page
-    activity = client.get("/instagram/activity", headers={"HX-Request": "true"}).get_data(as_text=True)
+    activity = client.get("/activity", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "Reconnected" in activity
 
 
 def test_activity_fragment_and_page(client, merchant, db):
     make_connection(merchant.shop)
     page = client.get("/").get_data(as_text=True)
-    assert 'hx-get="/instagram/activity"' in page and 'href="/instagram/history"' in page  # works without JS too
-    fragment = client.get("/instagram/activity", headers={"HX-Request": "true"})
+    assert 'hx-get="/activity"' in page and 'href="/history"' in page  # works without JS too
+    fragment = client.get("/activity", headers={"HX-Request": "true"})
     assert fragment.status_code == 200 and "Last 90 days" in fragment.get_data(as_text=True)
-    assert client.get("/instagram/activity").headers["Location"] == "/instagram/history"
+    assert client.get("/activity").headers["Location"] == "/history"

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DatabaseError
 
 from testbed.client import AuthActions
 from tests.factories import DEFAULT_PASSWORD, make_connection, make_shop, make_user
-from webapp.models import AuditEntry, ConnectionEvent, Impersonation, InstagramConnection, OutboundMail
+from webapp.models import AuditEntry, ConnectionEvent, Impersonation, InstagramConnection, Notification, OutboundMail
 from webapp.services.accounts import revoke_all_sessions
 
 
@@ -138,7 +138,7 @@ def test_time_box_ends_it_on_the_next_request(client, auth, db, shop, agent):
 def test_banner_is_on_fragments_too(client, auth, shop, agent):
     """Promise 26: the banner shows on every fragment (out of band)."""
     impersonate(client, auth, shop)
-    fragment = client.get("/instagram/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    fragment = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "<html" not in fragment
     assert 'id="impersonation-banner"' in fragment and 'hx-swap-oob="true"' in fragment
 
@@ -348,6 +348,21 @@ def test_reconnect_link_limit_counts_only_after_the_permission_check(app, client
     sent = client.post(f"/support/shops/{shop.id}/reconnect-link", data={"csrf_token": auth.csrf_token("/support/")})
     assert sent.status_code == 302
     assert db.session.scalar(select(func.count(OutboundMail.id))) == 1
+
+
+def test_a_support_test_that_finds_a_revocation_tells_the_merchant_at_once(
+    client, auth, db, shop, agent, requests_mock
+):
+    requests_mock.get(
+        "https://graph.instagram.com/v23.0/me",
+        status_code=400,
+        json={"error": {"message": "Error validating access token", "type": "OAuthException", "code": 190}},
+    )
+    tested = client.post(f"/support/shops/{shop.id}/test", data={"csrf_token": auth.csrf_token("/support/")})
+    assert tested.status_code == 302 and tested.headers["Location"] == f"/support/shops/{shop.id}"
+    assert "Instagram refused the connection" in client.get(tested.headers["Location"]).get_data(as_text=True)
+    maya = next(user for user in shop.users if user.email == "maya@bloom.example")
+    assert [(n.kind, n.user_id) for n in db.session.scalars(select(Notification))] == [("disconnected", maya.id)]
 
 
 @pytest.mark.options(PUBLIC_BASE_URL="https://dashboard.example.com")

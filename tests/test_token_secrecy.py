@@ -99,8 +99,8 @@ def test_key_rotation_end_to_end_with_the_cli(app_config, connected, db):
     assert result.exit_code == 0 and "Re-encrypted 1 token(s)" in result.output
     only_new = create_app({**app_config, "TOKEN_ENCRYPTION_KEYS": key_2})
     with only_new.app_context():
-        from webapp.instagram.oauth import token_vault
         from webapp.services.connections.state import read_token
+        from webapp.services.runtime import token_vault
 
         row = _db.session.scalar(select(InstagramConnection))
         assert read_token(row, token_vault()) == CANARY
@@ -121,8 +121,8 @@ def test_unknown_key_is_a_per_connection_error_not_a_500(app_config, connected, 
 
 def test_tampered_ciphertext_is_rejected_cleanly(app, connected, db):
     """Promise 14."""
-    from webapp.instagram.oauth import token_vault
     from webapp.services.connections.state import read_token
+    from webapp.services.runtime import token_vault
     from webapp.services.token_vault import TokenVaultError
 
     row = db.session.scalar(select(InstagramConnection))
@@ -162,7 +162,7 @@ def test_a_token_meta_quotes_back_is_never_stored_or_shown(app, client, auth, re
     assert row.state == "needs_reconnect"
     assert "Malformed access token [redacted]" in row.last_error_message  # the rest of Meta's words stay
     pages = [answer.get_data(as_text=True)]
-    for path in ("/", "/instagram/history", "/instagram/card", "/instagram/diagnosis", "/instagram/activity"):
+    for path in ("/", "/history", "/card", "/what-happened", "/activity"):
         pages.append(client.get(path).get_data(as_text=True))
         pages.append(client.get(path, headers={"HX-Request": "true"}).get_data(as_text=True))
     staff = app.test_client()
@@ -178,7 +178,7 @@ def test_a_token_meta_quotes_back_is_never_stored_or_shown(app, client, auth, re
         },
     )
     assert started.status_code == 302
-    for path in ("/", "/instagram/history"):
+    for path in ("/", "/history"):
         pages.append(staff.get(path).get_data(as_text=True))
     assert "[redacted]" in "".join(pages)  # the message really is on the pages we read
     captured = caplog.text + "".join(capsys.readouterr())

@@ -66,9 +66,11 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
-    from webapp.instagram.oauth import init_instagram
+    from webapp.instagram.oauth import init_instagram_login
+    from webapp.services.runtime import init_runtime
 
-    init_instagram(app)
+    init_runtime(app)
+    init_instagram_login(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"

@@ -98,8 +98,8 @@ def demo_logins_text() -> str:
 @tokens_cli.command("rotate-keys")
 def rotate_keys_command():
     """Re-encrypt every stored token under the newest key in TOKEN_ENCRYPTION_KEYS."""
-    from webapp.instagram.oauth import token_vault
     from webapp.services.connections.key_rotation import rotate_token_keys
+    from webapp.services.runtime import token_vault
 
     report = rotate_token_keys(token_vault())
     click.echo(f"Re-encrypted {report.rotated} token(s) under the newest key.")

@@ -24,14 +24,19 @@ def format_datetime(value: datetime | None, missing: str = "never") -> str:
 
 def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
-    from webapp.dashboard.presenter import EVENT_TITLES, STATE_LABELS, duration_text, strip_summary
+    from webapp.dashboard import presenter
     from webapp.services.connections.causes import CAUSES
 
-    app.jinja_env.globals["event_titles"] = EVENT_TITLES
-    app.jinja_env.globals["state_labels"] = STATE_LABELS
+    # The presenter's words, so templates only render them.
+    app.jinja_env.globals["event_titles"] = presenter.EVENT_TITLES
+    app.jinja_env.globals["actor_words"] = presenter.ACTOR_WORDS
+    app.jinja_env.globals["state_labels"] = presenter.STATE_LABELS
+    app.jinja_env.globals["state_phrases"] = presenter.STATE_PHRASES
+    app.jinja_env.globals["confidence_words"] = presenter.CONFIDENCE_WORDS
+    app.jinja_env.globals["day_words"] = presenter.DAY_WORDS
     app.jinja_env.globals["cause_catalogue"] = CAUSES
-    app.jinja_env.globals["duration"] = duration_text
-    app.jinja_env.globals["strip_summary"] = strip_summary
+    app.jinja_env.globals["duration"] = presenter.duration_text
+    app.jinja_env.globals["strip_summary"] = presenter.strip_summary
 
     def unread_notifications() -> int:
         from flask_login import current_user

@@ -110,6 +110,6 @@ def test_an_htmx_error_shows_in_the_error_slot_and_clears_once_a_request_succeed
     slot = page.locator("#htmx-errors")
     expect(slot).not_to_be_empty()
     assert page.locator("#instagram-card").inner_html() == card_before
-    page.evaluate("htmx.ajax('GET', '/instagram/card', {target: '#instagram-card', swap: 'outerHTML'})")
+    page.evaluate("htmx.ajax('GET', '/card', {target: '#instagram-card', swap: 'outerHTML'})")
     expect(slot).to_be_empty()
     assert_no_csp_violations(page)

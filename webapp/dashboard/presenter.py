@@ -23,12 +23,48 @@ STATE_LABELS = {
 }
 
 
+# The state in the middle of a sentence ("3 shops: 2 connected, 1 having trouble.").
+STATE_PHRASES = {
+    "needs_reconnect": "disconnected by Instagram",
+    "expiring": "expiring soon",
+    "degraded": "having trouble",
+    "healthy": "connected",
+    "not_connected": "not connected",
+}
+
+
+# What the card tells the merchant about each state, and whether there is anything to do.
+STATE_SENTENCES = {
+    "not_connected": "Connect your Instagram professional account so your products can appear in your feed and "
+    "shoppable posts.",
+    "healthy": "Everything is working. We renew the connection automatically, long before it expires.",
+    "expiring": "The connection still works, but we could not renew it yet and it ends soon. We keep trying; if it "
+    "keeps failing, reconnect.",
+    "degraded": "Instagram is not answering properly right now. Your connection is still valid and we keep retrying; "
+    "nothing to do yet.",
+    "needs_reconnect": "Instagram has ended this connection. Products are not syncing until you reconnect.",
+}
+
+
+# How sure the diagnosis is of its first cause, in the panel's words.
+CONFIDENCE_WORDS = {"certain": "Certain", "likely": "Most likely", "possible": "Possible"}
+
+
 # Which events each timeline filter shows.
 EVENT_GROUPS = {
     "problems": ("refresh_failed", "check_failed", "expired", "deauthorized", "token_unreadable"),
     "connections": ("connected", "reconnected", "switched_account", "disconnected", "instagram_data_deleted"),
     "upkeep": ("refreshed", "checked"),
 }
+
+
+# The history page's filters in order, as (group, label); the empty group shows everything.
+HISTORY_FILTERS = (
+    ("", "All"),
+    ("problems", "Problems"),
+    ("connections", "Connects and disconnects"),
+    ("upkeep", "Renewals and checks"),
+)
 
 
 EVENT_TITLES = {
@@ -45,6 +81,10 @@ EVENT_TITLES = {
     "expired": "Token expired",
     "token_unreadable": "Stored token unreadable",
 }
+
+
+# Who did it, beside an event; system events say nothing.
+ACTOR_WORDS = {"merchant": "by the shop", "support": "by support", "meta": "reported by Instagram"}
 
 
 def duration_text(delta: timedelta) -> str:
@@ -71,6 +111,7 @@ class CardView:
     state: str
     label: str
     icon: str
+    sentence: str
     token_age: str | None = None
     token_age_days: float = 0
     expires_at: datetime | None = None
@@ -91,7 +132,7 @@ class CardView:
 def card_view(connection: InstagramConnection | None, now: datetime) -> CardView:
     state = connection.state if connection else "not_connected"
     label, icon = STATE_LABELS[state]
-    view = CardView(state=state, label=label, icon=icon)
+    view = CardView(state=state, label=label, icon=icon, sentence=STATE_SENTENCES[state])
     if connection is None or not connection.has_token or connection.token_issued_at is None:
         return view
     age = now - connection.token_issued_at
@@ -106,9 +147,18 @@ def card_view(connection: InstagramConnection | None, now: datetime) -> CardView
     view.last_check = connection.last_checked_at
     view.last_check_ok = connection.last_check_ok
     view.next_check = connection.check_due_at if state in ("healthy", "expiring", "degraded") else None
-    view.retry_at = connection.retry_at
+    view.retry_at = connection.retry_at if state in ("degraded", "expiring") else None
     view.paused_until = connection.paused_until if connection.paused_until and connection.paused_until > now else None
     return view
+
+
+# A day of the health strip, in its legend and each cell's title.
+DAY_WORDS = {
+    "healthy": "connected",
+    "degraded": "had trouble",
+    "disconnected": "disconnected",
+    "not_connected": "not connected",
+}
 
 
 @dataclass(frozen=True)
@@ -118,13 +168,7 @@ class DayCell:
 
     @property
     def label(self) -> str:
-        words = {
-            "healthy": "connected",
-            "degraded": "had trouble",
-            "disconnected": "disconnected",
-            "not_connected": "not connected",
-        }
-        return f"{self.day:%d %b}: {words[self.status]}"
+        return f"{self.day:%d %b}: {DAY_WORDS[self.status]}"
 
 
 _STATE_TO_DAY = {
@@ -191,6 +235,13 @@ def timeline_query(connection: InstagramConnection, group: str | None):
     if group in EVENT_GROUPS:
         query = query.where(ConnectionEvent.kind.in_(EVENT_GROUPS[group]))
     return query.order_by(ConnectionEvent.occurred_at.desc(), ConnectionEvent.id.desc())
+
+
+def recent_events(connection: InstagramConnection | None, limit: int) -> list[ConnectionEvent]:
+    """The connection's latest events, newest first."""
+    if connection is None:
+        return []
+    return list(db.session.scalars(timeline_query(connection, None).limit(limit)))
 
 
 def merchant_dashboard(shop, now: datetime) -> dict:

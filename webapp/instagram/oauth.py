@@ -1,4 +1,4 @@
-"""Instagram Business Login through Authlib, and the per-app Instagram client and token vault."""
+"""Instagram Business Login through Authlib: the redirect, its state and the callback's code exchange."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import time
 from authlib.integrations.flask_client import FlaskIntegration, FlaskOAuth2App, OAuth
 from flask import Flask, current_app, url_for
 
-from webapp.services.keepalive.policy import Policy
-from webapp.services.meta.client import InstagramClient, TokenGrant
-from webapp.services.token_vault import TokenVault, development_key, parse_keys
+from webapp.services.meta.client import TokenGrant
+from webapp.services.runtime import instagram_client
 
 
 class ExpiringSessionState(FlaskIntegration):
@@ -52,21 +51,8 @@ class InstagramOAuth(OAuth):
     framework_integration_cls = ExpiringSessionState
 
 
-def init_instagram(app: Flask) -> None:
-    """Bind the Instagram login, client and token vault to this app."""
-    keys = parse_keys(app.config.get("TOKEN_ENCRYPTION_KEYS", ""))
-    if not keys:
-        # load_config already refused production without keys; this is a local run.
-        keys = [development_key(app.instance_path)]
-    app.extensions["token_vault"] = TokenVault(keys)
-    app.extensions["instagram_client"] = InstagramClient(
-        client_id=app.config["INSTAGRAM_CLIENT_ID"],
-        client_secret=app.config["INSTAGRAM_CLIENT_SECRET"],
-        api_base=app.config["INSTAGRAM_API_BASE"],
-        graph_base=app.config["INSTAGRAM_GRAPH_BASE"],
-        graph_version=app.config["INSTAGRAM_GRAPH_VERSION"],
-        timeout=app.config["INSTAGRAM_HTTP_TIMEOUT"],
-    )
+def init_instagram_login(app: Flask) -> None:
+    """Register Instagram Business Login with this app."""
     # One registry per app, never a shared cache: Authlib caches clients per registry and tests
     # build many apps; state stays in the signed session (GHSA-fg6f-75jq-6523 concerned caches).
     registry = InstagramOAuth(app)
@@ -82,18 +68,6 @@ def init_instagram(app: Flask) -> None:
 
 def instagram_login() -> InstagramLoginApp:
     return current_app.extensions["authlib.integrations.flask_client"].create_client("instagram")
-
-
-def instagram_client() -> InstagramClient:
-    return current_app.extensions["instagram_client"]
-
-
-def token_vault() -> TokenVault:
-    return current_app.extensions["token_vault"]
-
-
-def keep_alive_policy() -> Policy:
-    return Policy.from_config(current_app.config)
 
 
 def callback_url() -> str:

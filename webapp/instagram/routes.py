@@ -1,35 +1,33 @@
-"""The merchant's side of the Instagram connection: connect, callback, switch, disconnect."""
+"""The merchant's side of the Instagram connection: connect, callback, switch, disconnect, test and renew now."""
 
 from __future__ import annotations
 
 import logging
 
 from authlib.integrations.base_client.errors import MismatchingStateError, OAuthError
-from flask import Blueprint, abort, current_app, flash, g, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from webapp import models
 from webapp.auth.decorators import merchant_required, owner_only
-from webapp.dashboard import presenter
-from webapp.extensions import db, limiter
-from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
+from webapp.dashboard import fragments
+from webapp.extensions import limiter
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
-from webapp.instagram.oauth import (
-    callback_url,
-    grant_from,
-    instagram_client,
-    instagram_login,
-    keep_alive_policy,
-    token_vault,
-)
-from webapp.request_input import page_number
-from webapp.services.connections import checklist, linking, state
+from webapp.instagram.oauth import callback_url, grant_from, instagram_login
+from webapp.services.connections import linking, state
 from webapp.services.keepalive import manual
 from webapp.services.meta.client import MetaApiError
 from webapp.services.notify import planning
+from webapp.services.runtime import instagram_client, keep_alive_policy, token_vault
 
 bp = Blueprint("instagram", __name__, url_prefix="/instagram")
 log = logging.getLogger(__name__)
+
+# What the merchant reads once a login or a switch went through, by what it did to the connection.
+LINKED_MESSAGES = {
+    "connected": "Instagram connected: @{username}.",
+    "reconnected": "Connection restored: @{username} is connected again.",
+    "switched_account": "Switched: your shop is now connected to @{username}.",
+}
 
 
 def _client_fingerprint() -> linking.ClientFingerprint:
@@ -78,7 +76,7 @@ def callback():
         )
         return redirect(url_for("dashboard.index"))
     try:
-        connection = linking.complete_connect(
+        linked = linking.complete_connect(
             shop=current_user.shop,
             user=current_user,
             short_grant=short_grant,
@@ -97,12 +95,8 @@ def callback():
             "error",
         )
         return redirect(url_for("dashboard.index"))
-    planning.plan(current_app, g.now, connection_ids=[connection.id])  # a "restored" notice, if due
-    latest = connection.events.order_by(None).order_by(models.ConnectionEvent.id.desc()).first()
-    if latest is not None and latest.kind == "reconnected":
-        flash(f"Connection restored: @{connection.username} is connected again.", "success")
-    else:
-        flash(f"Instagram connected: @{connection.username}.", "success")
+    planning.plan(current_app, g.now, connection_ids=[linked.connection.id])  # a "restored" notice, if due
+    flash(LINKED_MESSAGES[linked.kind].format(username=linked.connection.username), "success")
     return redirect(url_for("dashboard.index"))
 
 
@@ -117,7 +111,7 @@ def switch():
         return redirect(url_for("dashboard.index"))
     form = SwitchForm()
     if form.validate_on_submit():
-        connection = linking.confirm_switch(
+        linked = linking.confirm_switch(
             shop=shop,
             user=current_user,
             vault=token_vault(),
@@ -125,8 +119,8 @@ def switch():
             client_fingerprint=_client_fingerprint(),
             policy=keep_alive_policy(),
         )
-        planning.plan(current_app, g.now, connection_ids=[connection.id])
-        flash(f"Switched: your shop is now connected to @{connection.username}.", "success")
+        planning.plan(current_app, g.now, connection_ids=[linked.connection.id])
+        flash(LINKED_MESSAGES[linked.kind].format(username=linked.connection.username), "success")
         return redirect(url_for("dashboard.index"))
     current = state.connection_for(shop)
     return render_template("instagram/switch.html", pending=pending, current=current, form=form)
@@ -166,92 +160,11 @@ def _shop_key() -> str:
     return f"shop:{current_user.shop_id}"
 
 
-def _card_response(message: str | None = None, level: str = "info", changed: bool = True):
-    """The card fragment for htmx (with `connection-changed` after an action), or back to the page."""
-    if is_fragment_request():
-        # Loaded with the user in one query (see accounts.user_with_live_session): this fragment is
-        # polled by every open dashboard.
-        connection = current_user.shop.instagram_connection
-        html = render_template(
-            "instagram/_card.html",
-            connection=connection,
-            card=presenter.card_view(connection, g.now),
-            card_message=message,
-            card_level=level,
-        )
-        response = make_response(html)
-        return vary_on_htmx(hx_trigger(response, "connection-changed") if changed else response)
-    if message:
-        flash(message, level)
-    return vary_on_htmx(redirect(url_for("dashboard.index")))
-
-
-@bp.get("/card")
-@merchant_required
-def card():
-    """The Instagram card alone (htmx), or the dashboard that contains it."""
-    return _card_response(changed=False)
-
-
-@bp.get("/diagnosis")
-@merchant_required
-def diagnosis():
-    """The "What happened" panel alone (htmx), or the dashboard that contains it."""
-    if not is_fragment_request():
-        return vary_on_htmx(redirect(url_for("dashboard.index")))
-    context = presenter.merchant_dashboard(current_user.shop, g.now)
-    return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))
-
-
-@bp.post("/checklist")
-@merchant_required
-def tick():
-    """Tick or untick one checklist step of the current incident."""
-    item = request.form.get("item", type=int)
-    if item is None or item < 0 or item > 20:
-        abort(400, description="That checklist step does not exist.")
-    connection = state.connection_for(current_user.shop)
-    try:
-        checklist.tick_checklist_item(connection, request.form.get("incident"), item, current_user, g.now)
-    except checklist.StaleChecklist:
-        flash("That checklist belongs to a problem that is already over.", "info")
-    if is_fragment_request():
-        context = presenter.merchant_dashboard(current_user.shop, g.now)
-        return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))
-    return vary_on_htmx(redirect(url_for("dashboard.index")))
-
-
-@bp.get("/activity")
-@merchant_required
-def activity():
-    """The 90-day strip and the latest events (htmx), or the full history page."""
-    if not is_fragment_request():
-        return vary_on_htmx(redirect(url_for("instagram.history")))
-    connection = state.connection_for(current_user.shop)
-    recent = db.session.scalars(presenter.timeline_query(connection, None).limit(5)).all()
-    html = render_template(
-        "dashboard/_activity.html", cells=presenter.health_strip(connection, g.now), recent_events=recent
-    )
-    return vary_on_htmx(make_response(html))
-
-
-@bp.get("/history")
-@merchant_required
-def history():
-    connection = state.connection_for(current_user.shop)
-    group = request.args.get("group") or None
-    if group is not None and group not in presenter.EVENT_GROUPS:
-        abort(404, description="There is no such filter for the history.")
-    page = page_number()
-    pagination = db.paginate(presenter.timeline_query(connection, group), page=page, per_page=25, error_out=True)
-    cells = presenter.health_strip(connection, g.now)
-    return render_template("instagram/history.html", pagination=pagination, group=group, cells=cells)
-
-
 def _run_now(work: str):
     connection = state.connection_for(current_user.shop)
     try:
         result = manual.run_now(
+            current_app,
             connection.id,
             work,
             actor=state.Actor.for_user(current_user),
@@ -261,10 +174,8 @@ def _run_now(work: str):
             policy=keep_alive_policy(),
         )
     except manual.ConnectionBusy:
-        return _card_response("An automatic check is running right now. Try again in a few seconds.", "info")
-    if result.summary in ("needs_reconnect", "recovered", "expired"):
-        planning.plan(current_app, g.now, connection_ids=[connection.id])
-    return _card_response(result.message, result.level)
+        return fragments.card_response("An automatic check is running right now. Try again in a few seconds.", "info")
+    return fragments.card_response(result.message, result.level)
 
 
 @bp.post("/test")

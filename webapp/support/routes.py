@@ -11,7 +11,6 @@ from sqlalchemy import select
 from webapp.auth.decorators import staff_required
 from webapp.dashboard import presenter
 from webapp.extensions import db, limiter
-from webapp.instagram.oauth import instagram_client, keep_alive_policy, token_vault
 from webapp.models import AuditEntry, OutboundMail, Shop
 from webapp.request_input import page_number
 from webapp.services import fleet, impersonation
@@ -20,6 +19,7 @@ from webapp.services.connections.state import Actor, connection_for
 from webapp.services.fingerprint import ip_prefix
 from webapp.services.keepalive import manual
 from webapp.services.notify import planning
+from webapp.services.runtime import instagram_client, keep_alive_policy, token_vault
 from webapp.support.forms import ExplainErrorForm, ImpersonateForm
 
 bp = Blueprint("support", __name__, url_prefix="/support")
@@ -52,9 +52,7 @@ def shop_detail(shop_id: int):
     context = presenter.merchant_dashboard(shop, g.now)
     connection = context["connection"]
     context["cells"] = presenter.health_strip(connection, g.now)
-    context["recent_events"] = (
-        db.session.scalars(presenter.timeline_query(connection, None).limit(20)).all() if connection else []
-    )
+    context["recent_events"] = presenter.recent_events(connection, 20)
     mails = db.session.scalars(
         select(OutboundMail)
         .where(OutboundMail.user_id.in_([u.id for u in shop.users]))
@@ -176,6 +174,7 @@ def test_connection(shop_id: int):
     connection = connection_for(shop)
     try:
         result = manual.run_now(
+            current_app,
             connection.id,
             "check",
             actor=Actor("support", current_user.id),
@@ -188,8 +187,6 @@ def test_connection(shop_id: int):
         flash("An automatic check is running right now. Try again in a few seconds.", "info")
     else:
         flash(result.message, result.level)
-        if result.summary in ("needs_reconnect", "recovered"):
-            planning.plan(current_app, g.now, connection_ids=[connection.id])
     return redirect(url_for(".shop_detail", shop_id=shop.id))
 
 

@@ -50,6 +50,14 @@ class ClientFingerprint:
         return cls(ip_prefix(remote_addr), user_agent_family(user_agent))
 
 
+@dataclass(frozen=True)
+class Linked:
+    """What a finished login or switch did: the connection, and the event it recorded."""
+
+    connection: InstagramConnection
+    kind: str  # connected | reconnected | switched_account
+
+
 class AccountSwitchRequired(Exception):
     """The merchant authorised a different Instagram account; they must confirm the switch."""
 
@@ -86,7 +94,7 @@ def complete_connect(
     now: datetime,
     client_fingerprint: ClientFingerprint,
     policy: Policy | None = None,
-) -> InstagramConnection:
+) -> Linked:
     """Finish the login: long-lived token, profile, then store; a different account must be confirmed.
 
     Raises AccountSwitchRequired (with the new account parked, encrypted) when the shop is still linked
@@ -109,7 +117,7 @@ def _store_connect(
     vault: TokenVault,
     now: datetime,
     client_fingerprint: ClientFingerprint,
-) -> InstagramConnection:
+) -> Linked:
     """Store what Meta granted; park it instead when the shop is linked to another account."""
     connection = connection_for(shop)
     linked_elsewhere = connection.instagram_user_id and connection.instagram_user_id != profile.user_id
@@ -129,7 +137,7 @@ def _store_connect(
         db.session.add(pending)
         db.session.commit()
         raise AccountSwitchRequired(pending, connection.username)
-    _apply_new_token(
+    kind = _apply_new_token(
         connection,
         profile,
         short_grant.permissions,
@@ -141,7 +149,7 @@ def _store_connect(
         vault,
     )
     db.session.commit()
-    return connection
+    return Linked(connection, kind)
 
 
 def _apply_new_token(
@@ -156,7 +164,8 @@ def _apply_new_token(
     vault: TokenVault,
     switched_from: str | None = None,
     policy: Policy | None = None,
-) -> None:
+) -> str:
+    """Store the new token and profile as a fresh, healthy start; return the kind of event recorded."""
     if switched_from:
         kind = "switched_account"
     elif connection.connected_at is not None and connection.instagram_user_id == profile.user_id:
@@ -196,6 +205,7 @@ def _apply_new_token(
         ip_prefix=client_fingerprint.ip_prefix,
         user_agent_family=client_fingerprint.user_agent_family,
     )
+    return kind
 
 
 def live_pending_switch(shop: Shop, now: datetime) -> PendingConnection | None:
@@ -216,7 +226,7 @@ def confirm_switch(
     now: datetime,
     client_fingerprint: ClientFingerprint,
     policy: Policy | None = None,
-) -> InstagramConnection:
+) -> Linked:
     """Replace the shop's account with the parked one the merchant just authorised."""
     pending = live_pending_switch(shop, now)
     if pending is None:
@@ -231,7 +241,7 @@ def confirm_switch(
     connection.username = connection.display_name = connection.profile_picture_url = connection.account_type = None
     connection.granted_permissions = ""
     expires_at = pending.token_expires_at or now + LONG_LIVED_DEFAULT
-    _apply_new_token(
+    kind = _apply_new_token(
         connection,
         profile,
         permissions,
@@ -245,7 +255,7 @@ def confirm_switch(
     )
     db.session.delete(pending)
     db.session.commit()
-    return connection
+    return Linked(connection, kind)
 
 
 def cancel_switch(shop: Shop) -> None:

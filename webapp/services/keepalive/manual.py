@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask import Flask
+
 from webapp.extensions import db
 from webapp.models import InstagramConnection
 from webapp.services.connections.state import Actor
@@ -14,6 +16,7 @@ from webapp.services.keepalive.leases import claim_due
 from webapp.services.keepalive.outcomes import call_meta, record_outcome
 from webapp.services.keepalive.policy import Policy, refresh_allowed
 from webapp.services.meta.client import InstagramClient
+from webapp.services.notify import planning
 from webapp.services.token_vault import TokenVault
 
 
@@ -48,6 +51,7 @@ MANUAL_MESSAGES = {
 
 
 def run_now(
+    app: Flask,
     connection_id: int,
     work: str,
     *,
@@ -58,7 +62,27 @@ def run_now(
     policy: Policy,
     rng: random.Random | None = None,
 ) -> ManualResult:
-    """Test or refresh one connection on demand, under the same lease rules as the worker."""
+    """Test or refresh one connection on demand; plan at once the notice its result may owe the merchant.
+
+    Raises ConnectionBusy while a worker holds the connection.
+    """
+    result = _run(connection_id, work, actor=actor, now=now, client=client, vault=vault, policy=policy, rng=rng)
+    if planning.notifies_at_once(result.summary):
+        planning.plan(app, now, connection_ids=[connection_id])
+    return result
+
+
+def _run(
+    connection_id: int,
+    work: str,
+    *,
+    actor: Actor,
+    now: datetime,
+    client: InstagramClient,
+    vault: TokenVault,
+    policy: Policy,
+    rng: random.Random | None,
+) -> ManualResult:
     connection = db.session.get(InstagramConnection, connection_id)
     if connection is None or connection.token_ciphertext is None:
         return ManualResult("no_token", "There is no Instagram token to use. Connect Instagram first.", "error")

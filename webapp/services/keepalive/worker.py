@@ -31,12 +31,11 @@ from webapp.services.keepalive.policy import Policy
 from webapp.services.meta.client import InstagramClient
 from webapp.services.meta.http_deadline import deadline_session
 from webapp.services.notify import delivery, planning
+from webapp.services.runtime import build_instagram_client
 
 log = logging.getLogger(__name__)
 
 
-# Outcomes after which the merchant may need to hear from us right away.
-NOTIFY_AT_ONCE = frozenset({"needs_reconnect", "expired", "recovered"})
 # While the database is away the worker waits and tries again, never exits (promise 36).
 DATABASE_RETRY_SECONDS = (1, 2, 4, 8, 15, 30)
 
@@ -55,17 +54,8 @@ def utc_now() -> datetime:
 
 def worker_client(app: Flask, concurrency: int) -> InstagramClient:
     """A Meta client whose connection pool fits the worker's concurrency; each call has one deadline."""
-    config = app.config
-    session = deadline_session(config["INSTAGRAM_HTTP_TIMEOUT"], pool_maxsize=max(concurrency, 10))
-    return InstagramClient(
-        client_id=config["INSTAGRAM_CLIENT_ID"],
-        client_secret=config["INSTAGRAM_CLIENT_SECRET"],
-        api_base=config["INSTAGRAM_API_BASE"],
-        graph_base=config["INSTAGRAM_GRAPH_BASE"],
-        graph_version=config["INSTAGRAM_GRAPH_VERSION"],
-        timeout=config["INSTAGRAM_HTTP_TIMEOUT"],
-        session=session,
-    )
+    session = deadline_session(app.config["INSTAGRAM_HTTP_TIMEOUT"], pool_maxsize=max(concurrency, 10))
+    return build_instagram_client(app.config, session=session)
 
 
 class Worker:
@@ -301,7 +291,7 @@ class Worker:
                     summary,
                 )
                 self.totals[summary] += 1
-                if summary in NOTIFY_AT_ONCE:
+                if planning.notifies_at_once(summary):
                     changed.append(claim.connection_id)
         finally:
             with self.unwritten_lock:
@@ -339,7 +329,7 @@ class Worker:
             if summary == "released":
                 released.append(claim)
                 continue
-            if summary in NOTIFY_AT_ONCE:
+            if planning.notifies_at_once(summary):
                 changed.append(claim.connection_id)
             if summary == "write_failed":
                 continue  # kept in self.unwritten; counted once it is written

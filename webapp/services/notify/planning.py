@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 NOTICE_STATES = ("needs_reconnect", "expiring", "degraded", "healthy")
 
 
+# Keep-alive results (worker or manual) after which the merchant may need to hear from us at once
+# (a disconnect, an expiry, a recovery) rather than at the scheduler's next tick.
+NOTIFY_AT_ONCE = frozenset({"needs_reconnect", "expired", "recovered"})
+
+
+def notifies_at_once(summary: str) -> bool:
+    """Whether this keep-alive result may owe the merchant a notice right away."""
+    return summary in NOTIFY_AT_ONCE
+
+
 @dataclass(frozen=True)
 class Notice:
     kind: str  # disconnected | reminder | expiry_warning | restored

@@ -1,0 +1,37 @@
+"""The dashboard's fragments as htmx asks for them: its own URLs and the Instagram actions render them here."""
+
+from __future__ import annotations
+
+from flask import flash, g, make_response, redirect, render_template, url_for
+from flask_login import current_user
+
+from webapp.dashboard import presenter
+from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
+
+
+def card_response(message: str | None = None, level: str = "info", changed: bool = True):
+    """The card fragment for htmx (with `connection-changed` after an action), or back to the page."""
+    if is_fragment_request():
+        # Loaded with the user in one query (see accounts.user_with_live_session): this fragment is
+        # polled by every open dashboard.
+        connection = current_user.shop.instagram_connection
+        html = render_template(
+            "dashboard/_card.html",
+            connection=connection,
+            card=presenter.card_view(connection, g.now),
+            card_message=message,
+            card_level=level,
+        )
+        response = make_response(html)
+        return vary_on_htmx(hx_trigger(response, "connection-changed") if changed else response)
+    if message:
+        flash(message, level)
+    return vary_on_htmx(redirect(url_for("dashboard.index")))
+
+
+def what_happened_response():
+    """The "What happened" panel for htmx, or back to the page."""
+    if not is_fragment_request():
+        return vary_on_htmx(redirect(url_for("dashboard.index")))
+    context = presenter.merchant_dashboard(current_user.shop, g.now)
+    return vary_on_htmx(make_response(render_template("dashboard/_diagnosis.html", **context)))

@@ -26,10 +26,12 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
     from webapp.dashboard.presenter import EVENT_TITLES, STATE_LABELS, duration_text, strip_summary
     from webapp.services.connections.causes import CAUSES
+    from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
     app.jinja_env.globals["event_titles"] = EVENT_TITLES
     app.jinja_env.globals["state_labels"] = STATE_LABELS
     app.jinja_env.globals["cause_catalogue"] = CAUSES
+    app.jinja_env.globals["token_lifetime_days"] = LONG_LIVED_TOKEN_LIFETIME.days
     app.jinja_env.globals["duration"] = duration_text
     app.jinja_env.globals["strip_summary"] = strip_summary
 

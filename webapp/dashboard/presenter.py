@@ -10,9 +10,7 @@ from sqlalchemy import select
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, InstagramConnection
 from webapp.services.connections.checklist import checklist_ticks
-
-TOKEN_LIFETIME_DAYS = 60
-
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 STATE_LABELS = {
     "not_connected": ("Not connected", "○"),
@@ -85,7 +83,7 @@ class CardView:
 
     @property
     def lifetime_used_days(self) -> int:
-        return min(int(self.token_age_days), TOKEN_LIFETIME_DAYS)
+        return min(int(self.token_age_days), LONG_LIVED_TOKEN_LIFETIME.days)
 
 
 def card_view(connection: InstagramConnection | None, now: datetime) -> CardView:

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from webapp.extensions import db
 from webapp.sandbox.models import ALL_SCOPES, SandboxAccount, SandboxCode, SandboxToken, token_hash
 from webapp.services.connections.state import fenced_write
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 SHORT_LIVED = timedelta(hours=1)
-LONG_LIVED = timedelta(days=60)
 CODE_LIFETIME = timedelta(hours=1)
 REFRESH_MIN_AGE = timedelta(hours=24)
 
@@ -81,7 +81,7 @@ def _issue_token(account: SandboxAccount, kind: str, now: datetime, scopes: str)
         account=account,
         kind=kind,
         issued_at=issued,
-        expires_at=issued + (LONG_LIVED if kind == "long" else SHORT_LIVED),
+        expires_at=issued + (LONG_LIVED_TOKEN_LIFETIME if kind == "long" else SHORT_LIVED),
         password_version=account.password_version,
         session_generation=account.session_generation,
         scopes=scopes,
@@ -186,7 +186,12 @@ def exchange_for_long_lived(args: dict, client_secret: str, now: datetime) -> Sa
     token, long_row = _issue_token(row.account, "long", now, row.scopes)
     db.session.commit()
     return SandboxReply(
-        200, {"access_token": token, "token_type": "bearer", "expires_in": int(LONG_LIVED.total_seconds())}
+        200,
+        {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": int(LONG_LIVED_TOKEN_LIFETIME.total_seconds()),
+        },
     )
 
 
@@ -207,7 +212,12 @@ def refresh(args: dict, now: datetime) -> SandboxReply:
     row.superseded = True
     db.session.commit()
     return SandboxReply(
-        200, {"access_token": token, "token_type": "bearer", "expires_in": int(LONG_LIVED.total_seconds())}
+        200,
+        {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": int(LONG_LIVED_TOKEN_LIFETIME.total_seconds()),
+        },
     )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
+
 
 @dataclass(frozen=True)
 class Cause:
@@ -36,7 +38,8 @@ CAUSES: dict[str, Cause] = {
     "token_expired": Cause(
         "token_expired",
         "The connection reached the end of its life",
-        "Instagram connections last at most 60 days unless they are renewed. This one was not renewed in "
+        f"Instagram connections last at most {LONG_LIVED_TOKEN_LIFETIME.days} days unless they are renewed. "
+        "This one was not renewed in "
         "time, so Instagram stopped accepting it.",
         (RECONNECT_STEP, "After reconnecting, check back tomorrow: the status should say Connected."),
         ("We renew connections automatically a week after each renewal; if you see this again, tell support.",),

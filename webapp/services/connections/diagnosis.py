@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from webapp.models import ConnectionEvent, InstagramConnection
 from webapp.services.connections.causes import CAUSES, PATTERNS, Cause, Pattern
 from webapp.services.meta.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 from webapp.services.meta.error_text import ParsedError, parse_raw_error
 
 REQUIRED_PERMISSIONS = ("instagram_business_basic",)
@@ -31,9 +32,6 @@ DIAGNOSTIC_EVENT_KINDS = (
 
 
 HISTORY_WINDOW = timedelta(days=30)
-
-
-TOKEN_LIFETIME = timedelta(days=60)
 
 
 CONFIDENCE_ORDER = {"certain": 0, "likely": 1, "possible": 2}
@@ -159,10 +157,10 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
 
     if cause_id in RECONNECT_CAUSES and connection.token_issued_at and incident_started:
         age = incident_started - connection.token_issued_at
-        if cause_id != "token_expired" and age < TOKEN_LIFETIME - timedelta(days=1):
+        if cause_id != "token_expired" and age < LONG_LIVED_TOKEN_LIFETIME - timedelta(days=1):
             ranked[cause_id].evidence.append(
-                f"The token was {_age(age)} old when it stopped working, long before its 60-day end: it was "
-                "revoked, not worn out."
+                f"The token was {_age(age)} old when it stopped working, long before its "
+                f"{LONG_LIVED_TOKEN_LIFETIME.days}-day end: it was revoked, not worn out."
             )
 
     if connection.refresh_failures and cause_id == "token_expired":

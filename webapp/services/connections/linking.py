@@ -22,11 +22,8 @@ from webapp.services.connections.state import (
 )
 from webapp.services.fingerprint import ip_prefix, user_agent_family
 from webapp.services.keepalive.policy import Policy, schedule_after_success
-from webapp.services.meta.client import InstagramClient, Profile, TokenGrant
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME, InstagramClient, Profile, TokenGrant
 from webapp.services.token_vault import TokenVault
-
-LONG_LIVED_DEFAULT = timedelta(days=60)
-
 
 RECONNECTED_AFTER = {
     "needs_reconnect": " after Instagram had ended the connection",
@@ -94,7 +91,7 @@ def complete_connect(
     """
     long_grant = client.exchange_for_long_lived(short_grant.access_token)
     profile = client.me(long_grant.access_token)
-    expires_at = long_grant.expires_at(now) or now + LONG_LIVED_DEFAULT
+    expires_at = long_grant.expires_at(now) or now + LONG_LIVED_TOKEN_LIFETIME
     return _store_connect(shop, user, short_grant, long_grant, profile, expires_at, vault, now, client_fingerprint)
 
 
@@ -230,7 +227,7 @@ def confirm_switch(
     # A new account's profile replaces the old one entirely, not field by field.
     connection.username = connection.display_name = connection.profile_picture_url = connection.account_type = None
     connection.granted_permissions = ""
-    expires_at = pending.token_expires_at or now + LONG_LIVED_DEFAULT
+    expires_at = pending.token_expires_at or now + LONG_LIVED_TOKEN_LIFETIME
     _apply_new_token(
         connection,
         profile,

@@ -13,7 +13,7 @@ from webapp.services.connections.state import Actor
 from webapp.services.keepalive.leases import claim_due
 from webapp.services.keepalive.outcomes import call_meta, record_outcome
 from webapp.services.keepalive.policy import Policy, refresh_allowed
-from webapp.services.meta.client import InstagramClient
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME, InstagramClient
 from webapp.services.token_vault import TokenVault
 
 
@@ -29,7 +29,7 @@ class ManualResult:
 
 
 MANUAL_MESSAGES = {
-    "refreshed": ("Token refreshed. It is valid for another 60 days.", "success"),
+    "refreshed": (f"Token refreshed. It is valid for another {LONG_LIVED_TOKEN_LIFETIME.days} days.", "success"),
     "checked": ("Connection tested: Instagram answered and everything works.", "success"),
     "recovered": ("Connection tested: it works again.", "success"),
     "transient": (

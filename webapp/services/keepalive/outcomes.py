@@ -24,7 +24,14 @@ from webapp.services.connections.state import META, SYSTEM, Actor, record_event,
 from webapp.services.keepalive.leases import Claim, drop_lease, safe_rollback
 from webapp.services.keepalive.policy import Policy, backoff, schedule_after_success
 from webapp.services.meta.classifier import Classification, classify_error
-from webapp.services.meta.client import InstagramClient, MetaApiError, Profile, TokenGrant, Usage
+from webapp.services.meta.client import (
+    LONG_LIVED_TOKEN_LIFETIME,
+    InstagramClient,
+    MetaApiError,
+    Profile,
+    TokenGrant,
+    Usage,
+)
 from webapp.services.token_vault import TokenVault
 
 log = logging.getLogger(__name__)
@@ -287,6 +294,6 @@ def expire(connection: InstagramConnection, now: datetime) -> str:
             f"last error: {connection.last_refresh_error or 'unknown'}."
         )
     else:
-        message = "The token reached its 60-day expiry without being refreshed."
+        message = f"The token reached its {LONG_LIVED_TOKEN_LIFETIME.days}-day expiry without being refreshed."
     record_event(connection, "expired", now, SYSTEM, cause="token_expired", message=message)
     return "expired"

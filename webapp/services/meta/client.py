@@ -15,6 +15,8 @@ from webapp.services.meta import bounded_json
 from webapp.services.meta.http_deadline import deadline_session
 
 PROFILE_FIELDS = "user_id,username,name,profile_picture_url,account_type"
+# Meta's rule: a long-lived token lasts 60 days from its issue or its last refresh.
+LONG_LIVED_TOKEN_LIFETIME = timedelta(days=60)
 SECRET_PARAMETERS = frozenset({"access_token", "client_secret", "code", "fb_exchange_token", "input_token"})
 
 
@@ -224,7 +226,7 @@ class InstagramClient:
         return self._grant(body)
 
     def exchange_for_long_lived(self, short_lived_token: str) -> TokenGrant:
-        """Exchange a short-lived token for a 60-day one."""
+        """Exchange a short-lived token for a long-lived one (LONG_LIVED_TOKEN_LIFETIME)."""
         body = self._call(
             "GET",
             f"{self.graph_base}/access_token",
@@ -237,7 +239,7 @@ class InstagramClient:
         return self._grant(body)
 
     def refresh(self, long_lived_token: str) -> TokenGrant:
-        """Refresh a long-lived token (at least 24 hours old, not expired) for another 60 days."""
+        """Refresh a long-lived token (at least 24 hours old, not expired) for another LONG_LIVED_TOKEN_LIFETIME."""
         body = self._call(
             "GET",
             f"{self.graph_base}/refresh_access_token",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from typing import NoReturn
 
 import click
@@ -32,10 +31,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def _now() -> datetime:
-    return clock.now()
-
-
 @users_cli.command("create")
 @click.option("--email", prompt=True, help="Login email.")
 @click.option("--role", type=click.Choice(ROLES), default="merchant", show_default=True)
@@ -51,12 +46,12 @@ def create_user_command(email: str, role: str, shop_name: str | None, domain: st
             fail("a merchant needs --shop NAME.", 2)
         shop = db.session.scalar(select(Shop).where(func.lower(Shop.name) == shop_name.strip().lower()))
         if shop is None:
-            shop = Shop(name=shop_name.strip(), domain=domain or None, created_at=_now())
+            shop = Shop(name=shop_name.strip(), domain=domain or None, created_at=clock.now())
             db.session.add(shop)
     elif shop_name:
         fail("only merchants belong to a shop; drop --shop for support and admin users.", 2)
     try:
-        user = accounts.create_user(email=email, password=password, role=role, shop=shop, name=name, now=_now())
+        user = accounts.create_user(email=email, password=password, role=role, shop=shop, name=name, now=clock.now())
     except accounts.AccountError as error:
         db.session.rollback()
         fail(str(error), 2)
@@ -70,7 +65,7 @@ def seed_command():
     """Create the demo shop with a merchant and a support login (safe to run again)."""
     if current_app.config["PRODUCTION"]:
         fail("demo data is for local runs; refusing in production.")
-    now = _now()
+    now = clock.now()
     shop = db.session.scalar(select(Shop).where(Shop.domain == DEMO_SHOP["domain"]))
     if shop is None:
         shop = Shop(**DEMO_SHOP, created_at=now)
@@ -130,11 +125,11 @@ def sweep_command(concurrency: int | None):
 
     from webapp.models import InstagramConnection
     from webapp.services.keepalive.leases import ACTIVE_STATES
-    from webapp.services.keepalive.worker import Worker, WorkerRefused, utc_now
+    from webapp.services.keepalive.worker import Worker, WorkerRefused
 
     due = db.session.scalar(
         select(func.count(InstagramConnection.id)).where(
-            InstagramConnection.state.in_(ACTIVE_STATES), InstagramConnection.due_at <= utc_now()
+            InstagramConnection.state.in_(ACTIVE_STATES), InstagramConnection.due_at <= clock.now()
         )
     )
     db.session.close()

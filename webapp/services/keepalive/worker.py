@@ -49,10 +49,6 @@ class DatabaseUnavailable(SQLAlchemyError):
     """A write-back kept failing: the database is still away."""
 
 
-def utc_now() -> datetime:
-    return clock.now()
-
-
 def worker_client(app: Flask, concurrency: int) -> InstagramClient:
     """A Meta client whose connection pool fits the worker's concurrency; each call has one deadline."""
     config = app.config
@@ -77,7 +73,7 @@ class Worker:
         batch_size: int | None = None,
         poll_seconds: float | None = None,
         client: InstagramClient | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] = clock.now,
         rng: random.Random | None = None,
     ):
         config = app.config

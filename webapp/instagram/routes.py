@@ -24,6 +24,7 @@ from webapp.instagram.oauth import (
 )
 from webapp.request_input import page_number
 from webapp.services.connections import checklist, linking, state
+from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive import manual
 from webapp.services.meta.client import MetaApiError
 from webapp.services.notify import planning
@@ -32,8 +33,8 @@ bp = Blueprint("instagram", __name__, url_prefix="/instagram")
 log = logging.getLogger(__name__)
 
 
-def _client_fingerprint() -> linking.ClientFingerprint:
-    return linking.ClientFingerprint.from_request(request.remote_addr, request.user_agent.string)
+def _client_fingerprint() -> ClientFingerprint:
+    return ClientFingerprint.from_request(request.remote_addr, request.user_agent.string)
 
 
 @bp.post("/connect")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import unicodedata
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import cast
@@ -16,7 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.extensions import db
 from webapp.models import ROLES, LoginSession, Shop, User
-from webapp.services.fingerprint import ip_prefix, user_agent_family
+from webapp.services.fingerprint import ClientFingerprint
 
 MIN_PASSWORD_LENGTH = 10
 # A short list is enough to stop the passwords people actually try first.
@@ -52,12 +51,6 @@ class AccountError(ValueError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
-
-
-@dataclass(frozen=True)
-class ClientInfo:
-    remote_addr: str | None
-    user_agent: str | None
 
 
 CONTROL_CHARACTERS_MESSAGE = "An email address cannot contain line breaks or other control characters."
@@ -131,13 +124,13 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
-def start_session(user: User, client: ClientInfo, now: datetime) -> LoginSession:
+def start_session(user: User, client_fingerprint: ClientFingerprint, now: datetime) -> LoginSession:
     """Record a new signed-in browser for the user and return it."""
     login_session = LoginSession(
         user=user,
         created_at=now,
-        ip_prefix=ip_prefix(client.remote_addr),
-        user_agent_family=user_agent_family(client.user_agent),
+        ip_prefix=client_fingerprint.ip_prefix,
+        user_agent_family=client_fingerprint.user_agent_family,
     )
     user.last_login_at = now
     db.session.add(login_session)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -20,7 +20,7 @@ from webapp.services.connections.state import (
     set_state,
     store_token,
 )
-from webapp.services.fingerprint import ip_prefix, user_agent_family
+from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive.policy import Policy, schedule_after_success
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME, InstagramClient, Profile, TokenGrant
 from webapp.services.token_vault import TokenVault
@@ -33,18 +33,6 @@ RECONNECTED_AFTER = {
 
 
 PENDING_SWITCH_LIFETIME = timedelta(minutes=15)
-
-
-@dataclass(frozen=True)
-class ClientFingerprint:
-    """Coarse: the /24 or /48 network and 'Browser on OS', never the full address."""
-
-    ip_prefix: str
-    user_agent_family: str
-
-    @classmethod
-    def from_request(cls, remote_addr: str | None, user_agent: str | None) -> ClientFingerprint:
-        return cls(ip_prefix(remote_addr), user_agent_family(user_agent))
 
 
 class AccountSwitchRequired(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, text
@@ -132,7 +133,16 @@ class LoginSession(Model):
         return f"<LoginSession user={self.user_id} {state}>"
 
 
-CONNECTION_STATES = ("not_connected", "healthy", "expiring", "degraded", "needs_reconnect")
+class ConnectionState(StrEnum):
+    """DESIGN.md's stable connection states; members equal the strings stored in `state`."""
+
+    NOT_CONNECTED = "not_connected"
+    HEALTHY = "healthy"
+    EXPIRING = "expiring"
+    DEGRADED = "degraded"
+    NEEDS_RECONNECT = "needs_reconnect"
+
+
 ACTOR_KINDS = ("merchant", "system", "support", "meta")
 
 
@@ -152,7 +162,7 @@ class InstagramConnection(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), unique=True)
-    state: Mapped[str] = mapped_column(String(20), default="not_connected")
+    state: Mapped[str] = mapped_column(String(20), default=ConnectionState.NOT_CONNECTED)
     state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cause: Mapped[str | None] = mapped_column(String(40))
     instagram_user_id: Mapped[str | None] = mapped_column(String(64), index=True)

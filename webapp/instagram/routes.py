@@ -147,7 +147,7 @@ def cancel_switch():
 @owner_only
 def disconnect():
     connection = state.connection_for(current_user.shop)
-    if not connection.has_token and connection.state == "not_connected":
+    if not connection.has_token and connection.state == models.ConnectionState.NOT_CONNECTED:
         flash("Instagram is not connected.", "info")
         return redirect(url_for("dashboard.index"))
     form = DisconnectForm()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from webapp.models import ConnectionEvent, InstagramConnection
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
 from webapp.services.connections.causes import CAUSES, PATTERNS, Cause, Pattern
 from webapp.services.meta.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
@@ -105,7 +105,7 @@ def _age(delta: timedelta) -> str:
 
 def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now: datetime) -> Diagnosis:
     """Rank the likely causes of the connection's current trouble, most likely first."""
-    if connection.state in ("healthy", "not_connected") or connection.cause is None:
+    if connection.state in (ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED) or connection.cause is None:
         return Diagnosis([], None)
     events = sorted(events, key=lambda e: e.occurred_at)
     ranked: dict[str, RankedCause] = {}
@@ -217,7 +217,7 @@ def diagnose_connection(connection: InstagramConnection | None, now: datetime) -
 
     from webapp.extensions import db
 
-    if connection is None or connection.state in ("healthy", "not_connected"):
+    if connection is None or connection.state in (ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED):
         return Diagnosis([], None)
     # Routine successes ("checked", "refreshed") are most of the history and say nothing about a break.
     events = db.session.scalars(

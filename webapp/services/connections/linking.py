@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import InstagramConnection, PendingConnection, Shop, User
+from webapp.models import ConnectionState, InstagramConnection, PendingConnection, Shop, User
 from webapp.services.connections.state import (
     Actor,
     connection_for,
@@ -25,10 +25,10 @@ from webapp.services.keepalive.policy import Policy, schedule_after_success
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME, InstagramClient, Profile, TokenGrant
 from webapp.services.token_vault import TokenVault
 
-RECONNECTED_AFTER = {
-    "needs_reconnect": " after Instagram had ended the connection",
-    "degraded": " while Instagram was having trouble",
-    "expiring": " shortly before the old connection would have expired",
+RECONNECTED_AFTER: dict[str, str] = {
+    ConnectionState.NEEDS_RECONNECT: " after Instagram had ended the connection",
+    ConnectionState.DEGRADED: " while Instagram was having trouble",
+    ConnectionState.EXPIRING: " shortly before the old connection would have expired",
 }
 
 
@@ -98,7 +98,7 @@ def _store_connect(
     """Store what Meta granted; park it instead when the shop is linked to another account."""
     connection = connection_for(shop)
     linked_elsewhere = connection.instagram_user_id and connection.instagram_user_id != profile.user_id
-    if linked_elsewhere and connection.state != "not_connected":
+    if linked_elsewhere and connection.state != ConnectionState.NOT_CONNECTED:
         db.session.execute(db.delete(PendingConnection).where(PendingConnection.shop_id == shop.id))
         pending = PendingConnection(
             shop_id=shop.id,
@@ -158,7 +158,7 @@ def _apply_new_token(
     connection.last_checked_at = now
     connection.last_error_code = connection.last_error_subcode = None
     connection.last_error_message = None
-    set_state(connection, "healthy", now)
+    set_state(connection, ConnectionState.HEALTHY, now)
     # A fresh token starts a fresh timetable; earlier trouble, pauses and leases no longer apply.
     connection.consecutive_failures = connection.failure_days = connection.refresh_failures = 0
     connection.failing_since = connection.last_failure_on = connection.last_refresh_error = None
@@ -245,7 +245,7 @@ def disconnect(connection: InstagramConnection, user: User, now: datetime) -> No
     from webapp.services import audit
 
     forget_token(connection)
-    set_state(connection, "not_connected", now)
+    set_state(connection, ConnectionState.NOT_CONNECTED, now)
     record_event(connection, "disconnected", now, Actor.for_user(user), message="Disconnected by the shop.")
     audit.record(
         "instagram.disconnected",

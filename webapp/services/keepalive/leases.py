@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
-from webapp.models import InstagramConnection, RateLimitPause
+from webapp.models import ConnectionState, InstagramConnection, RateLimitPause
 from webapp.services.connections.state import SYSTEM, Actor
 from webapp.services.keepalive.policy import Policy, refresh_allowed
 from webapp.services.token_vault import TokenVault, TokenVaultError
@@ -23,7 +23,8 @@ from webapp.services.token_vault import TokenVault, TokenVaultError
 log = logging.getLogger(__name__)
 
 
-ACTIVE_STATES = ("healthy", "expiring", "degraded")
+# The states whose token the keep-alive looks after.
+ACTIVE_STATES = (ConnectionState.HEALTHY, ConnectionState.EXPIRING, ConnectionState.DEGRADED)
 
 
 def work_for(connection: InstagramConnection, now: datetime, policy: Policy) -> str | None:

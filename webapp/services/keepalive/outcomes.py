@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
-from webapp.models import InstagramConnection, RateLimitPause
+from webapp.models import ConnectionState, InstagramConnection, RateLimitPause
 from webapp.services.connections.state import META, SYSTEM, Actor, record_event, set_state, store_token
 from webapp.services.keepalive.leases import Claim, drop_lease, safe_rollback
 from webapp.services.keepalive.policy import Policy, backoff, schedule_after_success
@@ -156,7 +156,7 @@ def _apply(
 
 
 def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> str:
-    recovered = connection.state != "healthy"
+    recovered = connection.state != ConnectionState.HEALTHY
     if outcome.grant is not None:
         expires_at = outcome.grant.expires_at(now) or now + policy.token_lifetime
         store_token(connection, outcome.grant.access_token, vault, issued_at=now, expires_at=expires_at)
@@ -178,7 +178,7 @@ def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> str:
     connection.consecutive_failures = connection.failure_days = 0
     connection.failing_since = connection.last_failure_on = None
     connection.paused_until = None
-    set_state(connection, "healthy", now)
+    set_state(connection, ConnectionState.HEALTHY, now)
     schedule_after_success(connection, now, policy, rng)
     if recovered:
         message += " The connection works again."
@@ -200,13 +200,13 @@ def _apply_failure(connection, outcome, classification: Classification, now, pol
         # Definitive: stop all calls with this token, at once (promise 6).
         if outcome.work == "refresh":
             connection.refresh_failures += 1
-        set_state(connection, "needs_reconnect", now, cause=classification.cause)
+        set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause=classification.cause)
         connection.schedule()
         connection.paused_until = None
         _failure_event(connection, kind, now, META, classification, error)
         log.info("connection %s: %s -> needs_reconnect (%s)", connection.id, kind, classification.cause)
         return "needs_reconnect"
-    if connection.state == "needs_reconnect":
+    if connection.state == ConnectionState.NEEDS_RECONNECT:
         # A manual test of an already broken connection hit passing trouble: it stays broken.
         _failure_event(connection, kind, now, SYSTEM, classification, error)
         return "transient"
@@ -255,7 +255,7 @@ def _record_failure(connection, now, policy, rng, *, cause: str) -> bool:
         refresh_due_at=connection.refresh_due_at, check_due_at=connection.check_due_at, retry_at=retry_at
     )
     expiring = connection.token_expires_at is not None and connection.token_expires_at - now <= policy.expiry_warning
-    set_state(connection, "expiring" if expiring else "degraded", now, cause=cause)
+    set_state(connection, ConnectionState.EXPIRING if expiring else ConnectionState.DEGRADED, now, cause=cause)
     return new_day
 
 
@@ -284,9 +284,9 @@ def _pause_app(until: datetime, reason: str) -> None:
 
 def expire(connection: InstagramConnection, now: datetime) -> str:
     """The token's own expiry passed: no call to Meta can help. Say honestly whether refresh failed."""
-    if connection.state == "needs_reconnect":
+    if connection.state == ConnectionState.NEEDS_RECONNECT:
         return "expired"
-    set_state(connection, "needs_reconnect", now, cause="token_expired")
+    set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause="token_expired")
     connection.schedule()
     if connection.refresh_failures:
         message = (

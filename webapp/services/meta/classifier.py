@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from webapp.models import ConnectionState
 from webapp.services.meta.client import MetaApiError
 
 # Causes that only the merchant can fix, by reconnecting.
@@ -174,9 +175,9 @@ class Classification:
     app_wide: bool = False  # a throttle that applies to every account of the app
 
     @property
-    def state(self) -> str:
+    def state(self) -> ConnectionState:
         """The connection state this outcome calls for (before the expiry window is considered)."""
-        return "needs_reconnect" if self.needs_reconnect else "degraded"
+        return ConnectionState.NEEDS_RECONNECT if self.needs_reconnect else ConnectionState.DEGRADED
 
 
 def _of(cause: str, app_wide: bool = False) -> Classification:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.sandbox.models import ALL_SCOPES, SandboxAccount, SandboxCode, SandboxToken, token_hash
+from webapp.services.connections.causes import CauseId
 from webapp.services.connections.state import fenced_write
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
@@ -248,15 +249,15 @@ def accounts() -> list[SandboxAccount]:
 
 # The buttons of the control panel: what each one does to the account, in the taxonomy's terms.
 ACTIONS = {
-    "change_password": ("Change password", "password_changed"),
-    "remove_app": ("Remove the app (sends a deauthorize callback)", "app_removed"),
-    "checkpoint": ("Put the account in a checkpoint", "account_checkpoint"),
-    "log_out_everywhere": ("Log out everywhere", "session_invalidated"),
-    "remove_permission": ("Remove a permission", "permissions_changed"),
-    "expire_data_access": ("Data access expired (90 days unused)", "data_access_expired"),
-    "rate_limit": ("Rate-limit the next 5 calls", "rate_limited"),
-    "outage": ("Start or end an outage", "provider_error"),
-    "age_token": ("Move the clock forward", "token_expired"),
+    "change_password": ("Change password", CauseId.PASSWORD_CHANGED),
+    "remove_app": ("Remove the app (sends a deauthorize callback)", CauseId.APP_REMOVED),
+    "checkpoint": ("Put the account in a checkpoint", CauseId.ACCOUNT_CHECKPOINT),
+    "log_out_everywhere": ("Log out everywhere", CauseId.SESSION_INVALIDATED),
+    "remove_permission": ("Remove a permission", CauseId.PERMISSIONS_CHANGED),
+    "expire_data_access": ("Data access expired (90 days unused)", CauseId.DATA_ACCESS_EXPIRED),
+    "rate_limit": ("Rate-limit the next 5 calls", CauseId.RATE_LIMITED),
+    "outage": ("Start or end an outage", CauseId.PROVIDER_ERROR),
+    "age_token": ("Move the clock forward", CauseId.TOKEN_EXPIRED),
     "reset": ("Clear every problem", None),
 }
 

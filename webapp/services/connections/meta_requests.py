@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, MetaCallback, PendingConnection
+from webapp.services.connections.causes import CauseId
 from webapp.services.connections.state import META, fenced_write, forget_token, record_event, set_state
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,13 @@ def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> 
         if connection.state == ConnectionState.NOT_CONNECTED and not connection.has_token:
             continue
         forget_token(connection)
-        set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause="app_removed")
+        set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause=CauseId.APP_REMOVED)
         record_event(
             connection,
             "deauthorized",
             now,
             META,
-            cause="app_removed",
+            cause=CauseId.APP_REMOVED,
             instagram_user_id=instagram_user_id,
             message="Meta reported that this app was removed from the Instagram account's authorised apps.",
         )

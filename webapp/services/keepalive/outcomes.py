@@ -20,6 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
 from webapp.models import ConnectionState, InstagramConnection, RateLimitPause
+from webapp.services.connections.causes import CauseId
 from webapp.services.connections.state import META, SYSTEM, Actor, record_event, set_state, store_token
 from webapp.services.keepalive.leases import Claim, drop_lease, safe_rollback
 from webapp.services.keepalive.policy import Policy, backoff, schedule_after_success
@@ -137,13 +138,13 @@ def _apply(
         return expire(connection, now)
     if claim.unreadable or outcome is None:
         # Our own key configuration is wrong; the merchant can do nothing about it. Retry later.
-        _record_failure(connection, now, policy, rng, cause="app_misconfigured")
+        _record_failure(connection, now, policy, rng, cause=CauseId.APP_MISCONFIGURED)
         record_event(
             connection,
             "token_unreadable",
             now,
             SYSTEM,
-            cause="app_misconfigured",
+            cause=CauseId.APP_MISCONFIGURED,
             message="The stored token could not be decrypted with the configured keys (TOKEN_ENCRYPTION_KEYS).",
         )
         return "unreadable"
@@ -213,7 +214,7 @@ def _apply_failure(connection, outcome, classification: Classification, now, pol
     new_day = _record_failure(connection, now, policy, rng, cause=classification.cause)
     if outcome.work == "refresh" and new_day:
         connection.refresh_failures += 1
-    if classification.cause == "rate_limited":
+    if classification.cause == CauseId.RATE_LIMITED:
         minutes = outcome.usage.regain_access_minutes
         pause = max(timedelta(minutes=minutes), policy.rate_limit_pause)
         connection.paused_until = now + pause
@@ -241,7 +242,7 @@ def _failure_event(connection, kind: str, now: datetime, actor: Actor, classific
     )
 
 
-def _record_failure(connection, now, policy, rng, *, cause: str) -> bool:
+def _record_failure(connection, now, policy, rng, *, cause: CauseId) -> bool:
     """Back off and move to degraded or expiring; count the failure once per day. True on a new day."""
     connection.consecutive_failures += 1
     today = now.date().isoformat()
@@ -286,7 +287,7 @@ def expire(connection: InstagramConnection, now: datetime) -> str:
     """The token's own expiry passed: no call to Meta can help. Say honestly whether refresh failed."""
     if connection.state == ConnectionState.NEEDS_RECONNECT:
         return "expired"
-    set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause="token_expired")
+    set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause=CauseId.TOKEN_EXPIRED)
     connection.schedule()
     if connection.refresh_failures:
         message = (
@@ -295,5 +296,5 @@ def expire(connection: InstagramConnection, now: datetime) -> str:
         )
     else:
         message = f"The token reached its {LONG_LIVED_TOKEN_LIFETIME.days}-day expiry without being refreshed."
-    record_event(connection, "expired", now, SYSTEM, cause="token_expired", message=message)
+    record_event(connection, "expired", now, SYSTEM, cause=CauseId.TOKEN_EXPIRED, message=message)
     return "expired"

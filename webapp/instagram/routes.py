@@ -26,6 +26,8 @@ from webapp.request_input import page_number
 from webapp.services.connections import checklist, linking, state
 from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive import manual
+from webapp.services.keepalive.leases import Work
+from webapp.services.keepalive.outcomes import NOTIFY_AT_ONCE
 from webapp.services.meta.client import MetaApiError
 from webapp.services.notify import planning
 
@@ -249,7 +251,7 @@ def history():
     return render_template("instagram/history.html", pagination=pagination, group=group, cells=cells)
 
 
-def _run_now(work: str):
+def _run_now(work: Work):
     connection = state.connection_for(current_user.shop)
     try:
         result = manual.run_now(
@@ -263,7 +265,7 @@ def _run_now(work: str):
         )
     except manual.ConnectionBusy:
         return _card_response("An automatic check is running right now. Try again in a few seconds.", "info")
-    if result.summary in ("needs_reconnect", "recovered", "expired"):
+    if result.summary in NOTIFY_AT_ONCE:
         planning.plan(current_app, g.now, connection_ids=[connection.id])
     return _card_response(result.message, result.level)
 
@@ -273,7 +275,7 @@ def _run_now(work: str):
 @limiter.limit(_manual_action_limit, key_func=_shop_key)
 def test_now():
     """Call Instagram now with the stored token and show what it says."""
-    return _run_now("check")
+    return _run_now(Work.CHECK)
 
 
 @bp.post("/refresh")
@@ -281,7 +283,7 @@ def test_now():
 @limiter.limit(_manual_action_limit, key_func=_shop_key)
 def refresh_now():
     """Refresh the token now instead of waiting for the automatic refresh."""
-    return _run_now("refresh")
+    return _run_now(Work.REFRESH)
 
 
 @bp.route("/reconnect/<token>", methods=["GET", "POST"])

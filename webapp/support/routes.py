@@ -19,6 +19,8 @@ from webapp.services.connections.diagnosis import explain_error
 from webapp.services.connections.state import Actor, connection_for
 from webapp.services.fingerprint import ip_prefix
 from webapp.services.keepalive import manual
+from webapp.services.keepalive.leases import Work
+from webapp.services.keepalive.outcomes import NOTIFY_AT_ONCE
 from webapp.services.notify import planning
 from webapp.support.forms import ExplainErrorForm, ImpersonateForm
 
@@ -177,7 +179,7 @@ def test_connection(shop_id: int):
     try:
         result = manual.run_now(
             connection.id,
-            "check",
+            Work.CHECK,
             actor=Actor("support", current_user.id),
             now=g.now,
             client=instagram_client(),
@@ -188,7 +190,7 @@ def test_connection(shop_id: int):
         flash("An automatic check is running right now. Try again in a few seconds.", "info")
     else:
         flash(result.message, result.level)
-        if result.summary in ("needs_reconnect", "recovered"):
+        if result.summary in NOTIFY_AT_ONCE:
             planning.plan(current_app, g.now, connection_ids=[connection.id])
     return redirect(url_for(".shop_detail", shop_id=shop.id))
 

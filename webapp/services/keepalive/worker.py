@@ -35,8 +35,6 @@ from webapp.services.notify import delivery, planning
 log = logging.getLogger(__name__)
 
 
-# Outcomes after which the merchant may need to hear from us right away.
-NOTIFY_AT_ONCE = frozenset({"needs_reconnect", "expired", "recovered"})
 # While the database is away the worker waits and tries again, never exits (promise 36).
 DATABASE_RETRY_SECONDS = (1, 2, 4, 8, 15, 30)
 
@@ -188,17 +186,17 @@ class Worker:
                 exclude=in_flight,
             )
 
-    def process(self, claim: leases.Claim) -> str:
+    def process(self, claim: leases.Claim) -> outcomes.Summary:
         """Do one claim's work in this thread: call Meta (no transaction open), then write back."""
         with self.app.app_context():
             outcome = None
-            if claim.work != "expire" and not claim.unreadable:
+            if claim.work != leases.Work.EXPIRE and not claim.unreadable:
                 outcome = outcomes.call_meta(claim, self.client)
             finished_at = self.clock()
             summary = outcomes.record_outcome(
                 claim, outcome, now=finished_at, policy=self.policy, vault=self.vault, rng=self.rng, sleep=self.sleep
             )
-            if summary == "write_failed":
+            if summary == outcomes.Summary.WRITE_FAILED:
                 with self.unwritten_lock:
                     self.unwritten.append((claim, outcome, finished_at))
         error = outcome.error if outcome else None
@@ -287,7 +285,7 @@ class Worker:
                     summary = outcomes.record_outcome(
                         claim, outcome, now=finished_at, policy=once, vault=self.vault, rng=self.rng, sleep=self.sleep
                     )
-                if summary == "write_failed":
+                if summary == outcomes.Summary.WRITE_FAILED:
                     raise DatabaseUnavailable("write-back still failing")
                 written += 1
                 log.info(
@@ -297,7 +295,7 @@ class Worker:
                     summary,
                 )
                 self.totals[summary] += 1
-                if summary in NOTIFY_AT_ONCE:
+                if summary in outcomes.NOTIFY_AT_ONCE:
                     changed.append(claim.connection_id)
         finally:
             with self.unwritten_lock:
@@ -332,12 +330,12 @@ class Worker:
         for future in done:
             claim = in_flight.pop(future)
             summary = future.result()
-            if summary == "released":
+            if summary == outcomes.Summary.RELEASED:
                 released.append(claim)
                 continue
-            if summary in NOTIFY_AT_ONCE:
+            if summary in outcomes.NOTIFY_AT_ONCE:
                 changed.append(claim.connection_id)
-            if summary == "write_failed":
+            if summary == outcomes.Summary.WRITE_FAILED:
                 continue  # kept in self.unwritten; counted once it is written
             self.totals[summary] += 1
             if on_result:
@@ -351,13 +349,13 @@ class Worker:
                 planning.plan(self.app, self.clock(), connection_ids=changed)
             self.send_mail()
 
-    def _guarded(self, claim: leases.Claim, stop: threading.Event) -> str:
+    def _guarded(self, claim: leases.Claim, stop: threading.Event) -> outcomes.Summary:
         if stop.is_set():
-            return "released"  # stopping: hand the lease back instead of starting a new call
+            return outcomes.Summary.RELEASED  # stopping: hand the lease back instead of starting a new call
         try:
             return self.process(claim)
         except Exception:
             log.exception(
                 "connection %s: unexpected error; the lease will expire and it is retried", claim.connection_id
             )
-            return "error"
+            return outcomes.Summary.ERROR

@@ -48,6 +48,13 @@ class PendingSwitchExpired(Exception):
     """The switch confirmation is gone or too old; the merchant must connect again."""
 
 
+def _parked_profile(profile: Profile, permissions: tuple[str, ...]) -> str:
+    """The profile as a parked switch keeps it: Meta's usage headers of that moment are not kept."""
+    details = asdict(profile)
+    del details["usage"]
+    return json.dumps({**details, "permissions": list(permissions)})
+
+
 def _update_profile(connection: InstagramConnection, profile: Profile, permissions: tuple[str, ...]) -> None:
     """Copy what Meta sent; an empty value never overwrites a stored one (promise 22)."""
     connection.instagram_user_id = profile.user_id
@@ -105,7 +112,7 @@ def _store_connect(
             user_id=user.id,
             instagram_user_id=profile.user_id,
             username=profile.username,
-            profile_json=json.dumps({**asdict(profile), "permissions": list(short_grant.permissions)}),
+            profile_json=_parked_profile(profile, short_grant.permissions),
             token_ciphertext=vault.encrypt(long_grant.access_token),
             token_expires_at=expires_at,
             created_at=now,

@@ -76,8 +76,10 @@ def call_meta(claim: Claim, client: InstagramClient) -> Outcome:
     work = claim.work
     try:
         if work == Work.REFRESH:
-            return Outcome(Work.REFRESH, grant=client.refresh(claim.token or ""), usage=client.last_usage)
-        return Outcome(Work.CHECK, profile=client.me(claim.token or ""), usage=client.last_usage)
+            grant = client.refresh(claim.token or "")
+            return Outcome(Work.REFRESH, grant=grant, usage=grant.usage)
+        profile = client.me(claim.token or "")
+        return Outcome(Work.CHECK, profile=profile, usage=profile.usage)
     except MetaApiError as error:
         return Outcome(work, error=error, usage=error.usage)
 

@@ -36,15 +36,17 @@ def load_user(user_id: str) -> User | None:
     impersonation_id = session.get("impersonation_id")
     if impersonation_id is not None:
         now = g.get("now") or clock.now()
-        active, why_ended = impersonation.active(impersonation_id, user, now)
-        if active is not None and why_ended is None:
-            g.impersonation = active
-            return active.subject
-        why_ended = why_ended or "ended"  # active() names a reason whenever it ends the view
-        if active is not None:
-            impersonation.stop(active, now, why_ended)
+        why_ended = "ended"
+        running = impersonation.running(impersonation_id, user)
+        if running is not None:
+            reason = impersonation.why_it_ends(running, user, now)
+            if reason is None:
+                g.impersonation = running
+                return running.subject
+            impersonation.stop(running, now, reason)
+            why_ended = reason
         session.pop("impersonation_id", None)
-        flash(IMPERSONATION_ENDED.get(why_ended, IMPERSONATION_ENDED["ended"]), "info")
+        flash(IMPERSONATION_ENDED[why_ended], "info")
         if not user.active:
             return None
     return user

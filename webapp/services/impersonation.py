@@ -82,18 +82,23 @@ def start(
     return session
 
 
-def active(impersonation_id: int, agent: User, now: datetime) -> tuple[Impersonation | None, str | None]:
-    """The impersonation if it may go on, else (None, why it ended)."""
-    session = db.session.get(Impersonation, impersonation_id)
-    if session is None or session.agent_id != agent.id or session.ended_at is not None:
-        return None, "ended"
+def running(impersonation_id: int, agent: User) -> Impersonation | None:
+    """The impersonation a browser names, if it is this agent's and has not ended."""
+    impersonation = db.session.get(Impersonation, impersonation_id)
+    if impersonation is None or impersonation.agent_id != agent.id or impersonation.ended_at is not None:
+        return None
+    return impersonation
+
+
+def why_it_ends(impersonation: Impersonation, agent: User, now: datetime) -> str | None:
+    """Why a running impersonation may not go on (role_revoked, expired, subject_changed); None while it may."""
     if not agent.active or not agent.is_staff:
-        return session, "role_revoked"
-    if now >= session.expires_at:
-        return session, "expired"
-    if session.subject.is_staff or not session.subject.active:
-        return session, "subject_changed"
-    return session, None
+        return "role_revoked"
+    if now >= impersonation.expires_at:
+        return "expired"
+    if impersonation.subject.is_staff or not impersonation.subject.active:
+        return "subject_changed"
+    return None
 
 
 def stop(session: Impersonation, now: datetime, why: str, ip_prefix: str | None = None) -> None:

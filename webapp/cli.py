@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
+import threading
 from typing import NoReturn
 
 import click
@@ -12,8 +15,13 @@ from sqlalchemy import func, select
 
 from webapp import clock
 from webapp.extensions import db
-from webapp.models import ROLES, Shop
+from webapp.instagram.oauth import token_vault
+from webapp.models import ROLES, InstagramConnection, Shop
 from webapp.services import accounts
+from webapp.services.connections.diagnosis import explain_error
+from webapp.services.connections.key_rotation import rotate_token_keys
+from webapp.services.keepalive.leases import ACTIVE_STATES
+from webapp.services.keepalive.worker import Worker, WorkerRefused
 
 users_cli = AppGroup("users", help="Manage dashboard logins.")
 tokens_cli = AppGroup("tokens", help="Instagram access tokens.")
@@ -93,9 +101,6 @@ def demo_logins_text() -> str:
 @tokens_cli.command("rotate-keys")
 def rotate_keys_command():
     """Re-encrypt every stored token under the newest key in TOKEN_ENCRYPTION_KEYS."""
-    from webapp.instagram.oauth import token_vault
-    from webapp.services.connections.key_rotation import rotate_token_keys
-
     report = rotate_token_keys(token_vault())
     click.echo(f"Re-encrypted {report.rotated} token(s) under the newest key.")
     if report.failed:
@@ -119,14 +124,6 @@ def rotate_keys_command():
 @click.option("--concurrency", type=click.IntRange(1, 200), help="Calls to Meta at once (default WORKER_CONCURRENCY).")
 def sweep_command(concurrency: int | None):
     """Do one pass over every connection that is due, then stop (for Heroku Scheduler or cron)."""
-    import threading
-
-    from sqlalchemy import func
-
-    from webapp.models import InstagramConnection
-    from webapp.services.keepalive.leases import ACTIVE_STATES
-    from webapp.services.keepalive.worker import Worker, WorkerRefused
-
     due = db.session.scalar(
         select(func.count(InstagramConnection.id)).where(
             InstagramConnection.state.in_(ACTIVE_STATES), InstagramConnection.due_at <= clock.now()
@@ -155,11 +152,6 @@ def sweep_command(concurrency: int | None):
 @with_appcontext
 def worker_command(concurrency: int | None, batch_size: int | None, until_idle: bool):
     """Keep tokens alive: refresh and health-check connections until SIGTERM."""
-    import signal
-    import threading
-
-    from webapp.services.keepalive.worker import Worker, WorkerRefused
-
     stop = threading.Event()
 
     def request_stop(signum, _frame):
@@ -188,10 +180,6 @@ EXPLAIN_MAX_BYTES = 1_000_000  # far more than any error body; the rest of a hug
 @click.argument("source", default="-", required=False)
 def explain_error_command(as_json: bool, source: str):
     """Explain one Meta error response (JSON body or raw text such as a log line) from FILE or stdin."""
-    import json
-
-    from webapp.services.connections.diagnosis import explain_error
-
     try:
         if source == "-":
             # Bytes, not text: a pasted log may hold anything, and a decoding error must not end the command.

@@ -6,6 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, text
 from sqlalchemy.orm import DynamicMapped, Mapped, mapped_column, relationship
@@ -88,8 +89,6 @@ class User(UserMixin, Model):
 
     def set_password(self, password: str, method: str | None = None) -> None:
         """Hash with `method`, else the app's PASSWORD_HASH_METHOD, else werkzeug's default (scrypt)."""
-        from flask import current_app, has_app_context
-
         if method is None and has_app_context():
             method = current_app.config.get("PASSWORD_HASH_METHOD")
         self.password_hash = generate_password_hash(password, method) if method else generate_password_hash(password)

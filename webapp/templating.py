@@ -5,8 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Flask, current_app, g
+from flask_login import current_user
 
 from webapp import clock
+from webapp.dashboard.presenter import EVENT_TITLES, STATE_LABELS, duration_text, strip_summary
+from webapp.notifications.routes import unread_count
+from webapp.services.connections.causes import CAUSES
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 HTMX_VERSION = "2.0.11"
 HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
@@ -24,10 +29,6 @@ def format_datetime(value: datetime | None, missing: str = "never") -> str:
 
 def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
-    from webapp.dashboard.presenter import EVENT_TITLES, STATE_LABELS, duration_text, strip_summary
-    from webapp.services.connections.causes import CAUSES
-    from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
-
     app.jinja_env.globals["event_titles"] = EVENT_TITLES
     app.jinja_env.globals["state_labels"] = STATE_LABELS
     app.jinja_env.globals["cause_catalogue"] = CAUSES
@@ -36,10 +37,6 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["strip_summary"] = strip_summary
 
     def unread_notifications() -> int:
-        from flask_login import current_user
-
-        from webapp.notifications.routes import unread_count
-
         return unread_count(current_user.id) if current_user.is_authenticated else 0
 
     app.jinja_env.globals["unread_notifications"] = unread_notifications

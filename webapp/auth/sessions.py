@@ -9,8 +9,9 @@ from webapp import clock
 from webapp.extensions import login_manager
 from webapp.htmx import hx_redirect
 from webapp.models import User
+from webapp.security import session_expired
 from webapp.services import impersonation
-from webapp.services.accounts import user_with_live_session
+from webapp.services.accounts import revoke_session, user_with_live_session
 
 SESSION_ENDED_MESSAGE = "Your session has ended. Please log in again."
 
@@ -80,11 +81,7 @@ def enforce_session_limits():
     """End sessions past their idle or absolute limit before any view runs."""
     if request.endpoint in (None, "static", "health.healthz"):
         return None
-    from webapp.security import session_expired
-
     if current_user.is_authenticated and session_expired(g.now):
-        from webapp.services.accounts import revoke_session
-
         if g.get("impersonation") is not None:
             impersonation.stop(g.impersonation, g.now, "session_expired")
             g.impersonation = None

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
 from webapp.services.connections.checklist import checklist_ticks
+from webapp.services.connections.diagnosis import diagnose_connection, incident_key
 from webapp.services.keepalive.leases import ACTIVE_STATES
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
@@ -194,8 +195,6 @@ def timeline_query(connection: InstagramConnection, group: str | None):
 
 def merchant_dashboard(shop, now: datetime) -> dict:
     """What the merchant's dashboard page shows: the card and the diagnosis (history comes as a fragment)."""
-    from webapp.services.connections.diagnosis import diagnose_connection, incident_key
-
     connection = shop.instagram_connection
     diagnosis = diagnose_connection(connection, now)
     incident = incident_key(diagnosis)

@@ -10,6 +10,7 @@ from webapp.dashboard import presenter
 from webapp.extensions import db
 from webapp.models import Shop, User
 from webapp.request_input import page_number
+from webapp.services.connections.causes import CAUSES, PATTERNS
 
 bp = Blueprint("dashboard", __name__)
 
@@ -27,8 +28,6 @@ def index():
 @bp.get("/help/why-instagram-disconnects")
 def why_disconnects():
     """Our explainer of Meta's revocations, linked from the card and the diagnosis."""
-    from webapp.services.connections.causes import CAUSES, PATTERNS
-
     return render_template("dashboard/why_disconnects.html", causes=CAUSES, patterns=PATTERNS)
 
 

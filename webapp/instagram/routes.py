@@ -30,6 +30,7 @@ from webapp.services.keepalive.leases import Work
 from webapp.services.keepalive.outcomes import NOTIFY_AT_ONCE
 from webapp.services.meta.client import MetaApiError
 from webapp.services.notify import planning
+from webapp.services.notify.links import LinkError, read_reconnect_token, use_reconnect_token
 
 bp = Blueprint("instagram", __name__, url_prefix="/instagram")
 log = logging.getLogger(__name__)
@@ -291,8 +292,6 @@ def refresh_now():
 @owner_only
 def reconnect_link(token: str):
     """From a mail: opening the link shows one button; pressing it starts the Instagram login."""
-    from webapp.services.notify.links import LinkError, read_reconnect_token, use_reconnect_token
-
     try:
         payload = read_reconnect_token(current_app, token)
     except LinkError as error:

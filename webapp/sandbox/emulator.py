@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from webapp.extensions import db
+from webapp.models import InstagramConnection
 from webapp.sandbox.models import ALL_SCOPES, SandboxAccount, SandboxCode, SandboxToken, token_hash
 from webapp.services.connections.causes import CauseId
 from webapp.services.connections.state import fenced_write
@@ -311,8 +312,6 @@ def nudge_linked_connections(account: SandboxAccount, now: datetime, shift_days:
     hours later. Here the check is made due now, and moving the clock ages the dashboard's own view
     of the token by the same number of days, so both sides agree on the token's age.
     """
-    from webapp.models import InstagramConnection
-
     linked = db.session.scalars(
         select(InstagramConnection).where(
             InstagramConnection.instagram_user_id == account.instagram_user_id,

@@ -15,7 +15,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.extensions import db
 from webapp.models import ROLES, LoginSession, Shop, User
+from webapp.services import audit
 from webapp.services.fingerprint import ClientFingerprint
+from webapp.services.impersonation import end_all_for
 
 MIN_PASSWORD_LENGTH = 10
 # A short list is enough to stop the passwords people actually try first.
@@ -199,8 +201,6 @@ def change_password(user: User, current: str, new: str, now: datetime, keep_sess
 
 def change_role(user: User, role: str, *, actor: User, now: datetime) -> None:
     """Give a staff user another staff role; their sessions end so the change applies at once."""
-    from webapp.services import audit
-
     if role not in ("support", "admin"):
         raise AccountError("Staff roles are support and admin.")
     if not user.is_staff:
@@ -214,15 +214,11 @@ def change_role(user: User, role: str, *, actor: User, now: datetime) -> None:
     )
     db.session.commit()
     revoke_all_sessions(user, now)
-    from webapp.services.impersonation import end_all_for
-
     end_all_for(user, now, "role_revoked")
 
 
 def set_active(user: User, active: bool, *, actor: User, now: datetime) -> None:
     """Deactivate (every session ends) or reactivate a staff user."""
-    from webapp.services import audit
-
     if user.id == actor.id:
         raise AccountError("You cannot deactivate yourself.")
     user.active = active
@@ -232,6 +228,4 @@ def set_active(user: User, active: bool, *, actor: User, now: datetime) -> None:
     db.session.commit()
     if not active:
         revoke_all_sessions(user, now)
-        from webapp.services.impersonation import end_all_for
-
         end_all_for(user, now, "role_revoked")

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
+
+from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
 from webapp.services.connections.causes import CAUSES, PATTERNS, Cause, CauseId, Pattern
 from webapp.services.meta.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
@@ -218,10 +221,6 @@ def _reason_from_history(connection, events, now, cause_id, add) -> None:
 
 def diagnose_connection(connection: InstagramConnection | None, now: datetime) -> Diagnosis:
     """Load the connection's recent history and diagnose it."""
-    from sqlalchemy import select
-
-    from webapp.extensions import db
-
     if connection is None or connection.state in (ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED):
         return Diagnosis([], None)
     # Routine successes ("checked", "refreshed") are most of the history and say nothing about a break.

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.models import ConnectionState, InstagramConnection, PendingConnection, Shop, User
+from webapp.services import audit
 from webapp.services.connections.state import (
     Actor,
     connection_for,
@@ -249,8 +250,6 @@ def cancel_switch(shop: Shop) -> None:
 @fenced_write
 def disconnect(connection: InstagramConnection, user: User, now: datetime) -> None:
     """Delete the token and mark the shop not connected; the history stays."""
-    from webapp.services import audit
-
     forget_token(connection)
     set_state(connection, ConnectionState.NOT_CONNECTED, now)
     record_event(connection, "disconnected", now, Actor.for_user(user), message="Disconnected by the shop.")

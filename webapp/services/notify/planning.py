@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
 from webapp.models import ConnectionState, InstagramConnection, Notification, OutboundMail, User
+from webapp.services import audit
 from webapp.services.notify.compose import IN_APP_TITLES, compose_notice
 
 log = logging.getLogger(__name__)
@@ -171,8 +172,6 @@ def send_reconnect_link(
     ip_prefix: str | None = None,
 ) -> int:
     """Mail each merchant of the shop a fresh reconnect link, at support's request. Returns how many."""
-    from webapp.services import audit
-
     people = [u for u in connection.shop.users if u.active and u.role == "merchant"]
     notice = Notice("reconnect_link", f"c{connection.id}:link{now:%Y%m%dT%H%M%S%f}")
     for person in people:

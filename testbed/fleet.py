@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, insert, select, text
 
 from testbed.meta_stub import MetaStub
 from webapp.models import InstagramConnection, Shop
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 from webapp.services.token_vault import fingerprint
 
 
@@ -39,7 +40,7 @@ def seed_due_connections(database_uri: str, count: int, key: str, chunk: int = 2
                         "token_ciphertext": fernet.encrypt(MetaStub.seed_token(i).encode()).decode(),
                         "token_fingerprint": fingerprint(MetaStub.seed_token(i)),
                         "token_issued_at": issued,
-                        "token_expires_at": issued + timedelta(days=60),
+                        "token_expires_at": issued + LONG_LIVED_TOKEN_LIFETIME,
                         "connected_at": issued,
                         "refresh_due_at": issued + timedelta(days=7),
                         "check_due_at": now + timedelta(hours=6),

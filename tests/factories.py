@@ -71,12 +71,13 @@ def make_connection(
     from flask import current_app
 
     from webapp.models import InstagramConnection
+    from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
     from webapp.services.token_vault import fingerprint
 
     shop = shop or make_shop()
     now = clock.now()
     issued_at = issued_at or now - timedelta(days=8)
-    expires_at = expires_at or issued_at + timedelta(days=60)
+    expires_at = expires_at or issued_at + LONG_LIVED_TOKEN_LIFETIME
     connection = InstagramConnection(
         shop=shop,
         state=state,

@@ -23,6 +23,7 @@ from tests.factories import make_user
 from webapp.extensions import db as _db
 from webapp.models import InstagramConnection, PendingConnection
 from webapp.services.connections import key_rotation, linking, meta_requests, state
+from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive.worker import Worker
 from webapp.services.meta.client import InstagramClient, MetaApiError
 from webapp.services.token_vault import TokenVault
@@ -112,7 +113,7 @@ def write_switch(app, merchant, now):
         user=merchant,
         vault=app.extensions["token_vault"],
         now=now,
-        client_fingerprint=linking.ClientFingerprint("203.0.113.0/24", "Firefox on Linux"),
+        client_fingerprint=ClientFingerprint("203.0.113.0/24", "Firefox on Linux"),
     )
 
 

@@ -20,6 +20,7 @@ from tests.factories import make_shop, make_user
 from webapp.dashboard.presenter import STATE_LABELS
 from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback, PendingConnection, SchedulerTick
 from webapp.services.connections import linking, meta_requests, state
+from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive import leases, outcomes, scheduler
 from webapp.services.keepalive.policy import Policy
 from webapp.services.meta.client import TokenGrant
@@ -92,7 +93,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
                     client=meta,
                     vault=vault,
                     now=self.now,
-                    client_fingerprint=linking.ClientFingerprint("203.0.113.0/24", "Chrome on Linux"),
+                    client_fingerprint=ClientFingerprint("203.0.113.0/24", "Chrome on Linux"),
                 )
             self.state, self.token = "healthy", True
             self.issued_at, self.expires_at = self.now, self.now + timedelta(seconds=5184000)

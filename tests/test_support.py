@@ -53,9 +53,9 @@ def test_agent_views_the_shop_as_its_merchant(client, auth, db, shop, agent):
     assert "<h1>Bloom &amp; Stem</h1>" in page
     assert 'id="impersonation-banner"' in page and "You are viewing <strong>Bloom &amp; Stem</strong> as Maya" in page
     assert "IGAAsupport-canary-99" not in page  # promise 16: only the fingerprint
-    session = db.session.scalar(select(Impersonation))
-    assert session.reason == "Ticket 4411: merchant cannot connect"
-    assert session.expires_at - session.started_at == timedelta(minutes=30)
+    impersonation = db.session.scalar(select(Impersonation))
+    assert impersonation.reason == "Ticket 4411: merchant cannot connect"
+    assert impersonation.expires_at - impersonation.started_at == timedelta(minutes=30)
 
 
 def test_merchants_cannot_impersonate(client, auth, db, shop):
@@ -124,8 +124,8 @@ def test_start_and_stop_are_post_with_csrf(client, auth, shop, agent):
 def test_time_box_ends_it_on_the_next_request(client, auth, db, shop, agent):
     """Promise 26: the hard time limit."""
     impersonate(client, auth, shop)
-    session = db.session.scalar(select(Impersonation))
-    session.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    impersonation = db.session.scalar(select(Impersonation))
+    impersonation.expires_at = datetime.now(UTC) - timedelta(seconds=1)
     db.session.commit()
     assert client.get("/").headers["Location"] == "/support/"
     page = client.get("/support/").get_data(as_text=True)
@@ -263,8 +263,8 @@ def test_deactivating_the_agent_ends_the_impersonation_on_the_next_request(app, 
     response = client.get("/")
     assert response.status_code == 302 and response.headers["Location"].startswith("/login")
     db.session.expire_all()
-    session = db.session.scalar(select(Impersonation))
-    assert session.ended_at is not None and session.ended_reason == "role_revoked"
+    impersonation = db.session.scalar(select(Impersonation))
+    assert impersonation.ended_at is not None and impersonation.ended_reason == "role_revoked"
 
 
 def test_losing_the_staff_role_ends_it_too(client, auth, db, shop, agent):

@@ -10,9 +10,32 @@ from collections.abc import Mapping
 from flask import Flask, g
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from webapp import clock
+from webapp import (
+    cli,
+    clock,
+    errors,
+    models,  # noqa: F401  (models must be imported before migrations inspect them)
+    request_input,
+    templating,
+)
+from webapp.admin.routes import bp as admin_bp
+from webapp.auth.routes import bp as auth_bp
+from webapp.auth.sessions import enforce_session_limits
 from webapp.config import PROJECT_ROOT, check_lease, engine_options, load_config
+from webapp.dashboard.routes import bp as dashboard_bp
 from webapp.extensions import csrf, db, limiter, login_manager, migrate
+from webapp.health import bp as health_bp
+from webapp.instagram.oauth import init_instagram_login
+from webapp.instagram.routes import bp as instagram_bp
+from webapp.logging_filters import install_redaction
+from webapp.meta_requests.routes import bp as meta_requests_bp
+from webapp.notifications.routes import bp as notifications_bp
+from webapp.sandbox import models as sandbox_models  # noqa: F401  (and the sandbox's tables)
+from webapp.sandbox.routes import bp as sandbox_bp
+from webapp.security import apply_security_headers, content_security_policy, refuse_nul_bytes
+from webapp.services.runtime import init_runtime
+from webapp.support import hooks as impersonation_hooks
+from webapp.support.routes import bp as support_bp
 
 
 def create_app(config: Mapping | None = None) -> Flask:
@@ -45,8 +68,6 @@ def create_app(config: Mapping | None = None) -> Flask:
 
 def configure_logging(app: Flask) -> None:
     """Log to stdout (the platform collects it) at the configured LOG_LEVEL."""
-    from webapp.logging_filters import install_redaction
-
     root = logging.getLogger()
     if not any(getattr(handler, "_dashboard", False) for handler in root.handlers):
         handler = logging.StreamHandler(sys.stdout)
@@ -58,17 +79,11 @@ def configure_logging(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from webapp import models  # noqa: F401  (models must be imported before migrations inspect them)
-    from webapp.sandbox import models as sandbox_models  # noqa: F401
-
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
-    from webapp.instagram.oauth import init_instagram_login
-    from webapp.services.runtime import init_runtime
-
     init_runtime(app)
     init_instagram_login(app)
     login_manager.login_view = "auth.login"
@@ -83,22 +98,10 @@ def register_extensions(app: Flask) -> None:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=hops
         )
-    from webapp.security import content_security_policy
-
     app.extensions["csp"] = content_security_policy(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp import request_input
-    from webapp.admin.routes import bp as admin_bp
-    from webapp.auth.routes import bp as auth_bp
-    from webapp.dashboard.routes import bp as dashboard_bp
-    from webapp.health import bp as health_bp
-    from webapp.instagram.routes import bp as instagram_bp
-    from webapp.meta_requests.routes import bp as meta_requests_bp
-    from webapp.notifications.routes import bp as notifications_bp
-    from webapp.support.routes import bp as support_bp
-
     request_input.register(app)  # before any route: `<int:...>` then refuses ids no database column holds
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp)
@@ -110,21 +113,14 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(admin_bp)
     if app.config["INSTAGRAM_SANDBOX"]:
         # Never in production: load_config refuses INSTAGRAM_SANDBOX there.
-        from webapp.sandbox.routes import bp as sandbox_bp
-
         app.register_blueprint(sandbox_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from webapp.errors import register
-
-    register(app)
+    errors.register(app)
 
 
 def register_request_hooks(app: Flask) -> None:
-    from webapp.auth.sessions import enforce_session_limits
-    from webapp.security import apply_security_headers, refuse_nul_bytes
-
     @app.before_request
     def stamp_request_time() -> None:
         g.now = clock.now()
@@ -132,18 +128,12 @@ def register_request_hooks(app: Flask) -> None:
     app.before_request(refuse_nul_bytes)
     app.before_request(enforce_session_limits)
     app.after_request(apply_security_headers)
-    from webapp.support.hooks import register as register_impersonation_hooks
-
-    register_impersonation_hooks(app)
+    impersonation_hooks.register(app)
 
 
 def register_template_helpers(app: Flask) -> None:
-    from webapp.templating import register
-
-    register(app)
+    templating.register(app)
 
 
 def register_commands(app: Flask) -> None:
-    from webapp.cli import register
-
-    register(app)
+    cli.register(app)

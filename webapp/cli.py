@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import sys
-from datetime import datetime
+import threading
 from typing import NoReturn
 
 import click
@@ -13,8 +15,13 @@ from sqlalchemy import func, select
 
 from webapp import clock
 from webapp.extensions import db
-from webapp.models import ROLES, Shop
+from webapp.models import ROLES, InstagramConnection, Shop
 from webapp.services import accounts
+from webapp.services.connections.diagnosis import explain_error
+from webapp.services.connections.key_rotation import rotate_token_keys
+from webapp.services.keepalive.leases import ACTIVE_STATES
+from webapp.services.keepalive.worker import Worker, WorkerRefused
+from webapp.services.runtime import token_vault
 
 users_cli = AppGroup("users", help="Manage dashboard logins.")
 tokens_cli = AppGroup("tokens", help="Instagram access tokens.")
@@ -32,10 +39,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def _now() -> datetime:
-    return clock.now()
-
-
 @users_cli.command("create")
 @click.option("--email", prompt=True, help="Login email.")
 @click.option("--role", type=click.Choice(ROLES), default="merchant", show_default=True)
@@ -51,12 +54,12 @@ def create_user_command(email: str, role: str, shop_name: str | None, domain: st
             fail("a merchant needs --shop NAME.", 2)
         shop = db.session.scalar(select(Shop).where(func.lower(Shop.name) == shop_name.strip().lower()))
         if shop is None:
-            shop = Shop(name=shop_name.strip(), domain=domain or None, created_at=_now())
+            shop = Shop(name=shop_name.strip(), domain=domain or None, created_at=clock.now())
             db.session.add(shop)
     elif shop_name:
         fail("only merchants belong to a shop; drop --shop for support and admin users.", 2)
     try:
-        user = accounts.create_user(email=email, password=password, role=role, shop=shop, name=name, now=_now())
+        user = accounts.create_user(email=email, password=password, role=role, shop=shop, name=name, now=clock.now())
     except accounts.AccountError as error:
         db.session.rollback()
         fail(str(error), 2)
@@ -70,7 +73,7 @@ def seed_command():
     """Create the demo shop with a merchant and a support login (safe to run again)."""
     if current_app.config["PRODUCTION"]:
         fail("demo data is for local runs; refusing in production.")
-    now = _now()
+    now = clock.now()
     shop = db.session.scalar(select(Shop).where(Shop.domain == DEMO_SHOP["domain"]))
     if shop is None:
         shop = Shop(**DEMO_SHOP, created_at=now)
@@ -98,9 +101,6 @@ def demo_logins_text() -> str:
 @tokens_cli.command("rotate-keys")
 def rotate_keys_command():
     """Re-encrypt every stored token under the newest key in TOKEN_ENCRYPTION_KEYS."""
-    from webapp.services.connections.key_rotation import rotate_token_keys
-    from webapp.services.runtime import token_vault
-
     report = rotate_token_keys(token_vault())
     click.echo(f"Re-encrypted {report.rotated} token(s) under the newest key.")
     if report.failed:
@@ -124,17 +124,9 @@ def rotate_keys_command():
 @click.option("--concurrency", type=click.IntRange(1, 200), help="Calls to Meta at once (default WORKER_CONCURRENCY).")
 def sweep_command(concurrency: int | None):
     """Do one pass over every connection that is due, then stop (for Heroku Scheduler or cron)."""
-    import threading
-
-    from sqlalchemy import func
-
-    from webapp.models import InstagramConnection
-    from webapp.services.keepalive.leases import ACTIVE_STATES
-    from webapp.services.keepalive.worker import Worker, WorkerRefused, utc_now
-
     due = db.session.scalar(
         select(func.count(InstagramConnection.id)).where(
-            InstagramConnection.state.in_(ACTIVE_STATES), InstagramConnection.due_at <= utc_now()
+            InstagramConnection.state.in_(ACTIVE_STATES), InstagramConnection.due_at <= clock.now()
         )
     )
     db.session.close()
@@ -160,11 +152,6 @@ def sweep_command(concurrency: int | None):
 @with_appcontext
 def worker_command(concurrency: int | None, batch_size: int | None, until_idle: bool):
     """Keep tokens alive: refresh and health-check connections until SIGTERM."""
-    import signal
-    import threading
-
-    from webapp.services.keepalive.worker import Worker, WorkerRefused
-
     stop = threading.Event()
 
     def request_stop(signum, _frame):
@@ -193,10 +180,6 @@ EXPLAIN_MAX_BYTES = 1_000_000  # far more than any error body; the rest of a hug
 @click.argument("source", default="-", required=False)
 def explain_error_command(as_json: bool, source: str):
     """Explain one Meta error response (JSON body or raw text such as a log line) from FILE or stdin."""
-    import json
-
-    from webapp.services.connections.diagnosis import explain_error
-
     try:
         if source == "-":
             # Bytes, not text: a pasted log may hold anything, and a decoding error must not end the command.

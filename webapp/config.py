@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.pool import NullPool
 
+from webapp.services.notify.smtp import MailConfigError, parse_mail_url
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -106,8 +108,6 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
 
     mail_url = env.get("MAIL_URL") or None
     if mail_url:
-        from webapp.services.notify.smtp import MailConfigError, parse_mail_url
-
         try:
             parse_mail_url(mail_url, "x@example.com")
         except MailConfigError as exc:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from enum import StrEnum
 
+from flask import current_app, has_app_context
 from flask_login import UserMixin
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, text
 from sqlalchemy.orm import DynamicMapped, Mapped, mapped_column, relationship
@@ -16,10 +18,6 @@ from webapp.extensions import Model, db
 
 ROLES = ("merchant", "support", "admin")
 STAFF_ROLES = ("support", "admin")
-
-
-def utcnow() -> datetime:
-    return clock.now()
 
 
 class UTCDateTime(TypeDecorator):
@@ -48,7 +46,7 @@ class Shop(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120))
     domain: Mapped[str | None] = mapped_column(String(255), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     users: Mapped[list[User]] = relationship(back_populates="shop", order_by="User.email")
     instagram_connection: Mapped[InstagramConnection | None] = relationship(back_populates="shop")
@@ -78,7 +76,7 @@ class User(UserMixin, Model):
     notify_reminders: Mapped[bool] = mapped_column(default=True, server_default=db.true())
     notify_expiry_warnings: Mapped[bool] = mapped_column(default=True, server_default=db.true())
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     shop: Mapped[Shop | None] = relationship(back_populates="users")
 
@@ -91,8 +89,6 @@ class User(UserMixin, Model):
 
     def set_password(self, password: str, method: str | None = None) -> None:
         """Hash with `method`, else the app's PASSWORD_HASH_METHOD, else werkzeug's default (scrypt)."""
-        from flask import current_app, has_app_context
-
         if method is None and has_app_context():
             method = current_app.config.get("PASSWORD_HASH_METHOD")
         self.password_hash = generate_password_hash(password, method) if method else generate_password_hash(password)
@@ -124,7 +120,7 @@ class LoginSession(Model):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_session_id)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     user_agent_family: Mapped[str] = mapped_column(String(40), default="")
     ip_prefix: Mapped[str] = mapped_column(String(48), default="")
@@ -136,7 +132,16 @@ class LoginSession(Model):
         return f"<LoginSession user={self.user_id} {state}>"
 
 
-CONNECTION_STATES = ("not_connected", "healthy", "expiring", "degraded", "needs_reconnect")
+class ConnectionState(StrEnum):
+    """DESIGN.md's stable connection states; members equal the strings stored in `state`."""
+
+    NOT_CONNECTED = "not_connected"
+    HEALTHY = "healthy"
+    EXPIRING = "expiring"
+    DEGRADED = "degraded"
+    NEEDS_RECONNECT = "needs_reconnect"
+
+
 ACTOR_KINDS = ("merchant", "system", "support", "meta")
 
 
@@ -156,7 +161,7 @@ class InstagramConnection(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), unique=True)
-    state: Mapped[str] = mapped_column(String(20), default="not_connected")
+    state: Mapped[str] = mapped_column(String(20), default=ConnectionState.NOT_CONNECTED)
     state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cause: Mapped[str | None] = mapped_column(String(40))
     instagram_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -176,7 +181,7 @@ class InstagramConnection(Model):
     last_error_message: Mapped[str | None] = mapped_column(String(1000))
     connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     connected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     # Keep-alive schedule. due_at is the earliest of the three, kept in step for the worker's index.
     refresh_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     check_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -256,7 +261,7 @@ class ConnectionEvent(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("instagram_connections.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(40))
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     actor_kind: Mapped[str] = mapped_column(String(16), default="system")
     actor_id: Mapped[int | None]
     state_after: Mapped[str | None] = mapped_column(String(20))
@@ -287,7 +292,7 @@ class PendingConnection(Model):
     profile_json: Mapped[str] = mapped_column(db.Text)
     token_ciphertext: Mapped[str] = mapped_column(db.Text)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:
@@ -304,7 +309,7 @@ class MetaCallback(Model):
     kind: Mapped[str] = mapped_column(String(20))  # deauthorize | data_deletion
     instagram_user_id: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[int] = mapped_column(db.BigInteger, default=0)
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     confirmation_code: Mapped[str | None] = mapped_column(String(32), unique=True)
     status: Mapped[str] = mapped_column(String(20), default="received")
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -367,7 +372,7 @@ class ChecklistTick(Model):
     incident_key: Mapped[str] = mapped_column(String(40))
     item: Mapped[int]
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    ticked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ticked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     def __repr__(self) -> str:
         return f"<ChecklistTick connection={self.connection_id} item={self.item}>"
@@ -399,7 +404,7 @@ class OutboundMail(Model):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claim_token: Mapped[str | None] = mapped_column(String(32))  # new with every claim; the outcome's fence
     last_error: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:
@@ -419,7 +424,7 @@ class Notification(Model):
     title: Mapped[str] = mapped_column(String(255))
     body: Mapped[str] = mapped_column(String(1000))
     link: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:
@@ -432,7 +437,7 @@ class UsedLinkToken(Model):
     __tablename__ = "used_link_tokens"
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
-    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
 
 class Impersonation(Model):
@@ -469,7 +474,7 @@ class AuditEntry(Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     actor_label: Mapped[str] = mapped_column(String(300))  # e.g. "agent@support.example (support)" or "Meta"
     action: Mapped[str] = mapped_column(String(80))

@@ -5,8 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Flask, current_app, g
+from flask_login import current_user
 
 from webapp import clock
+from webapp.dashboard import presenter
+from webapp.notifications.routes import unread_count
+from webapp.services.connections.causes import CAUSES
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 HTMX_VERSION = "2.0.11"
 HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
@@ -24,9 +29,6 @@ def format_datetime(value: datetime | None, missing: str = "never") -> str:
 
 def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
-    from webapp.dashboard import presenter
-    from webapp.services.connections.causes import CAUSES
-
     # The presenter's words, so templates only render them.
     app.jinja_env.globals["event_titles"] = presenter.EVENT_TITLES
     app.jinja_env.globals["actor_words"] = presenter.ACTOR_WORDS
@@ -37,12 +39,9 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["cause_catalogue"] = CAUSES
     app.jinja_env.globals["duration"] = presenter.duration_text
     app.jinja_env.globals["strip_summary"] = presenter.strip_summary
+    app.jinja_env.globals["token_lifetime_days"] = LONG_LIVED_TOKEN_LIFETIME.days
 
     def unread_notifications() -> int:
-        from flask_login import current_user
-
-        from webapp.notifications.routes import unread_count
-
         return unread_count(current_user.id) if current_user.is_authenticated else 0
 
     app.jinja_env.globals["unread_notifications"] = unread_notifications

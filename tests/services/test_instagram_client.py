@@ -60,12 +60,14 @@ def test_long_lived_exchange_and_refresh(client, requests_mock):
     requests_mock.get(
         f"{GRAPH}/refresh_access_token?grant_type=ig_refresh_token",
         json={"access_token": "IGAAnewer", "token_type": "bearer", "expires_in": 5184000},
+        headers={"X-App-Usage": '{"call_count":93,"total_cputime":1,"total_time":2}'},
     )
     long_grant = client.exchange_for_long_lived("IGQshort")
     assert (long_grant.access_token, long_grant.expires_in, long_grant.token_type) == ("IGAAlong", 5183944, "bearer")
     assert requests_mock.last_request.qs["client_secret"] == ["shh"]
     refreshed = client.refresh("IGAAlong")
     assert refreshed.access_token == "IGAAnewer"
+    assert refreshed.usage.highest_percent == 93 and long_grant.usage.highest_percent == 0
     assert requests_mock.last_request.method == "GET"
     assert all(request.timeout == 7.5 for request in requests_mock.request_history)
 
@@ -94,8 +96,8 @@ def test_me_reads_the_profile_and_usage(client, requests_mock):
     profile = client.me("IGAAlong")
     assert profile.user_id == "17841405822304914" and profile.username == "bloom"
     assert profile.profile_picture_url is None
-    assert client.last_usage.highest_percent == 91
-    assert client.last_usage.regain_access_minutes == 12
+    assert profile.usage.highest_percent == 91
+    assert profile.usage.regain_access_minutes == 12
     assert "user_id" in requests_mock.last_request.qs["fields"][0]
 
 

@@ -11,7 +11,7 @@ from webapp.auth.forms import ChangePasswordForm, LoginForm, LogoutForm
 from webapp.extensions import limiter
 from webapp.security import mark_session_started, safe_next_url
 from webapp.services import accounts, audit, impersonation
-from webapp.services.fingerprint import ip_prefix
+from webapp.services.fingerprint import ClientFingerprint, ip_prefix
 
 bp = Blueprint("auth", __name__)
 
@@ -30,9 +30,8 @@ def login():
         else:
             # A fresh session on every login: nothing from before survives (session fixation).
             session.clear()
-            login_session = accounts.start_session(
-                user, accounts.ClientInfo(request.remote_addr, request.user_agent.string), g.now
-            )
+            client_fingerprint = ClientFingerprint.from_request(request.remote_addr, request.user_agent.string)
+            login_session = accounts.start_session(user, client_fingerprint, g.now)
             session["sid"] = login_session.id
             session.permanent = True
             mark_session_started(g.now)

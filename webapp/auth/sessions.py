@@ -9,8 +9,9 @@ from webapp import clock
 from webapp.extensions import login_manager
 from webapp.htmx import hx_redirect
 from webapp.models import User
+from webapp.security import session_expired
 from webapp.services import impersonation
-from webapp.services.accounts import user_with_live_session
+from webapp.services.accounts import revoke_session, user_with_live_session
 
 SESSION_ENDED_MESSAGE = "Your session has ended. Please log in again."
 
@@ -36,15 +37,17 @@ def load_user(user_id: str) -> User | None:
     impersonation_id = session.get("impersonation_id")
     if impersonation_id is not None:
         now = g.get("now") or clock.now()
-        active, why_ended = impersonation.active(impersonation_id, user, now)
-        if active is not None and why_ended is None:
-            g.impersonation = active
-            return active.subject
-        why_ended = why_ended or "ended"  # active() names a reason whenever it ends the view
-        if active is not None:
-            impersonation.stop(active, now, why_ended)
+        why_ended = "ended"
+        running = impersonation.running(impersonation_id, user)
+        if running is not None:
+            reason = impersonation.why_it_ends(running, user, now)
+            if reason is None:
+                g.impersonation = running
+                return running.subject
+            impersonation.stop(running, now, reason)
+            why_ended = reason
         session.pop("impersonation_id", None)
-        flash(IMPERSONATION_ENDED.get(why_ended, IMPERSONATION_ENDED["ended"]), "info")
+        flash(IMPERSONATION_ENDED[why_ended], "info")
         if not user.active:
             return None
     return user
@@ -78,11 +81,7 @@ def enforce_session_limits():
     """End sessions past their idle or absolute limit before any view runs."""
     if request.endpoint in (None, "static", "health.healthz"):
         return None
-    from webapp.security import session_expired
-
     if current_user.is_authenticated and session_expired(g.now):
-        from webapp.services.accounts import revoke_session
-
         if g.get("impersonation") is not None:
             impersonation.stop(g.impersonation, g.now, "session_expired")
             g.impersonation = None

@@ -8,18 +8,18 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, InstagramConnection
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
 from webapp.services.connections.checklist import checklist_ticks
+from webapp.services.connections.diagnosis import diagnose_connection, incident_key
+from webapp.services.keepalive.leases import ACTIVE_STATES
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
-TOKEN_LIFETIME_DAYS = 60
-
-
-STATE_LABELS = {
-    "not_connected": ("Not connected", "○"),
-    "healthy": ("Connected", "✓"),
-    "expiring": ("Expiring soon", "!"),
-    "degraded": ("Having trouble, retrying", "~"),
-    "needs_reconnect": ("Disconnected by Instagram", "✕"),
+STATE_LABELS: dict[str, tuple[str, str]] = {
+    ConnectionState.NOT_CONNECTED: ("Not connected", "○"),
+    ConnectionState.HEALTHY: ("Connected", "✓"),
+    ConnectionState.EXPIRING: ("Expiring soon", "!"),
+    ConnectionState.DEGRADED: ("Having trouble, retrying", "~"),
+    ConnectionState.NEEDS_RECONNECT: ("Disconnected by Instagram", "✕"),
 }
 
 
@@ -126,11 +126,11 @@ class CardView:
 
     @property
     def lifetime_used_days(self) -> int:
-        return min(int(self.token_age_days), TOKEN_LIFETIME_DAYS)
+        return min(int(self.token_age_days), LONG_LIVED_TOKEN_LIFETIME.days)
 
 
 def card_view(connection: InstagramConnection | None, now: datetime) -> CardView:
-    state = connection.state if connection else "not_connected"
+    state = connection.state if connection else ConnectionState.NOT_CONNECTED
     label, icon = STATE_LABELS[state]
     view = CardView(state=state, label=label, icon=icon, sentence=STATE_SENTENCES[state])
     if connection is None or not connection.has_token or connection.token_issued_at is None:
@@ -139,15 +139,15 @@ def card_view(connection: InstagramConnection | None, now: datetime) -> CardView
     view.token_age = duration_text(age)
     view.token_age_days = age.total_seconds() / 86400
     view.expires_at = connection.token_expires_at
-    if connection.token_expires_at and state != "needs_reconnect":  # a dead token's expiry means nothing
+    if connection.token_expires_at and state != ConnectionState.NEEDS_RECONNECT:  # a dead token's expiry means nothing
         remaining = connection.token_expires_at - now
         view.expires_in = countdown_text(remaining) if remaining.total_seconds() > 0 else None
     view.last_refresh = connection.last_refreshed_at
-    view.next_refresh = connection.refresh_due_at if state in ("healthy", "expiring", "degraded") else None
+    view.next_refresh = connection.refresh_due_at if state in ACTIVE_STATES else None
     view.last_check = connection.last_checked_at
     view.last_check_ok = connection.last_check_ok
-    view.next_check = connection.check_due_at if state in ("healthy", "expiring", "degraded") else None
-    view.retry_at = connection.retry_at if state in ("degraded", "expiring") else None
+    view.next_check = connection.check_due_at if state in ACTIVE_STATES else None
+    view.retry_at = connection.retry_at if state in (ConnectionState.DEGRADED, ConnectionState.EXPIRING) else None
     view.paused_until = connection.paused_until if connection.paused_until and connection.paused_until > now else None
     return view
 
@@ -171,12 +171,12 @@ class DayCell:
         return f"{self.day:%d %b}: {DAY_WORDS[self.status]}"
 
 
-_STATE_TO_DAY = {
-    "healthy": "healthy",
-    "expiring": "degraded",
-    "degraded": "degraded",
-    "needs_reconnect": "disconnected",
-    "not_connected": "not_connected",
+_STATE_TO_DAY: dict[str, str] = {
+    ConnectionState.HEALTHY: "healthy",
+    ConnectionState.EXPIRING: "degraded",
+    ConnectionState.DEGRADED: "degraded",
+    ConnectionState.NEEDS_RECONNECT: "disconnected",
+    ConnectionState.NOT_CONNECTED: "not_connected",
 }
 
 
@@ -214,14 +214,14 @@ def health_strip(connection: InstagramConnection | None, now: datetime, days: in
         .where(ConnectionEvent.connection_id == connection.id, ConnectionEvent.occurred_at >= start)
         .order_by(ConnectionEvent.occurred_at, ConnectionEvent.id)
     ).all()
-    carried = _STATE_TO_DAY.get(before or "not_connected", "not_connected")
+    carried = _STATE_TO_DAY.get(before or ConnectionState.NOT_CONNECTED, "not_connected")
     cells, index = [], 0
     for offset in range(days):
         day = start + timedelta(days=offset)
         day_end = day + timedelta(days=1)
         worst = carried
         while index < len(rows) and rows[index].occurred_at < day_end:
-            status = _STATE_TO_DAY.get(rows[index].state_after or "not_connected", "not_connected")
+            status = _STATE_TO_DAY.get(rows[index].state_after or ConnectionState.NOT_CONNECTED, "not_connected")
             if _DAY_SEVERITY[status] > _DAY_SEVERITY[worst]:
                 worst = status
             carried = status
@@ -246,8 +246,6 @@ def recent_events(connection: InstagramConnection | None, limit: int) -> list[Co
 
 def merchant_dashboard(shop, now: datetime) -> dict:
     """What the merchant's dashboard page shows: the card and the diagnosis (history comes as a fragment)."""
-    from webapp.services.connections.diagnosis import diagnose_connection, incident_key
-
     connection = shop.instagram_connection
     diagnosis = diagnose_connection(connection, now)
     incident = incident_key(diagnosis)

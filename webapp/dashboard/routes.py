@@ -13,6 +13,7 @@ from webapp.htmx import is_fragment_request, vary_on_htmx
 from webapp.models import Shop, User
 from webapp.request_input import page_number
 from webapp.services.connections import checklist, state
+from webapp.services.connections.causes import CAUSES, PATTERNS
 
 bp = Blueprint("dashboard", __name__)
 
@@ -90,8 +91,6 @@ def history():
 @bp.get("/help/why-instagram-disconnects")
 def why_disconnects():
     """Our explainer of Meta's revocations, linked from the card and the diagnosis."""
-    from webapp.services.connections.causes import CAUSES, PATTERNS
-
     return render_template("dashboard/why_disconnects.html", causes=CAUSES, patterns=PATTERNS)
 
 

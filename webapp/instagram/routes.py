@@ -13,10 +13,14 @@ from webapp.dashboard import fragments
 from webapp.extensions import limiter
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
 from webapp.instagram.oauth import callback_url, grant_from, instagram_login
+from webapp.models import ConnectionState
 from webapp.services.connections import linking, state
+from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive import manual
+from webapp.services.keepalive.leases import Work
 from webapp.services.meta.client import MetaApiError
 from webapp.services.notify import planning
+from webapp.services.notify.links import LinkError, read_reconnect_token, use_reconnect_token
 from webapp.services.runtime import instagram_client, keep_alive_policy, token_vault
 
 bp = Blueprint("instagram", __name__, url_prefix="/instagram")
@@ -30,8 +34,8 @@ LINKED_MESSAGES = {
 }
 
 
-def _client_fingerprint() -> linking.ClientFingerprint:
-    return linking.ClientFingerprint.from_request(request.remote_addr, request.user_agent.string)
+def _client_fingerprint() -> ClientFingerprint:
+    return ClientFingerprint.from_request(request.remote_addr, request.user_agent.string)
 
 
 @bp.post("/connect")
@@ -140,7 +144,7 @@ def cancel_switch():
 @owner_only
 def disconnect():
     connection = state.connection_for(current_user.shop)
-    if not connection.has_token and connection.state == "not_connected":
+    if not connection.has_token and connection.state == ConnectionState.NOT_CONNECTED:
         flash("Instagram is not connected.", "info")
         return redirect(url_for("dashboard.index"))
     form = DisconnectForm()
@@ -160,7 +164,7 @@ def _shop_key() -> str:
     return f"shop:{current_user.shop_id}"
 
 
-def _run_now(work: str):
+def _run_now(work: Work):
     connection = state.connection_for(current_user.shop)
     try:
         result = manual.run_now(
@@ -183,7 +187,7 @@ def _run_now(work: str):
 @limiter.limit(_manual_action_limit, key_func=_shop_key)
 def test_now():
     """Call Instagram now with the stored token and show what it says."""
-    return _run_now("check")
+    return _run_now(Work.CHECK)
 
 
 @bp.post("/refresh")
@@ -191,7 +195,7 @@ def test_now():
 @limiter.limit(_manual_action_limit, key_func=_shop_key)
 def refresh_now():
     """Refresh the token now instead of waiting for the automatic refresh."""
-    return _run_now("refresh")
+    return _run_now(Work.REFRESH)
 
 
 @bp.route("/reconnect/<token>", methods=["GET", "POST"])
@@ -199,8 +203,6 @@ def refresh_now():
 @owner_only
 def reconnect_link(token: str):
     """From a mail: opening the link shows one button; pressing it starts the Instagram login."""
-    from webapp.services.notify.links import LinkError, read_reconnect_token, use_reconnect_token
-
     try:
         payload = read_reconnect_token(current_app, token)
     except LinkError as error:

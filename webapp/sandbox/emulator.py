@@ -12,11 +12,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from webapp.extensions import db
+from webapp.models import InstagramConnection
 from webapp.sandbox.models import ALL_SCOPES, SandboxAccount, SandboxCode, SandboxToken, token_hash
+from webapp.services.connections.causes import CauseId
 from webapp.services.connections.state import fenced_write
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 SHORT_LIVED = timedelta(hours=1)
-LONG_LIVED = timedelta(days=60)
 CODE_LIFETIME = timedelta(hours=1)
 REFRESH_MIN_AGE = timedelta(hours=24)
 
@@ -81,7 +83,7 @@ def _issue_token(account: SandboxAccount, kind: str, now: datetime, scopes: str)
         account=account,
         kind=kind,
         issued_at=issued,
-        expires_at=issued + (LONG_LIVED if kind == "long" else SHORT_LIVED),
+        expires_at=issued + (LONG_LIVED_TOKEN_LIFETIME if kind == "long" else SHORT_LIVED),
         password_version=account.password_version,
         session_generation=account.session_generation,
         scopes=scopes,
@@ -186,7 +188,12 @@ def exchange_for_long_lived(args: dict, client_secret: str, now: datetime) -> Sa
     token, long_row = _issue_token(row.account, "long", now, row.scopes)
     db.session.commit()
     return SandboxReply(
-        200, {"access_token": token, "token_type": "bearer", "expires_in": int(LONG_LIVED.total_seconds())}
+        200,
+        {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": int(LONG_LIVED_TOKEN_LIFETIME.total_seconds()),
+        },
     )
 
 
@@ -207,7 +214,12 @@ def refresh(args: dict, now: datetime) -> SandboxReply:
     row.superseded = True
     db.session.commit()
     return SandboxReply(
-        200, {"access_token": token, "token_type": "bearer", "expires_in": int(LONG_LIVED.total_seconds())}
+        200,
+        {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": int(LONG_LIVED_TOKEN_LIFETIME.total_seconds()),
+        },
     )
 
 
@@ -238,15 +250,15 @@ def accounts() -> list[SandboxAccount]:
 
 # The buttons of the control panel: what each one does to the account, in the taxonomy's terms.
 ACTIONS = {
-    "change_password": ("Change password", "password_changed"),
-    "remove_app": ("Remove the app (sends a deauthorize callback)", "app_removed"),
-    "checkpoint": ("Put the account in a checkpoint", "account_checkpoint"),
-    "log_out_everywhere": ("Log out everywhere", "session_invalidated"),
-    "remove_permission": ("Remove a permission", "permissions_changed"),
-    "expire_data_access": ("Data access expired (90 days unused)", "data_access_expired"),
-    "rate_limit": ("Rate-limit the next 5 calls", "rate_limited"),
-    "outage": ("Start or end an outage", "provider_error"),
-    "age_token": ("Move the clock forward", "token_expired"),
+    "change_password": ("Change password", CauseId.PASSWORD_CHANGED),
+    "remove_app": ("Remove the app (sends a deauthorize callback)", CauseId.APP_REMOVED),
+    "checkpoint": ("Put the account in a checkpoint", CauseId.ACCOUNT_CHECKPOINT),
+    "log_out_everywhere": ("Log out everywhere", CauseId.SESSION_INVALIDATED),
+    "remove_permission": ("Remove a permission", CauseId.PERMISSIONS_CHANGED),
+    "expire_data_access": ("Data access expired (90 days unused)", CauseId.DATA_ACCESS_EXPIRED),
+    "rate_limit": ("Rate-limit the next 5 calls", CauseId.RATE_LIMITED),
+    "outage": ("Start or end an outage", CauseId.PROVIDER_ERROR),
+    "age_token": ("Move the clock forward", CauseId.TOKEN_EXPIRED),
     "reset": ("Clear every problem", None),
 }
 
@@ -300,8 +312,6 @@ def nudge_linked_connections(account: SandboxAccount, now: datetime, shift_days:
     hours later. Here the check is made due now, and moving the clock ages the dashboard's own view
     of the token by the same number of days, so both sides agree on the token's age.
     """
-    from webapp.models import InstagramConnection
-
     linked = db.session.scalars(
         select(InstagramConnection).where(
             InstagramConnection.instagram_user_id == account.instagram_user_id,

@@ -8,8 +8,9 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from webapp import clock
 from webapp.extensions import Model
-from webapp.models import UTCDateTime, utcnow
+from webapp.models import UTCDateTime
 
 ALL_SCOPES = (
     "instagram_business_basic",
@@ -43,7 +44,7 @@ class SandboxAccount(Model):
     rate_limited_calls: Mapped[int] = mapped_column(default=0)
     outage: Mapped[bool] = mapped_column(default=False)
     clock_offset_days: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     def __repr__(self) -> str:
         return f"<SandboxAccount @{self.username}>"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import unicodedata
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import cast
@@ -16,7 +15,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.extensions import db
 from webapp.models import ROLES, LoginSession, Shop, User
-from webapp.services.fingerprint import ip_prefix, user_agent_family
+from webapp.services import audit
+from webapp.services.fingerprint import ClientFingerprint
+from webapp.services.impersonation import end_all_for
 
 MIN_PASSWORD_LENGTH = 10
 # A short list is enough to stop the passwords people actually try first.
@@ -52,12 +53,6 @@ class AccountError(ValueError):
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.field = field
-
-
-@dataclass(frozen=True)
-class ClientInfo:
-    remote_addr: str | None
-    user_agent: str | None
 
 
 CONTROL_CHARACTERS_MESSAGE = "An email address cannot contain line breaks or other control characters."
@@ -131,13 +126,13 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
-def start_session(user: User, client: ClientInfo, now: datetime) -> LoginSession:
+def start_session(user: User, client_fingerprint: ClientFingerprint, now: datetime) -> LoginSession:
     """Record a new signed-in browser for the user and return it."""
     login_session = LoginSession(
         user=user,
         created_at=now,
-        ip_prefix=ip_prefix(client.remote_addr),
-        user_agent_family=user_agent_family(client.user_agent),
+        ip_prefix=client_fingerprint.ip_prefix,
+        user_agent_family=client_fingerprint.user_agent_family,
     )
     user.last_login_at = now
     db.session.add(login_session)
@@ -206,8 +201,6 @@ def change_password(user: User, current: str, new: str, now: datetime, keep_sess
 
 def change_role(user: User, role: str, *, actor: User, now: datetime) -> None:
     """Give a staff user another staff role; their sessions end so the change applies at once."""
-    from webapp.services import audit
-
     if role not in ("support", "admin"):
         raise AccountError("Staff roles are support and admin.")
     if not user.is_staff:
@@ -221,15 +214,11 @@ def change_role(user: User, role: str, *, actor: User, now: datetime) -> None:
     )
     db.session.commit()
     revoke_all_sessions(user, now)
-    from webapp.services.impersonation import end_all_for
-
     end_all_for(user, now, "role_revoked")
 
 
 def set_active(user: User, active: bool, *, actor: User, now: datetime) -> None:
     """Deactivate (every session ends) or reactivate a staff user."""
-    from webapp.services import audit
-
     if user.id == actor.id:
         raise AccountError("You cannot deactivate yourself.")
     user.active = active
@@ -239,6 +228,4 @@ def set_active(user: User, active: bool, *, actor: User, now: datetime) -> None:
     db.session.commit()
     if not active:
         revoke_all_sessions(user, now)
-        from webapp.services.impersonation import end_all_for
-
         end_all_for(user, now, "role_revoked")

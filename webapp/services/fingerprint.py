@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 
 _BROWSER_PATTERNS = (
     ("Edge", re.compile(r"Edg(e|A|iOS)?/")),
@@ -43,3 +44,15 @@ def user_agent_family(user_agent: str | None) -> str:
     browser = next((name for name, pattern in _BROWSER_PATTERNS if pattern.search(user_agent)), "Other browser")
     system = next((name for name, pattern in _OS_PATTERNS if pattern.search(user_agent)), "")
     return f"{browser} on {system}" if system else browser
+
+
+@dataclass(frozen=True)
+class ClientFingerprint:
+    """Coarse: the /24 or /48 network and 'Browser on OS', never the full address."""
+
+    ip_prefix: str
+    user_agent_family: str
+
+    @classmethod
+    def from_request(cls, remote_addr: str | None, user_agent: str | None) -> ClientFingerprint:
+        return cls(ip_prefix(remote_addr), user_agent_family(user_agent))

@@ -8,10 +8,10 @@ from sqlalchemy import distinct, func, or_, select
 from sqlalchemy.orm import contains_eager
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, InstagramConnection, Shop, User
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, Shop, User
 
-ATTENTION_STATES = ("needs_reconnect", "expiring", "degraded")
-STATE_ORDER = ("needs_reconnect", "expiring", "degraded", "healthy", "not_connected")
+ATTENTION_STATES = (ConnectionState.NEEDS_RECONNECT, ConnectionState.EXPIRING, ConnectionState.DEGRADED)
+STATE_ORDER = (*ATTENTION_STATES, ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED)
 
 
 def state_counts() -> dict[str, int]:
@@ -20,7 +20,8 @@ def state_counts() -> dict[str, int]:
     counts = {state: count for state, count in rows}
     shops = db.session.execute(select(func.count(Shop.id))).scalar_one()
     with_connection = sum(counts.values())
-    counts["not_connected"] = counts.get("not_connected", 0) + max(shops - with_connection, 0)
+    never_connected = max(shops - with_connection, 0)
+    counts[ConnectionState.NOT_CONNECTED] = counts.get(ConnectionState.NOT_CONNECTED, 0) + never_connected
     return {state: counts.get(state, 0) for state in STATE_ORDER}
 
 

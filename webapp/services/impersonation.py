@@ -50,7 +50,7 @@ def start(
         raise ImpersonationRefused("This shop has no active merchant login to view as.")
     if subject.is_staff:  # belt and braces: only merchants are ever impersonated
         raise ImpersonationRefused("Staff accounts cannot be impersonated.")
-    session = Impersonation(
+    impersonation = Impersonation(
         agent_id=agent.id,
         subject_user_id=subject.id,
         shop_id=shop.id,
@@ -58,7 +58,7 @@ def start(
         started_at=now,
         expires_at=now + timedelta(minutes=minutes),
     )
-    db.session.add(session)
+    db.session.add(impersonation)
     db.session.flush()
     audit.record(
         "impersonation.start",
@@ -66,7 +66,7 @@ def start(
         actor=agent,
         subject_user=subject,
         subject_shop_id=shop.id,
-        impersonation_id=session.id,
+        impersonation_id=impersonation.id,
         reason=reason,
         ip_prefix=ip_prefix,
         commit=False,
@@ -79,34 +79,39 @@ def start(
         message=f"Support ({agent.display_name}) viewed your shop: {reason}",
     )
     db.session.commit()
-    return session
+    return impersonation
 
 
-def active(impersonation_id: int, agent: User, now: datetime) -> tuple[Impersonation | None, str | None]:
-    """The impersonation if it may go on, else (None, why it ended)."""
-    session = db.session.get(Impersonation, impersonation_id)
-    if session is None or session.agent_id != agent.id or session.ended_at is not None:
-        return None, "ended"
+def running(impersonation_id: int, agent: User) -> Impersonation | None:
+    """The impersonation a browser names, if it is this agent's and has not ended."""
+    impersonation = db.session.get(Impersonation, impersonation_id)
+    if impersonation is None or impersonation.agent_id != agent.id or impersonation.ended_at is not None:
+        return None
+    return impersonation
+
+
+def why_it_ends(impersonation: Impersonation, agent: User, now: datetime) -> str | None:
+    """Why a running impersonation may not go on (role_revoked, expired, subject_changed); None while it may."""
     if not agent.active or not agent.is_staff:
-        return session, "role_revoked"
-    if now >= session.expires_at:
-        return session, "expired"
-    if session.subject.is_staff or not session.subject.active:
-        return session, "subject_changed"
-    return session, None
+        return "role_revoked"
+    if now >= impersonation.expires_at:
+        return "expired"
+    if impersonation.subject.is_staff or not impersonation.subject.active:
+        return "subject_changed"
+    return None
 
 
-def stop(session: Impersonation, now: datetime, why: str, ip_prefix: str | None = None) -> None:
-    if session.ended_at is not None:
+def stop(impersonation: Impersonation, now: datetime, why: str, ip_prefix: str | None = None) -> None:
+    if impersonation.ended_at is not None:
         return
-    session.ended_at, session.ended_reason = now, why
+    impersonation.ended_at, impersonation.ended_reason = now, why
     audit.record(
         "impersonation.stop",
         now=now,
-        actor=session.agent,
-        subject_user=session.subject,
-        subject_shop_id=session.shop_id,
-        impersonation_id=session.id,
+        actor=impersonation.agent,
+        subject_user=impersonation.subject,
+        subject_shop_id=impersonation.shop_id,
+        impersonation_id=impersonation.id,
         reason=why,
         ip_prefix=ip_prefix,
         commit=False,
@@ -116,12 +121,12 @@ def stop(session: Impersonation, now: datetime, why: str, ip_prefix: str | None 
 
 def end_all_for(agent: User, now: datetime, why: str) -> int:
     """End every running impersonation of this agent (their role or account changed)."""
-    running = db.session.scalars(
+    ongoing = db.session.scalars(
         select(Impersonation).where(Impersonation.agent_id == agent.id, Impersonation.ended_at.is_(None))
     ).all()
-    for session in running:
-        stop(session, now, why)
-    return len(running)
+    for impersonation in ongoing:
+        stop(impersonation, now, why)
+    return len(ongoing)
 
 
 def end_orphaned(impersonation_id: int, agent_id: int, now: datetime) -> str | None:
@@ -130,10 +135,10 @@ def end_orphaned(impersonation_id: int, agent_id: int, now: datetime) -> str | N
     The agent lost the role or the account ("role_revoked"), or only this session ended (signed out
     elsewhere, password changed: "session_ended"). Nothing happens unless it is that agent's and open.
     """
-    session = db.session.get(Impersonation, impersonation_id)
-    if session is None or session.agent_id != agent_id or session.ended_at is not None:
+    impersonation = db.session.get(Impersonation, impersonation_id)
+    if impersonation is None or impersonation.agent_id != agent_id or impersonation.ended_at is not None:
         return None
-    agent = session.agent
+    agent = impersonation.agent
     why = "role_revoked" if not agent.active or not agent.is_staff else "session_ended"
-    stop(session, now, why)
+    stop(impersonation, now, why)
     return why

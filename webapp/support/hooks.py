@@ -24,18 +24,18 @@ def add_banner_to_fragments(response: Response) -> Response:
 
 def audit_writes(response: Response) -> Response:
     """Every state-changing request during impersonation leaves an audit row (promise 28)."""
-    imp = g.get("impersonation")
-    if imp is None or request.method in ("GET", "HEAD", "OPTIONS") or response.status_code >= 400:
+    impersonation = g.get("impersonation")
+    if impersonation is None or request.method in ("GET", "HEAD", "OPTIONS") or response.status_code >= 400:
         return response
     if request.endpoint in UNAUDITED_ENDPOINTS:
         return response
     audit.record(
         "impersonation.write",
         now=g.now,
-        actor=imp.agent,
-        subject_user=imp.subject,
-        subject_shop_id=imp.shop_id,
-        impersonation_id=imp.id,
+        actor=impersonation.agent,
+        subject_user=impersonation.subject,
+        subject_shop_id=impersonation.shop_id,
+        impersonation_id=impersonation.id,
         ip_prefix=ip_prefix(request.remote_addr),
         details=f"{request.method} {request.path} -> {response.status_code}",
     )

@@ -18,6 +18,7 @@ from webapp.services.connections.diagnosis import explain_error
 from webapp.services.connections.state import Actor, connection_for
 from webapp.services.fingerprint import ip_prefix
 from webapp.services.keepalive import manual
+from webapp.services.keepalive.leases import Work
 from webapp.services.notify import planning
 from webapp.services.runtime import instagram_client, keep_alive_policy, token_vault
 from webapp.support.forms import ExplainErrorForm, ImpersonateForm
@@ -176,7 +177,7 @@ def test_connection(shop_id: int):
         result = manual.run_now(
             current_app,
             connection.id,
-            "check",
+            Work.CHECK,
             actor=Actor("support", current_user.id),
             now=g.now,
             client=instagram_client(),

@@ -7,11 +7,34 @@ and the platform's help article (shared/knowledge/).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
+
+
+class CauseId(StrEnum):
+    """DESIGN.md's stable cause ids; members equal the strings stored in `cause` columns."""
+
+    # Names of causes, not secrets: the S105 notes below are the password-literal check's false alarms.
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105
+    APP_REMOVED = "app_removed"
+    ACCOUNT_CHECKPOINT = "account_checkpoint"
+    SESSION_INVALIDATED = "session_invalidated"
+    PERMISSIONS_CHANGED = "permissions_changed"
+    DATA_ACCESS_EXPIRED = "data_access_expired"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105
+    RATE_LIMITED = "rate_limited"
+    POLICY_BLOCK = "policy_block"
+    PROVIDER_ERROR = "provider_error"
+    APP_MISCONFIGURED = "app_misconfigured"
+    REQUEST_ERROR = "request_error"
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
 class Cause:
-    id: str
+    id: CauseId
     title: str
     explanation: str
     checklist: tuple[str, ...]
@@ -33,17 +56,18 @@ class Pattern:
 RECONNECT_STEP = "Press Reconnect below and log in to Instagram with the account this shop uses."
 
 CAUSES: dict[str, Cause] = {
-    "token_expired": Cause(
-        "token_expired",
+    CauseId.TOKEN_EXPIRED: Cause(
+        CauseId.TOKEN_EXPIRED,
         "The connection reached the end of its life",
-        "Instagram connections last at most 60 days unless they are renewed. This one was not renewed in "
+        f"Instagram connections last at most {LONG_LIVED_TOKEN_LIFETIME.days} days unless they are renewed. "
+        "This one was not renewed in "
         "time, so Instagram stopped accepting it.",
         (RECONNECT_STEP, "After reconnecting, check back tomorrow: the status should say Connected."),
         ("We renew connections automatically a week after each renewal; if you see this again, tell support.",),
         "Look at the refresh attempts in the timeline: if our automatic refresh failed, the reason is there.",
     ),
-    "password_changed": Cause(
-        "password_changed",
+    CauseId.PASSWORD_CHANGED: Cause(
+        CauseId.PASSWORD_CHANGED,
         "The Instagram or Facebook password was changed",
         "When the password of the Instagram account (or the Facebook account linked to it) changes, Instagram "
         "ends every connection made before the change, including this one.",
@@ -59,8 +83,8 @@ CAUSES: dict[str, Cause] = {
         ),
         "Code 190, subcode 460. Ask whether anyone changed the password or reset it after a suspicious login.",
     ),
-    "app_removed": Cause(
-        "app_removed",
+    CauseId.APP_REMOVED: Cause(
+        CauseId.APP_REMOVED,
         "Our app was removed from the Instagram account",
         "Someone removed this app from the account's list of connected apps and websites, which cancels its "
         "access at once.",
@@ -72,8 +96,8 @@ CAUSES: dict[str, Cause] = {
         ("Do not remove the app from the account's authorised apps while the shop uses Instagram.",),
         "Code 190, subcode 458, or Meta's deauthorize callback. Certain when the callback arrived.",
     ),
-    "account_checkpoint": Cause(
-        "account_checkpoint",
+    CauseId.ACCOUNT_CHECKPOINT: Cause(
+        CauseId.ACCOUNT_CHECKPOINT,
         "Instagram wants you to confirm the account",
         "Instagram's security systems paused the account (a checkpoint) and asks its owner to log in and "
         "confirm something, such as their identity or a suspicious login. Until that is done, connected apps "
@@ -87,8 +111,8 @@ CAUSES: dict[str, Cause] = {
         ("Use the account from few devices and places; avoid logging in through VPNs or shared computers.",),
         "Codes 190/459, 190/490, 190/464, or 25/2207050. The merchant must act in the Instagram app.",
     ),
-    "session_invalidated": Cause(
-        "session_invalidated",
+    CauseId.SESSION_INVALIDATED: Cause(
+        CauseId.SESSION_INVALIDATED,
         "Instagram ended the login session",
         "Instagram ended the session this connection belongs to. That happens when the account logs out "
         "everywhere, or when Meta resets sessions for security reasons, for example after logins from many "
@@ -103,8 +127,8 @@ CAUSES: dict[str, Cause] = {
         ),
         "Code 190, subcode 467. Compare the shop's reconnect history (networks, browsers) in the timeline.",
     ),
-    "permissions_changed": Cause(
-        "permissions_changed",
+    CauseId.PERMISSIONS_CHANGED: Cause(
+        CauseId.PERMISSIONS_CHANGED,
         "A permission or role was removed",
         "The connection no longer has a permission it needs. Either a permission was turned off when "
         "connecting, or the person's role on the linked Facebook Page or business changed.",
@@ -116,16 +140,16 @@ CAUSES: dict[str, Cause] = {
         ("Change Page roles with care; the person who connected the shop needs to keep their role.",),
         "Codes 10, 200-299 or 190/492. Compare the granted permissions in the technical details.",
     ),
-    "data_access_expired": Cause(
-        "data_access_expired",
+    CauseId.DATA_ACCESS_EXPIRED: Cause(
+        CauseId.DATA_ACCESS_EXPIRED,
         "Access lapsed after 90 days without use",
         "Meta lets an app read an account's data for 90 days after the owner last used it. That period ran out.",
         (RECONNECT_STEP,),
         ("Reconnecting renews the 90 days; we remind you before it matters.",),
         "Code 190, subcode 493.",
     ),
-    "invalid_token": Cause(
-        "invalid_token",
+    CauseId.INVALID_TOKEN: Cause(
+        CauseId.INVALID_TOKEN,
         "Instagram no longer accepts this connection",
         "Instagram rejected the connection without saying exactly why. The usual reasons are a password "
         "change, the app being removed, or a security reset of the account's sessions.",
@@ -133,8 +157,8 @@ CAUSES: dict[str, Cause] = {
         ("Avoid sharing the login and frequent log-outs; both make Instagram reset sessions.",),
         "Code 190 without a subcode. Check the timeline for a deauthorize callback or repeated reconnects.",
     ),
-    "rate_limited": Cause(
-        "rate_limited",
+    CauseId.RATE_LIMITED: Cause(
+        CauseId.RATE_LIMITED,
         "Instagram asked us to slow down",
         "Instagram limits how many requests apps may make in an hour. We reached that limit and paused; "
         "nothing is wrong with your account and nothing needs doing.",
@@ -143,8 +167,8 @@ CAUSES: dict[str, Cause] = {
         "Codes 4, 17, 32, 613, 341 or 80001-80006, or usage headers near 100%. Check the fleet for app-wide pauses.",
         reconnect_fixes=False,
     ),
-    "policy_block": Cause(
-        "policy_block",
+    CauseId.POLICY_BLOCK: Cause(
+        CauseId.POLICY_BLOCK,
         "Instagram temporarily blocked an action",
         "Instagram temporarily blocked some actions of this account for a policy reason. Blocks like this "
         "usually lift by themselves.",
@@ -156,8 +180,8 @@ CAUSES: dict[str, Cause] = {
         "Code 368 (or 4/2207051 for spam restrictions).",
         reconnect_fixes=False,
     ),
-    "provider_error": Cause(
-        "provider_error",
+    CauseId.PROVIDER_ERROR: Cause(
+        CauseId.PROVIDER_ERROR,
         "Instagram is having trouble",
         "Instagram did not answer properly (an outage, a time-out, or an internal error on Meta's side). "
         "This is temporary and your connection is still valid.",
@@ -166,8 +190,8 @@ CAUSES: dict[str, Cause] = {
         "Codes 1 and 2, HTTP 5xx, time-outs, is_transient: true. Check Meta's status page if many shops show it.",
         reconnect_fixes=False,
     ),
-    "app_misconfigured": Cause(
-        "app_misconfigured",
+    CauseId.APP_MISCONFIGURED: Cause(
+        CauseId.APP_MISCONFIGURED,
         "A setting on our side needs fixing",
         "Something in our own app's setup with Meta is wrong, so Instagram refuses our requests. Our team "
         "needs to fix it; you do not need to do anything.",
@@ -177,8 +201,8 @@ CAUSES: dict[str, Cause] = {
         "TOKEN_ENCRYPTION_KEYS and tester roles.",
         reconnect_fixes=False,
     ),
-    "request_error": Cause(
-        "request_error",
+    CauseId.REQUEST_ERROR: Cause(
+        CauseId.REQUEST_ERROR,
         "One of our requests was not accepted",
         "Instagram did not accept one request of ours (for example an outdated field). It says nothing "
         "about your connection, which stays valid.",
@@ -187,8 +211,8 @@ CAUSES: dict[str, Cause] = {
         "Code 100 and similar request errors: a bug or an API version change on our side.",
         reconnect_fixes=False,
     ),
-    "unknown": Cause(
-        "unknown",
+    CauseId.UNKNOWN: Cause(
+        CauseId.UNKNOWN,
         "We could not tell what happened",
         "Instagram sent an answer we do not recognise. We keep trying, and our team can look into it.",
         ("Press Test connection now in a few minutes.", "If the problem stays, contact support."),

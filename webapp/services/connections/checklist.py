@@ -13,12 +13,11 @@ from webapp.models import (
     InstagramConnection,
     User,
 )
+from webapp.services.connections.diagnosis import diagnose_connection, incident_key
 
 
 def toggle_checklist_item(connection: InstagramConnection, incident: str, item: int, user: User, now: datetime) -> bool:
     """Tick the step if it was not ticked, untick it otherwise; return whether it is now ticked."""
-    from webapp.models import ChecklistTick
-
     existing = db.session.scalar(
         select(ChecklistTick).where(
             ChecklistTick.connection_id == connection.id,
@@ -60,9 +59,6 @@ def tick_checklist_item(
     connection: InstagramConnection, submitted_incident: str | None, item: int, user, now: datetime
 ) -> None:
     """Toggle one step of the current incident's checklist; refuse a list from an earlier incident."""
-    from webapp.services.connections.checklist import toggle_checklist_item
-    from webapp.services.connections.diagnosis import diagnose_connection, incident_key
-
     current = incident_key(diagnose_connection(connection, now))
     if current is None or submitted_incident != current:
         raise StaleChecklist()

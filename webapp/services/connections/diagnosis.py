@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from webapp.models import ConnectionEvent, InstagramConnection
-from webapp.services.connections.causes import CAUSES, PATTERNS, Cause, Pattern
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
+from webapp.services.connections.causes import CAUSES, PATTERNS, Cause, CauseId, Pattern
 from webapp.services.meta.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 from webapp.services.meta.error_text import ParsedError, parse_raw_error
 
 REQUIRED_PERMISSIONS = ("instagram_business_basic",)
@@ -33,9 +37,6 @@ DIAGNOSTIC_EVENT_KINDS = (
 HISTORY_WINDOW = timedelta(days=30)
 
 
-TOKEN_LIFETIME = timedelta(days=60)
-
-
 CONFIDENCE_ORDER = {"certain": 0, "likely": 1, "possible": 2}
 
 
@@ -52,7 +53,7 @@ def explain_error(raw: str) -> dict:
     )
     if not raw.strip():
         classification = classify_fields()
-    if classification.cause == "unknown" and parsed.code is None and parsed.type is None:
+    if classification.cause == CauseId.UNKNOWN and parsed.code is None and parsed.type is None:
         parsed = ParsedError(http_status=parsed.http_status)  # nothing recognised: report nothing as parsed
     cause = CAUSES[classification.cause]
     return {
@@ -107,7 +108,7 @@ def _age(delta: timedelta) -> str:
 
 def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now: datetime) -> Diagnosis:
     """Rank the likely causes of the connection's current trouble, most likely first."""
-    if connection.state in ("healthy", "not_connected") or connection.cause is None:
+    if connection.state in (ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED) or connection.cause is None:
         return Diagnosis([], None)
     events = sorted(events, key=lambda e: e.occurred_at)
     ranked: dict[str, RankedCause] = {}
@@ -128,7 +129,7 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
     deauthorized = next((e for e in reversed(events) if e.kind == "deauthorized"), None)
     if deauthorized and (connection.connected_at is None or deauthorized.occurred_at >= connection.connected_at):
         add(
-            "app_removed",
+            CauseId.APP_REMOVED,
             "certain",
             f"Meta told us on {deauthorized.occurred_at:%d %b %Y at %H:%M} UTC that the app was removed "
             "from this Instagram account.",
@@ -138,8 +139,8 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
     code, subcode = connection.last_error_code, connection.last_error_subcode
     if failure is not None:
         code, subcode = failure.meta_code or code, failure.meta_subcode or subcode
-    if cause_id == "token_expired" and failure is not None and failure.kind == "expired":
-        add("token_expired", "certain", failure.message)
+    if cause_id == CauseId.TOKEN_EXPIRED and failure is not None and failure.kind == "expired":
+        add(CauseId.TOKEN_EXPIRED, "certain", failure.message)
     elif code == 190 and subcode in TOKEN_SUBCODES:
         add(cause_id, "certain", f"Instagram answered with error 190, subcode {subcode}, which means exactly this.")
     elif code is not None:
@@ -154,18 +155,18 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
             "likely",
             "Recognised from the wording of Instagram's message." if connection.last_error_message else "",
         )
-    if connection.last_error_message and cause_id != "token_expired":
+    if connection.last_error_message and cause_id != CauseId.TOKEN_EXPIRED:
         ranked[cause_id].evidence.append(f"Instagram's message: “{connection.last_error_message[:200]}”")
 
     if cause_id in RECONNECT_CAUSES and connection.token_issued_at and incident_started:
         age = incident_started - connection.token_issued_at
-        if cause_id != "token_expired" and age < TOKEN_LIFETIME - timedelta(days=1):
+        if cause_id != CauseId.TOKEN_EXPIRED and age < LONG_LIVED_TOKEN_LIFETIME - timedelta(days=1):
             ranked[cause_id].evidence.append(
-                f"The token was {_age(age)} old when it stopped working, long before its 60-day end: it was "
-                "revoked, not worn out."
+                f"The token was {_age(age)} old when it stopped working, long before its "
+                f"{LONG_LIVED_TOKEN_LIFETIME.days}-day end: it was revoked, not worn out."
             )
 
-    if connection.refresh_failures and cause_id == "token_expired":
+    if connection.refresh_failures and cause_id == CauseId.TOKEN_EXPIRED:
         ranked[cause_id].evidence.append(
             f"Our automatic refresh failed {connection.refresh_failures} time(s) before the expiry"
             + (f" (last: {connection.last_refresh_error})." if connection.last_refresh_error else ".")
@@ -177,13 +178,13 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
     missing = [p for p in REQUIRED_PERMISSIONS if connection.permissions and p not in connection.permissions]
     if missing:
         add(
-            "permissions_changed",
+            CauseId.PERMISSIONS_CHANGED,
             "likely",
             f"At the last connect Instagram granted {', '.join(connection.permissions)}, without {', '.join(missing)}.",
         )
 
-    if cause_id == "invalid_token":
-        for other in ("password_changed", "session_invalidated", "app_removed"):
+    if cause_id == CauseId.INVALID_TOKEN:
+        for other in (CauseId.PASSWORD_CHANGED, CauseId.SESSION_INVALIDATED, CauseId.APP_REMOVED):
             if other not in ranked:
                 add(other, "possible", "Instagram often answers this way after this, without saying so.")
 
@@ -199,27 +200,28 @@ def _reason_from_history(connection, events, now, cause_id, add) -> None:
     ]
     networks = {e.ip_prefix for e in connects if e.ip_prefix}
     browsers = {e.user_agent_family for e in connects if e.user_agent_family}
-    if cause_id not in ("session_invalidated", "password_changed", "invalid_token", "account_checkpoint"):
+    if cause_id not in (
+        CauseId.SESSION_INVALIDATED,
+        CauseId.PASSWORD_CHANGED,
+        CauseId.INVALID_TOKEN,
+        CauseId.ACCOUNT_CHECKPOINT,
+    ):
         return
     summary = (
         f"Connected {len(connects)} times in the last 30 days, from {len(networks)} network(s) and "
         f"{len(browsers)} browser(s)."
     )
     if len(networks) >= 3 or len(browsers) >= 3:
-        target = "session_invalidated" if cause_id == "invalid_token" else cause_id
+        target = CauseId.SESSION_INVALIDATED if cause_id == CauseId.INVALID_TOKEN else cause_id
         add(target, "likely", summary, pattern="many_devices")
     elif len(connects) >= 3:
-        target = "session_invalidated" if cause_id == "invalid_token" else cause_id
+        target = CauseId.SESSION_INVALIDATED if cause_id == CauseId.INVALID_TOKEN else cause_id
         add(target, "likely", summary, pattern="frequent_reconnects")
 
 
 def diagnose_connection(connection: InstagramConnection | None, now: datetime) -> Diagnosis:
     """Load the connection's recent history and diagnose it."""
-    from sqlalchemy import select
-
-    from webapp.extensions import db
-
-    if connection is None or connection.state in ("healthy", "not_connected"):
+    if connection is None or connection.state in (ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED):
         return Diagnosis([], None)
     # Routine successes ("checked", "refreshed") are most of the history and say nothing about a break.
     events = db.session.scalars(

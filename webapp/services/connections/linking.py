@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import InstagramConnection, PendingConnection, Shop, User
+from webapp.models import ConnectionState, InstagramConnection, PendingConnection, Shop, User
+from webapp.services import audit
 from webapp.services.connections.state import (
     Actor,
     connection_for,
@@ -20,34 +21,19 @@ from webapp.services.connections.state import (
     set_state,
     store_token,
 )
-from webapp.services.fingerprint import ip_prefix, user_agent_family
+from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive.policy import Policy, schedule_after_success
-from webapp.services.meta.client import InstagramClient, Profile, TokenGrant
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME, InstagramClient, Profile, TokenGrant
 from webapp.services.token_vault import TokenVault
 
-LONG_LIVED_DEFAULT = timedelta(days=60)
-
-
-RECONNECTED_AFTER = {
-    "needs_reconnect": " after Instagram had ended the connection",
-    "degraded": " while Instagram was having trouble",
-    "expiring": " shortly before the old connection would have expired",
+RECONNECTED_AFTER: dict[str, str] = {
+    ConnectionState.NEEDS_RECONNECT: " after Instagram had ended the connection",
+    ConnectionState.DEGRADED: " while Instagram was having trouble",
+    ConnectionState.EXPIRING: " shortly before the old connection would have expired",
 }
 
 
 PENDING_SWITCH_LIFETIME = timedelta(minutes=15)
-
-
-@dataclass(frozen=True)
-class ClientFingerprint:
-    """Coarse: the /24 or /48 network and 'Browser on OS', never the full address."""
-
-    ip_prefix: str
-    user_agent_family: str
-
-    @classmethod
-    def from_request(cls, remote_addr: str | None, user_agent: str | None) -> ClientFingerprint:
-        return cls(ip_prefix(remote_addr), user_agent_family(user_agent))
 
 
 @dataclass(frozen=True)
@@ -69,6 +55,13 @@ class AccountSwitchRequired(Exception):
 
 class PendingSwitchExpired(Exception):
     """The switch confirmation is gone or too old; the merchant must connect again."""
+
+
+def _parked_profile(profile: Profile, permissions: tuple[str, ...]) -> str:
+    """The profile as a parked switch keeps it: Meta's usage headers of that moment are not kept."""
+    details = asdict(profile)
+    del details["usage"]
+    return json.dumps({**details, "permissions": list(permissions)})
 
 
 def _update_profile(connection: InstagramConnection, profile: Profile, permissions: tuple[str, ...]) -> None:
@@ -102,7 +95,7 @@ def complete_connect(
     """
     long_grant = client.exchange_for_long_lived(short_grant.access_token)
     profile = client.me(long_grant.access_token)
-    expires_at = long_grant.expires_at(now) or now + LONG_LIVED_DEFAULT
+    expires_at = long_grant.expires_at(now) or now + LONG_LIVED_TOKEN_LIFETIME
     return _store_connect(shop, user, short_grant, long_grant, profile, expires_at, vault, now, client_fingerprint)
 
 
@@ -121,14 +114,14 @@ def _store_connect(
     """Store what Meta granted; park it instead when the shop is linked to another account."""
     connection = connection_for(shop)
     linked_elsewhere = connection.instagram_user_id and connection.instagram_user_id != profile.user_id
-    if linked_elsewhere and connection.state != "not_connected":
+    if linked_elsewhere and connection.state != ConnectionState.NOT_CONNECTED:
         db.session.execute(db.delete(PendingConnection).where(PendingConnection.shop_id == shop.id))
         pending = PendingConnection(
             shop_id=shop.id,
             user_id=user.id,
             instagram_user_id=profile.user_id,
             username=profile.username,
-            profile_json=json.dumps({**asdict(profile), "permissions": list(short_grant.permissions)}),
+            profile_json=_parked_profile(profile, short_grant.permissions),
             token_ciphertext=vault.encrypt(long_grant.access_token),
             token_expires_at=expires_at,
             created_at=now,
@@ -182,7 +175,7 @@ def _apply_new_token(
     connection.last_checked_at = now
     connection.last_error_code = connection.last_error_subcode = None
     connection.last_error_message = None
-    set_state(connection, "healthy", now)
+    set_state(connection, ConnectionState.HEALTHY, now)
     # A fresh token starts a fresh timetable; earlier trouble, pauses and leases no longer apply.
     connection.consecutive_failures = connection.failure_days = connection.refresh_failures = 0
     connection.failing_since = connection.last_failure_on = connection.last_refresh_error = None
@@ -240,7 +233,7 @@ def confirm_switch(
     # A new account's profile replaces the old one entirely, not field by field.
     connection.username = connection.display_name = connection.profile_picture_url = connection.account_type = None
     connection.granted_permissions = ""
-    expires_at = pending.token_expires_at or now + LONG_LIVED_DEFAULT
+    expires_at = pending.token_expires_at or now + LONG_LIVED_TOKEN_LIFETIME
     kind = _apply_new_token(
         connection,
         profile,
@@ -267,10 +260,8 @@ def cancel_switch(shop: Shop) -> None:
 @fenced_write
 def disconnect(connection: InstagramConnection, user: User, now: datetime) -> None:
     """Delete the token and mark the shop not connected; the history stays."""
-    from webapp.services import audit
-
     forget_token(connection)
-    set_state(connection, "not_connected", now)
+    set_state(connection, ConnectionState.NOT_CONNECTED, now)
     record_event(connection, "disconnected", now, Actor.for_user(user), message="Disconnected by the shop.")
     audit.record(
         "instagram.disconnected",

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback, PendingConnection
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, MetaCallback, PendingConnection
+from webapp.services.connections.causes import CauseId
 from webapp.services.connections.state import META, fenced_write, forget_token, record_event, set_state
 
 log = logging.getLogger(__name__)
@@ -58,16 +59,16 @@ def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> 
         if connection.connected_at and issued < int(connection.connected_at.timestamp()):
             # Older than the latest connect: a replay or a late delivery cannot undo a reconnect.
             continue
-        if connection.state == "not_connected" and not connection.has_token:
+        if connection.state == ConnectionState.NOT_CONNECTED and not connection.has_token:
             continue
         forget_token(connection)
-        set_state(connection, "needs_reconnect", now, cause="app_removed")
+        set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause=CauseId.APP_REMOVED)
         record_event(
             connection,
             "deauthorized",
             now,
             META,
-            cause="app_removed",
+            cause=CauseId.APP_REMOVED,
             instagram_user_id=instagram_user_id,
             message="Meta reported that this app was removed from the Instagram account's authorised apps.",
         )
@@ -100,7 +101,7 @@ def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime)
         connection.instagram_user_id = connection.username = connection.display_name = None
         connection.profile_picture_url = connection.account_type = None
         connection.granted_permissions = ""
-        set_state(connection, "not_connected", now)
+        set_state(connection, ConnectionState.NOT_CONNECTED, now)
         db.session.execute(
             db.update(ConnectionEvent)
             .where(ConnectionEvent.connection_id == connection.id)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, InstagramConnection, Shop, User
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, Shop, User
 from webapp.services.token_vault import TokenVault, TokenVaultError, fingerprint
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def connection_for(shop: Shop) -> InstagramConnection:
     """Return the shop's connection row, creating a `not_connected` one the first time."""
     connection = db.session.scalar(select(InstagramConnection).where(InstagramConnection.shop_id == shop.id))
     if connection is None:
-        connection = InstagramConnection(shop=shop, state="not_connected")
+        connection = InstagramConnection(shop=shop, state=ConnectionState.NOT_CONNECTED)
         db.session.add(connection)
         db.session.flush()
     return connection
@@ -95,16 +95,16 @@ def record_event(connection: InstagramConnection, kind: str, now: datetime, acto
     return event
 
 
-def set_state(connection: InstagramConnection, state: str, now: datetime, cause: str | None = None) -> None:
+def set_state(connection: InstagramConnection, state: ConnectionState, now: datetime, cause: str | None = None) -> None:
     """Move the connection to `state`, keeping track of incidents (stretches of needs_reconnect)."""
     if connection.state != state:
         connection.state_changed_at = now
-    if state == "needs_reconnect" and connection.incident_started_at is None:
+    if state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is None:
         connection.incident_started_at = now
-    elif state == "healthy" and connection.incident_started_at is not None:
+    elif state == ConnectionState.HEALTHY and connection.incident_started_at is not None:
         connection.resolved_incident_at = connection.incident_started_at  # "restored" mail is due
         connection.incident_started_at = None
-    elif state == "not_connected":
+    elif state == ConnectionState.NOT_CONNECTED:
         connection.incident_started_at = connection.resolved_incident_at = None
     connection.state = state
     connection.cause = cause

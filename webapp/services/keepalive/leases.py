@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
-from webapp.models import InstagramConnection, RateLimitPause
+from webapp.models import ConnectionState, InstagramConnection, RateLimitPause
 from webapp.services.connections.state import SYSTEM, Actor
 from webapp.services.keepalive.policy import Policy, refresh_allowed
 from webapp.services.token_vault import TokenVault, TokenVaultError
@@ -23,25 +24,34 @@ from webapp.services.token_vault import TokenVault, TokenVaultError
 log = logging.getLogger(__name__)
 
 
-ACTIVE_STATES = ("healthy", "expiring", "degraded")
+# The states whose token the keep-alive looks after.
+ACTIVE_STATES = (ConnectionState.HEALTHY, ConnectionState.EXPIRING, ConnectionState.DEGRADED)
 
 
-def work_for(connection: InstagramConnection, now: datetime, policy: Policy) -> str | None:
-    """What the connection needs now: 'expire', 'refresh', 'check' or nothing."""
+class Work(StrEnum):
+    """What a claim is for."""
+
+    EXPIRE = "expire"  # the token's own expiry passed: no call to Meta can help
+    REFRESH = "refresh"
+    CHECK = "check"
+
+
+def work_for(connection: InstagramConnection, now: datetime, policy: Policy) -> Work | None:
+    """What the connection needs now: expire, refresh, check or nothing."""
     if connection.token_ciphertext is None or connection.state not in ACTIVE_STATES:
         return None
     if connection.token_expires_at is not None and connection.token_expires_at <= now:
-        return "expire"
+        return Work.EXPIRE
     if connection.paused_until and now < connection.paused_until:
         return None
     if connection.retry_at and now < connection.retry_at:
         return None
     refresh_due = connection.refresh_due_at is not None and connection.refresh_due_at <= now
     if refresh_due and refresh_allowed(connection.token_issued_at, connection.token_expires_at, now, policy):
-        return "refresh"
+        return Work.REFRESH
     check_due = connection.check_due_at is not None and connection.check_due_at <= now
     if check_due or (connection.retry_at and now >= connection.retry_at):
-        return "check"
+        return Work.CHECK
     return None
 
 
@@ -52,7 +62,7 @@ class Claim:
     connection_id: int
     version: int
     owner: str
-    work: str
+    work: Work
     token: str | None = field(default=None, repr=False)
     unreadable: bool = False
     actor: Actor = SYSTEM
@@ -71,7 +81,7 @@ def claim_due(
     policy: Policy,
     vault: TokenVault,
     connection_id: int | None = None,
-    manual_work: str = "check",
+    manual_work: Work = Work.CHECK,
     actor: Actor = SYSTEM,
     exclude: frozenset[int] = frozenset(),
 ) -> list[Claim]:
@@ -100,7 +110,7 @@ def claim_due(
     if dialect == "postgresql":
         # Rows another worker is claiming right now are skipped, not waited for.
         query = query.with_for_update(skip_locked=True)
-    works: dict[int, str] = {}
+    works: dict[int, Work] = {}
     try:
         for connection in db.session.scalars(query):
             work = work_for(connection, now, policy) if connection_id is None else manual_work

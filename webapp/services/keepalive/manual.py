@@ -12,10 +12,10 @@ from flask import Flask
 from webapp.extensions import db
 from webapp.models import InstagramConnection
 from webapp.services.connections.state import Actor
-from webapp.services.keepalive.leases import claim_due
-from webapp.services.keepalive.outcomes import call_meta, record_outcome
+from webapp.services.keepalive.leases import Work, claim_due
+from webapp.services.keepalive.outcomes import Summary, call_meta, record_outcome
 from webapp.services.keepalive.policy import Policy, refresh_allowed
-from webapp.services.meta.client import InstagramClient
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME, InstagramClient
 from webapp.services.notify import planning
 from webapp.services.token_vault import TokenVault
 
@@ -26,34 +26,34 @@ class ConnectionBusy(Exception):
 
 @dataclass(frozen=True)
 class ManualResult:
-    summary: str
+    summary: Summary
     message: str
     level: str  # success | info | warning | error
 
 
 MANUAL_MESSAGES = {
-    "refreshed": ("Token refreshed. It is valid for another 60 days.", "success"),
-    "checked": ("Connection tested: Instagram answered and everything works.", "success"),
-    "recovered": ("Connection tested: it works again.", "success"),
-    "transient": (
+    Summary.REFRESHED: (f"Token refreshed. It is valid for another {LONG_LIVED_TOKEN_LIFETIME.days} days.", "success"),
+    Summary.CHECKED: ("Connection tested: Instagram answered and everything works.", "success"),
+    Summary.RECOVERED: ("Connection tested: it works again.", "success"),
+    Summary.TRANSIENT: (
         "Instagram did not answer properly just now. We keep retrying automatically; nothing is lost.",
         "warning",
     ),
-    "needs_reconnect": ("Instagram refused the connection. Reconnect to fix it.", "error"),
-    "expired": ("The token has expired. Reconnect to fix it.", "error"),
-    "unreadable": (
+    Summary.NEEDS_RECONNECT: ("Instagram refused the connection. Reconnect to fix it.", "error"),
+    Summary.EXPIRED: ("The token has expired. Reconnect to fix it.", "error"),
+    Summary.UNREADABLE: (
         "The stored token cannot be read on our side. Our team has to fix this; reconnecting also works.",
         "error",
     ),
-    "lease_lost": ("The automatic check ran at the same moment; see the latest result below.", "info"),
-    "write_failed": ("We could not save the result just now; it is retried automatically.", "warning"),
+    Summary.LEASE_LOST: ("The automatic check ran at the same moment; see the latest result below.", "info"),
+    Summary.WRITE_FAILED: ("We could not save the result just now; it is retried automatically.", "warning"),
 }
 
 
 def run_now(
     app: Flask,
     connection_id: int,
-    work: str,
+    work: Work,
     *,
     actor: Actor,
     now: datetime,
@@ -74,7 +74,7 @@ def run_now(
 
 def _run(
     connection_id: int,
-    work: str,
+    work: Work,
     *,
     actor: Actor,
     now: datetime,
@@ -85,14 +85,16 @@ def _run(
 ) -> ManualResult:
     connection = db.session.get(InstagramConnection, connection_id)
     if connection is None or connection.token_ciphertext is None:
-        return ManualResult("no_token", "There is no Instagram token to use. Connect Instagram first.", "error")
-    if work == "refresh" and not refresh_allowed(connection.token_issued_at, connection.token_expires_at, now, policy):
+        return ManualResult(Summary.NO_TOKEN, "There is no Instagram token to use. Connect Instagram first.", "error")
+    if work == Work.REFRESH and not refresh_allowed(
+        connection.token_issued_at, connection.token_expires_at, now, policy
+    ):
         if connection.token_expires_at and connection.token_expires_at <= now:
             return ManualResult(
-                "expired", "The token has expired and cannot be refreshed. Reconnect to fix it.", "error"
+                Summary.EXPIRED, "The token has expired and cannot be refreshed. Reconnect to fix it.", "error"
             )
         return ManualResult(
-            "too_young",
+            Summary.TOO_YOUNG,
             "The token is less than a day old. Instagram only refreshes tokens after 24 hours; nothing to do yet.",
             "info",
         )

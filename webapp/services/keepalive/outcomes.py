@@ -13,26 +13,54 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
-from webapp.models import InstagramConnection, RateLimitPause
+from webapp.models import ConnectionState, InstagramConnection, RateLimitPause
+from webapp.services.connections.causes import CauseId
 from webapp.services.connections.state import META, SYSTEM, Actor, record_event, set_state, store_token
-from webapp.services.keepalive.leases import Claim, drop_lease, safe_rollback
+from webapp.services.keepalive.leases import Claim, Work, drop_lease, safe_rollback
 from webapp.services.keepalive.policy import Policy, backoff, schedule_after_success
 from webapp.services.meta.classifier import Classification, classify_error
-from webapp.services.meta.client import InstagramClient, MetaApiError, Profile, TokenGrant, Usage
+from webapp.services.meta.client import (
+    LONG_LIVED_TOKEN_LIFETIME,
+    InstagramClient,
+    MetaApiError,
+    Profile,
+    TokenGrant,
+    Usage,
+)
 from webapp.services.token_vault import TokenVault
 
 log = logging.getLogger(__name__)
 
 
+class Summary(StrEnum):
+    """The one word a piece of keep-alive work ends with: record_outcome's, run_now's and the worker's."""
+
+    REFRESHED = "refreshed"
+    CHECKED = "checked"
+    RECOVERED = "recovered"
+    TRANSIENT = "transient"
+    NEEDS_RECONNECT = "needs_reconnect"
+    EXPIRED = "expired"
+    UNREADABLE = "unreadable"
+    LEASE_LOST = "lease_lost"
+    WRITE_FAILED = "write_failed"
+    # run_now: there is no token to call Meta with (a word, not a secret: the S105 note is a false alarm)
+    NO_TOKEN = "no_token"  # noqa: S105
+    TOO_YOUNG = "too_young"  # run_now: Instagram refreshes only tokens at least a day old
+    RELEASED = "released"  # the worker was stopping: the lease went back before any call
+    ERROR = "error"  # the worker hit an unexpected error; the lease runs out
+
+
 @dataclass
 class Outcome:
-    work: str
+    work: Work
     grant: TokenGrant | None = None
     profile: Profile | None = None
     error: MetaApiError | None = None
@@ -43,9 +71,11 @@ def call_meta(claim: Claim, client: InstagramClient) -> Outcome:
     """Make the one call the claim is for. Runs with no database transaction open."""
     work = claim.work
     try:
-        if work == "refresh":
-            return Outcome("refresh", grant=client.refresh(claim.token or ""), usage=client.last_usage)
-        return Outcome("check", profile=client.me(claim.token or ""), usage=client.last_usage)
+        if work == Work.REFRESH:
+            grant = client.refresh(claim.token or "")
+            return Outcome(Work.REFRESH, grant=grant, usage=grant.usage)
+        profile = client.me(claim.token or "")
+        return Outcome(Work.CHECK, profile=profile, usage=profile.usage)
     except MetaApiError as error:
         return Outcome(work, error=error, usage=error.usage)
 
@@ -70,7 +100,7 @@ def record_outcome(
     vault: TokenVault,
     rng: random.Random,
     sleep: Callable[[float], None] = time.sleep,
-) -> str:
+) -> Summary:
     """Write the result back if the lease is still ours; retry the write so no new token is lost.
 
     Returns a one-word summary: refreshed, checked, recovered, transient, needs_reconnect, expired,
@@ -83,7 +113,7 @@ def record_outcome(
                 db.session.rollback()
                 log.warning("connection %s: lease lost before write-back; result discarded", claim.connection_id)
                 drop_lease(claim)
-                return "lease_lost"
+                return Summary.LEASE_LOST
             summary = _apply(connection, claim, outcome, now, policy, vault, rng)
             connection.lease_owner = connection.lease_expires_at = None
             db.session.commit()
@@ -96,7 +126,7 @@ def record_outcome(
                 "connection %s: changed by another writer during the call; result discarded", claim.connection_id
             )
             drop_lease(claim)
-            return "lease_lost"
+            return Summary.LEASE_LOST
         except SQLAlchemyError as error:
             # The database went away, refused the write, or had no connection free in time: try
             # again, the new token is worth it.
@@ -114,7 +144,7 @@ def record_outcome(
         claim.connection_id,
         policy.write_attempts,
     )
-    return "write_failed"
+    return Summary.WRITE_FAILED
 
 
 def _apply(
@@ -125,21 +155,21 @@ def _apply(
     policy: Policy,
     vault: TokenVault,
     rng: random.Random,
-) -> str:
-    if claim.work == "expire":
+) -> Summary:
+    if claim.work == Work.EXPIRE:
         return expire(connection, now)
     if claim.unreadable or outcome is None:
         # Our own key configuration is wrong; the merchant can do nothing about it. Retry later.
-        _record_failure(connection, now, policy, rng, cause="app_misconfigured")
+        _record_failure(connection, now, policy, rng, cause=CauseId.APP_MISCONFIGURED)
         record_event(
             connection,
             "token_unreadable",
             now,
             SYSTEM,
-            cause="app_misconfigured",
+            cause=CauseId.APP_MISCONFIGURED,
             message="The stored token could not be decrypted with the configured keys (TOKEN_ENCRYPTION_KEYS).",
         )
-        return "unreadable"
+        return Summary.UNREADABLE
     if outcome.error is None:
         summary = _apply_success(connection, claim, outcome, now, policy, vault, rng)
     else:
@@ -148,8 +178,8 @@ def _apply(
     return summary
 
 
-def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> str:
-    recovered = connection.state != "healthy"
+def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> Summary:
+    recovered = connection.state != ConnectionState.HEALTHY
     if outcome.grant is not None:
         expires_at = outcome.grant.expires_at(now) or now + policy.token_lifetime
         store_token(connection, outcome.grant.access_token, vault, issued_at=now, expires_at=expires_at)
@@ -157,6 +187,7 @@ def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> str:
         connection.refresh_failures = 0
         connection.last_refresh_error = None
         kind, message = "refreshed", f"Token refreshed automatically; now valid until {expires_at:%d %b %Y}."
+        summary = Summary.REFRESHED
     else:
         profile = outcome.profile
         if profile.username:
@@ -164,6 +195,7 @@ def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> str:
         if profile.profile_picture_url:
             connection.profile_picture_url = profile.profile_picture_url
         kind, message = "checked", "Health check passed."
+        summary = Summary.CHECKED
     connection.last_checked_at = now
     connection.last_check_ok = True
     connection.last_error_code = connection.last_error_subcode = None
@@ -171,42 +203,42 @@ def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> str:
     connection.consecutive_failures = connection.failure_days = 0
     connection.failing_since = connection.last_failure_on = None
     connection.paused_until = None
-    set_state(connection, "healthy", now)
+    set_state(connection, ConnectionState.HEALTHY, now)
     schedule_after_success(connection, now, policy, rng)
     if recovered:
         message += " The connection works again."
     record_event(connection, kind, now, claim.actor, message=message)
-    return "recovered" if recovered else kind
+    return Summary.RECOVERED if recovered else summary
 
 
-def _apply_failure(connection, outcome, classification: Classification, now, policy, rng) -> str:
+def _apply_failure(connection, outcome, classification: Classification, now, policy, rng) -> Summary:
     error = outcome.error
     connection.last_error_code, connection.last_error_subcode = error.code, error.subcode
     connection.last_error_message = error.message[:1000]
     connection.last_checked_at = now
     connection.last_check_ok = False
-    if outcome.work == "refresh":
+    if outcome.work == Work.REFRESH:
         connection.last_refresh_attempt_at = now
         connection.last_refresh_error = f"{classification.cause}: {error.message}"[:500]
-    kind = "refresh_failed" if outcome.work == "refresh" else "check_failed"
+    kind = "refresh_failed" if outcome.work == Work.REFRESH else "check_failed"
     if classification.needs_reconnect:
         # Definitive: stop all calls with this token, at once (promise 6).
-        if outcome.work == "refresh":
+        if outcome.work == Work.REFRESH:
             connection.refresh_failures += 1
-        set_state(connection, "needs_reconnect", now, cause=classification.cause)
+        set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause=classification.cause)
         connection.schedule()
         connection.paused_until = None
         _failure_event(connection, kind, now, META, classification, error)
         log.info("connection %s: %s -> needs_reconnect (%s)", connection.id, kind, classification.cause)
-        return "needs_reconnect"
-    if connection.state == "needs_reconnect":
+        return Summary.NEEDS_RECONNECT
+    if connection.state == ConnectionState.NEEDS_RECONNECT:
         # A manual test of an already broken connection hit passing trouble: it stays broken.
         _failure_event(connection, kind, now, SYSTEM, classification, error)
-        return "transient"
+        return Summary.TRANSIENT
     new_day = _record_failure(connection, now, policy, rng, cause=classification.cause)
-    if outcome.work == "refresh" and new_day:
+    if outcome.work == Work.REFRESH and new_day:
         connection.refresh_failures += 1
-    if classification.cause == "rate_limited":
+    if classification.cause == CauseId.RATE_LIMITED:
         minutes = outcome.usage.regain_access_minutes
         pause = max(timedelta(minutes=minutes), policy.rate_limit_pause)
         connection.paused_until = now + pause
@@ -218,7 +250,7 @@ def _apply_failure(connection, outcome, classification: Classification, now, pol
     log.info(
         "connection %s: %s, transient (%s); retry at %s", connection.id, kind, classification.cause, connection.retry_at
     )
-    return "transient"
+    return Summary.TRANSIENT
 
 
 def _failure_event(connection, kind: str, now: datetime, actor: Actor, classification: Classification, error) -> None:
@@ -234,7 +266,7 @@ def _failure_event(connection, kind: str, now: datetime, actor: Actor, classific
     )
 
 
-def _record_failure(connection, now, policy, rng, *, cause: str) -> bool:
+def _record_failure(connection, now, policy, rng, *, cause: CauseId) -> bool:
     """Back off and move to degraded or expiring; count the failure once per day. True on a new day."""
     connection.consecutive_failures += 1
     today = now.date().isoformat()
@@ -248,7 +280,7 @@ def _record_failure(connection, now, policy, rng, *, cause: str) -> bool:
         refresh_due_at=connection.refresh_due_at, check_due_at=connection.check_due_at, retry_at=retry_at
     )
     expiring = connection.token_expires_at is not None and connection.token_expires_at - now <= policy.expiry_warning
-    set_state(connection, "expiring" if expiring else "degraded", now, cause=cause)
+    set_state(connection, ConnectionState.EXPIRING if expiring else ConnectionState.DEGRADED, now, cause=cause)
     return new_day
 
 
@@ -275,11 +307,11 @@ def _pause_app(until: datetime, reason: str) -> None:
     log.warning("pausing all calls to Meta until %s: %s", until.isoformat(timespec="seconds"), reason)
 
 
-def expire(connection: InstagramConnection, now: datetime) -> str:
+def expire(connection: InstagramConnection, now: datetime) -> Summary:
     """The token's own expiry passed: no call to Meta can help. Say honestly whether refresh failed."""
-    if connection.state == "needs_reconnect":
-        return "expired"
-    set_state(connection, "needs_reconnect", now, cause="token_expired")
+    if connection.state == ConnectionState.NEEDS_RECONNECT:
+        return Summary.EXPIRED
+    set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause=CauseId.TOKEN_EXPIRED)
     connection.schedule()
     if connection.refresh_failures:
         message = (
@@ -287,6 +319,6 @@ def expire(connection: InstagramConnection, now: datetime) -> str:
             f"last error: {connection.last_refresh_error or 'unknown'}."
         )
     else:
-        message = "The token reached its 60-day expiry without being refreshed."
-    record_event(connection, "expired", now, SYSTEM, cause="token_expired", message=message)
-    return "expired"
+        message = f"The token reached its {LONG_LIVED_TOKEN_LIFETIME.days}-day expiry without being refreshed."
+    record_event(connection, "expired", now, SYSTEM, cause=CauseId.TOKEN_EXPIRED, message=message)
+    return Summary.EXPIRED

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from webapp.models import InstagramConnection
+from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 
 @dataclass(frozen=True)
 class Policy:
-    token_lifetime: timedelta = timedelta(days=60)
+    token_lifetime: timedelta = LONG_LIVED_TOKEN_LIFETIME
     refresh_after: timedelta = timedelta(days=7)
     refresh_min_age: timedelta = timedelta(hours=24)
     check_interval: timedelta = timedelta(hours=6)

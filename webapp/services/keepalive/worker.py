@@ -48,10 +48,6 @@ class DatabaseUnavailable(SQLAlchemyError):
     """A write-back kept failing: the database is still away."""
 
 
-def utc_now() -> datetime:
-    return clock.now()
-
-
 def worker_client(app: Flask, concurrency: int) -> InstagramClient:
     """A Meta client whose connection pool fits the worker's concurrency; each call has one deadline."""
     session = deadline_session(app.config["INSTAGRAM_HTTP_TIMEOUT"], pool_maxsize=max(concurrency, 10))
@@ -67,7 +63,7 @@ class Worker:
         batch_size: int | None = None,
         poll_seconds: float | None = None,
         client: InstagramClient | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] = clock.now,
         rng: random.Random | None = None,
     ):
         config = app.config
@@ -182,17 +178,17 @@ class Worker:
                 exclude=in_flight,
             )
 
-    def process(self, claim: leases.Claim) -> str:
+    def process(self, claim: leases.Claim) -> outcomes.Summary:
         """Do one claim's work in this thread: call Meta (no transaction open), then write back."""
         with self.app.app_context():
             outcome = None
-            if claim.work != "expire" and not claim.unreadable:
+            if claim.work != leases.Work.EXPIRE and not claim.unreadable:
                 outcome = outcomes.call_meta(claim, self.client)
             finished_at = self.clock()
             summary = outcomes.record_outcome(
                 claim, outcome, now=finished_at, policy=self.policy, vault=self.vault, rng=self.rng, sleep=self.sleep
             )
-            if summary == "write_failed":
+            if summary == outcomes.Summary.WRITE_FAILED:
                 with self.unwritten_lock:
                     self.unwritten.append((claim, outcome, finished_at))
         error = outcome.error if outcome else None
@@ -281,7 +277,7 @@ class Worker:
                     summary = outcomes.record_outcome(
                         claim, outcome, now=finished_at, policy=once, vault=self.vault, rng=self.rng, sleep=self.sleep
                     )
-                if summary == "write_failed":
+                if summary == outcomes.Summary.WRITE_FAILED:
                     raise DatabaseUnavailable("write-back still failing")
                 written += 1
                 log.info(
@@ -326,12 +322,12 @@ class Worker:
         for future in done:
             claim = in_flight.pop(future)
             summary = future.result()
-            if summary == "released":
+            if summary == outcomes.Summary.RELEASED:
                 released.append(claim)
                 continue
             if planning.notifies_at_once(summary):
                 changed.append(claim.connection_id)
-            if summary == "write_failed":
+            if summary == outcomes.Summary.WRITE_FAILED:
                 continue  # kept in self.unwritten; counted once it is written
             self.totals[summary] += 1
             if on_result:
@@ -345,13 +341,13 @@ class Worker:
                 planning.plan(self.app, self.clock(), connection_ids=changed)
             self.send_mail()
 
-    def _guarded(self, claim: leases.Claim, stop: threading.Event) -> str:
+    def _guarded(self, claim: leases.Claim, stop: threading.Event) -> outcomes.Summary:
         if stop.is_set():
-            return "released"  # stopping: hand the lease back instead of starting a new call
+            return outcomes.Summary.RELEASED  # stopping: hand the lease back instead of starting a new call
         try:
             return self.process(claim)
         except Exception:
             log.exception(
                 "connection %s: unexpected error; the lease will expire and it is retried", claim.connection_id
             )
-            return "error"
+            return outcomes.Summary.ERROR

@@ -10,40 +10,41 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from webapp.models import ConnectionState
+from webapp.services.connections.causes import CauseId
 from webapp.services.meta.client import MetaApiError
 
 # Causes that only the merchant can fix, by reconnecting.
 RECONNECT_CAUSES = frozenset(
     {
-        "token_expired",
-        "password_changed",
-        "app_removed",
-        "account_checkpoint",
-        "session_invalidated",
-        "permissions_changed",
-        "data_access_expired",
-        "invalid_token",
+        CauseId.TOKEN_EXPIRED,
+        CauseId.PASSWORD_CHANGED,
+        CauseId.APP_REMOVED,
+        CauseId.ACCOUNT_CHECKPOINT,
+        CauseId.SESSION_INVALIDATED,
+        CauseId.PERMISSIONS_CHANGED,
+        CauseId.DATA_ACCESS_EXPIRED,
+        CauseId.INVALID_TOKEN,
     }
 )
 # Causes that pass by themselves: retry later.
-TRANSIENT_CAUSES = frozenset({"rate_limited", "policy_block", "provider_error"})
-ALL_CAUSES = RECONNECT_CAUSES | TRANSIENT_CAUSES | {"app_misconfigured", "request_error", "unknown"}
+TRANSIENT_CAUSES = frozenset({CauseId.RATE_LIMITED, CauseId.POLICY_BLOCK, CauseId.PROVIDER_ERROR})
 
 TOKEN_SUBCODES = {
-    458: "app_removed",
-    459: "account_checkpoint",
-    460: "password_changed",
-    461: "session_invalidated",  # the user reinstalled the app: the old session is gone
-    463: "token_expired",
-    464: "account_checkpoint",
-    465: "invalid_token",
-    466: "session_invalidated",  # explicitly invalidated through an API call
-    467: "session_invalidated",
-    468: "data_access_expired",  # app not used for a long time
-    483: "account_checkpoint",  # consent app blocking
-    490: "account_checkpoint",
-    492: "permissions_changed",
-    493: "data_access_expired",
+    458: CauseId.APP_REMOVED,
+    459: CauseId.ACCOUNT_CHECKPOINT,
+    460: CauseId.PASSWORD_CHANGED,
+    461: CauseId.SESSION_INVALIDATED,  # the user reinstalled the app: the old session is gone
+    463: CauseId.TOKEN_EXPIRED,
+    464: CauseId.ACCOUNT_CHECKPOINT,
+    465: CauseId.INVALID_TOKEN,
+    466: CauseId.SESSION_INVALIDATED,  # explicitly invalidated through an API call
+    467: CauseId.SESSION_INVALIDATED,
+    468: CauseId.DATA_ACCESS_EXPIRED,  # app not used for a long time
+    483: CauseId.ACCOUNT_CHECKPOINT,  # consent app blocking
+    490: CauseId.ACCOUNT_CHECKPOINT,
+    492: CauseId.PERMISSIONS_CHANGED,
+    493: CauseId.DATA_ACCESS_EXPIRED,
 }
 RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 341, *range(80000, 80010)})
 # App-wide throttles pause every call; the others pause one account.
@@ -52,10 +53,10 @@ TRANSIENT_CODES = frozenset({1, 2})
 
 # Message rules, most specific first: a cause and the phrases that give it away. Used when the code
 # does not decide. Phrases are regular expressions, matched case-insensitively.
-_MESSAGE_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("password_changed", (r"changed (?:their|the|your) password", r"password (?:was |has been )?changed")),
+_MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
+    (CauseId.PASSWORD_CHANGED, (r"changed (?:their|the|your) password", r"password (?:was |has been )?changed")),
     (
-        "app_removed",
+        CauseId.APP_REMOVED,
         (
             r"has not authori[sz]ed application",
             r"not authori[sz]ed (?:the )?app",
@@ -64,9 +65,12 @@ _MESSAGE_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
             r"deauthori[sz]ed",
         ),
     ),
-    ("data_access_expired", (r"engaged (?:with )?the app in longer than 90 days", r"data access (?:has )?expired")),
     (
-        "account_checkpoint",
+        CauseId.DATA_ACCESS_EXPIRED,
+        (r"engaged (?:with )?the app in longer than 90 days", r"data access (?:has )?expired"),
+    ),
+    (
+        CauseId.ACCOUNT_CHECKPOINT,
         (
             r"checkpoint",
             r"log in to (?:https?://)?www\.(?:facebook|instagram)\.com and follow the instructions",
@@ -76,7 +80,7 @@ _MESSAGE_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        "session_invalidated",
+        CauseId.SESSION_INVALIDATED,
         (
             r"user logged out",
             r"session is invalid",
@@ -85,9 +89,9 @@ _MESSAGE_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
             r"logged out",
         ),
     ),
-    ("token_expired", (r"session has expired", r"token (?:has )?expired", r"expired on")),
+    (CauseId.TOKEN_EXPIRED, (r"session has expired", r"token (?:has )?expired", r"expired on")),
     (
-        "permissions_changed",
+        CauseId.PERMISSIONS_CHANGED,
         (
             r"does not have permission",
             r"permissions? error",
@@ -98,7 +102,7 @@ _MESSAGE_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        "app_misconfigured",
+        CauseId.APP_MISCONFIGURED,
         (
             r"invalid platform app",
             r"error validating client secret",
@@ -112,7 +116,7 @@ _MESSAGE_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        "rate_limited",
+        CauseId.RATE_LIMITED,
         (
             r"request limit reached",
             r"too many calls",
@@ -121,9 +125,12 @@ _MESSAGE_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
             r"calls to this (?:instagram|page) account",
         ),
     ),
-    ("policy_block", (r"temporarily blocked", r"\(#368\)", r"policies violations", r"restricted (?:as|for) spam")),
     (
-        "request_error",
+        CauseId.POLICY_BLOCK,
+        (r"temporarily blocked", r"\(#368\)", r"policies violations", r"restricted (?:as|for) spam"),
+    ),
+    (
+        CauseId.REQUEST_ERROR,
         (
             r"unsupported (?:get|post) request",
             r"nonexisting field",
@@ -135,7 +142,7 @@ _MESSAGE_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        "invalid_token",
+        CauseId.INVALID_TOKEN,
         (
             r"error validating access token",
             r"invalid (?:oauth(?: 2\.0)? )?access token",
@@ -145,7 +152,7 @@ _MESSAGE_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        "provider_error",
+        CauseId.PROVIDER_ERROR,
         (
             r"unexpected error has occurred",
             r"please retry",
@@ -161,35 +168,35 @@ _MESSAGE_PHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
 )
-MESSAGE_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
+MESSAGE_RULES: tuple[tuple[CauseId, re.Pattern], ...] = tuple(
     (cause, re.compile("|".join(phrases), re.IGNORECASE)) for cause, phrases in _MESSAGE_PHRASES
 )
 
 
 @dataclass(frozen=True)
 class Classification:
-    cause: str
+    cause: CauseId
     needs_reconnect: bool
     retryable: bool
     app_wide: bool = False  # a throttle that applies to every account of the app
 
     @property
-    def state(self) -> str:
+    def state(self) -> ConnectionState:
         """The connection state this outcome calls for (before the expiry window is considered)."""
-        return "needs_reconnect" if self.needs_reconnect else "degraded"
+        return ConnectionState.NEEDS_RECONNECT if self.needs_reconnect else ConnectionState.DEGRADED
 
 
-def _of(cause: str, app_wide: bool = False) -> Classification:
+def _of(cause: CauseId, app_wide: bool = False) -> Classification:
     return Classification(
         cause=cause,
         needs_reconnect=cause in RECONNECT_CAUSES,
         # Trying again later can work for Meta-side trouble, and for what we cannot name.
-        retryable=cause in TRANSIENT_CAUSES or cause == "unknown",
+        retryable=cause in TRANSIENT_CAUSES or cause == CauseId.UNKNOWN,
         app_wide=app_wide,
     )
 
 
-def cause_from_message(message: str | None) -> str | None:
+def cause_from_message(message: str | None) -> CauseId | None:
     for cause, pattern in MESSAGE_RULES:
         if message and pattern.search(message):
             return cause
@@ -211,51 +218,51 @@ def classify_fields(
             return _of(TOKEN_SUBCODES[subcode])
         # Meta sometimes puts the reason only in the text (e.g. password changes without 460).
         by_text = cause_from_message(message)
-        return _of(by_text if by_text in RECONNECT_CAUSES else "invalid_token")
+        return _of(by_text if by_text in RECONNECT_CAUSES else CauseId.INVALID_TOKEN)
     if code == 25 and subcode == 2207050:
-        return _of("account_checkpoint")
+        return _of(CauseId.ACCOUNT_CHECKPOINT)
     if code == 4 and subcode == 2207051:
-        return _of("policy_block")
+        return _of(CauseId.POLICY_BLOCK)
     if code in RATE_LIMIT_CODES:
-        return _of("rate_limited", app_wide=code in APP_WIDE_RATE_LIMIT_CODES)
+        return _of(CauseId.RATE_LIMITED, app_wide=code in APP_WIDE_RATE_LIMIT_CODES)
     if code == 368:
-        return _of("policy_block")
+        return _of(CauseId.POLICY_BLOCK)
     if code in TRANSIENT_CODES:
-        return _of("provider_error")
+        return _of(CauseId.PROVIDER_ERROR)
     if code == 10 or (code is not None and 200 <= code <= 299):
-        return _of("permissions_changed")
+        return _of(CauseId.PERMISSIONS_CHANGED)
     if code == 24 and subcode == 2207006:
-        return _of("permissions_changed")
+        return _of(CauseId.PERMISSIONS_CHANGED)
     if code in (3, 101):
-        return _of("app_misconfigured")
+        return _of(CauseId.APP_MISCONFIGURED)
     if code == 102:
-        return _of("invalid_token")
+        return _of(CauseId.INVALID_TOKEN)
     if code == 100:
         # "Invalid parameter": about the request, even when its text mentions permissions.
-        return _of("request_error")
+        return _of(CauseId.REQUEST_ERROR)
     if is_transient:
-        return _of("provider_error")
+        return _of(CauseId.PROVIDER_ERROR)
     by_text = cause_from_message(message)
     if by_text:
         return _of(by_text)
     if error_type in ("OAuthAccessTokenException",):
-        return _of("invalid_token")
+        return _of(CauseId.INVALID_TOKEN)
     if http_status is not None and http_status >= 500:
-        return _of("provider_error")
+        return _of(CauseId.PROVIDER_ERROR)
     if error_type == "OAuthException" and code is None and http_status in (400, 401):
-        return _of("invalid_token")
-    return _of("unknown")
+        return _of(CauseId.INVALID_TOKEN)
+    return _of(CauseId.UNKNOWN)
 
 
 def classify_error(error: MetaApiError) -> Classification:
     """Classify a failed call: Meta's error body, a bad status, a timeout or a broken body."""
     if error.failure in ("timeout", "connection"):
-        return _of("provider_error")
+        return _of(CauseId.PROVIDER_ERROR)
     if error.failure == "malformed" and (
         error.http_status is None or error.http_status >= 500 or error.http_status < 400
     ):
         # Garbage where JSON was expected is Meta's (or a proxy's) trouble, never a revocation.
-        return _of("provider_error")
+        return _of(CauseId.PROVIDER_ERROR)
     return classify_fields(
         code=error.code,
         subcode=error.subcode,

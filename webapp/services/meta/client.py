@@ -15,28 +15,9 @@ from webapp.services.meta import bounded_json
 from webapp.services.meta.http_deadline import deadline_session
 
 PROFILE_FIELDS = "user_id,username,name,profile_picture_url,account_type"
+# Meta's rule: a long-lived token lasts 60 days from its issue or its last refresh.
+LONG_LIVED_TOKEN_LIFETIME = timedelta(days=60)
 SECRET_PARAMETERS = frozenset({"access_token", "client_secret", "code", "fb_exchange_token", "input_token"})
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    access_token: str = field(repr=False)
-    user_id: str | None = None
-    permissions: tuple[str, ...] = ()
-    expires_in: int | None = None
-    token_type: str | None = None
-
-    def expires_at(self, now: datetime) -> datetime | None:
-        return now + timedelta(seconds=self.expires_in) if self.expires_in else None
-
-
-@dataclass(frozen=True)
-class Profile:
-    user_id: str
-    username: str | None = None
-    name: str | None = None
-    profile_picture_url: str | None = None
-    account_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +50,31 @@ class Usage:
             if isinstance(entry, dict)
         ]
         return int(max([m for m in minutes if isinstance(m, int | float)], default=0))
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str = field(repr=False)
+    user_id: str | None = None
+    permissions: tuple[str, ...] = ()
+    expires_in: int | None = None
+    token_type: str | None = None
+    # The usage headers of the answer that granted it (not part of the grant's identity).
+    usage: Usage = field(default_factory=Usage, compare=False)
+
+    def expires_at(self, now: datetime) -> datetime | None:
+        return now + timedelta(seconds=self.expires_in) if self.expires_in else None
+
+
+@dataclass(frozen=True)
+class Profile:
+    user_id: str
+    username: str | None = None
+    name: str | None = None
+    profile_picture_url: str | None = None
+    account_type: str | None = None
+    # The usage headers of the answer it came in (not part of the profile's identity).
+    usage: Usage = field(default_factory=Usage, compare=False)
 
 
 class MetaApiError(Exception):
@@ -203,11 +209,10 @@ class InstagramClient:
         self.graph_version = graph_version
         self.timeout = timeout
         self.session = session or deadline_session(timeout)
-        self.last_usage = Usage()
 
     def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
         """Exchange an authorization code for a short-lived token (valid one hour)."""
-        body = self._call(
+        body, usage = self._call(
             "POST",
             f"{self.api_base}/oauth/access_token",
             data={
@@ -221,11 +226,11 @@ class InstagramClient:
         # Two documented shapes: {"data": [{...}]} and a flat {"access_token", "user_id"}.
         if isinstance(body.get("data"), list) and body["data"]:
             body = body["data"][0]
-        return self._grant(body)
+        return self._grant(body, usage)
 
     def exchange_for_long_lived(self, short_lived_token: str) -> TokenGrant:
-        """Exchange a short-lived token for a 60-day one."""
-        body = self._call(
+        """Exchange a short-lived token for a long-lived one (LONG_LIVED_TOKEN_LIFETIME)."""
+        body, usage = self._call(
             "GET",
             f"{self.graph_base}/access_token",
             params={
@@ -234,20 +239,20 @@ class InstagramClient:
                 "access_token": short_lived_token,
             },
         )
-        return self._grant(body)
+        return self._grant(body, usage)
 
     def refresh(self, long_lived_token: str) -> TokenGrant:
-        """Refresh a long-lived token (at least 24 hours old, not expired) for another 60 days."""
-        body = self._call(
+        """Refresh a long-lived token (at least 24 hours old, not expired) for another LONG_LIVED_TOKEN_LIFETIME."""
+        body, usage = self._call(
             "GET",
             f"{self.graph_base}/refresh_access_token",
             params={"grant_type": "ig_refresh_token", "access_token": long_lived_token},
         )
-        return self._grant(body)
+        return self._grant(body, usage)
 
     def me(self, token: str) -> Profile:
         """Fetch the professional account behind the token."""
-        body = self._call(
+        body, usage = self._call(
             "GET",
             f"{self.graph_base}/{self.graph_version}/me",
             params={"fields": PROFILE_FIELDS, "access_token": token},
@@ -261,9 +266,10 @@ class InstagramClient:
             name=body.get("name") or None,
             profile_picture_url=body.get("profile_picture_url") or None,
             account_type=body.get("account_type") or None,
+            usage=usage,
         )
 
-    def _grant(self, body: dict) -> TokenGrant:
+    def _grant(self, body: dict, usage: Usage) -> TokenGrant:
         token = body.get("access_token")
         if not token or not isinstance(token, str):
             raise MetaApiError("token response has no access_token", failure="malformed")
@@ -277,9 +283,11 @@ class InstagramClient:
             permissions=tuple(permissions),
             expires_in=_int_or_none(body.get("expires_in")),
             token_type=body.get("token_type"),
+            usage=usage,
         )
 
-    def _call(self, method: str, url: str, **kwargs) -> dict:
+    def _call(self, method: str, url: str, **kwargs) -> tuple[dict, Usage]:
+        """The JSON object Meta answered, with the usage headers that came with it."""
         sent = [
             str(value)
             for part in ("params", "data")
@@ -292,7 +300,7 @@ class InstagramClient:
             # Only here is it known what was sent: Meta may quote the token back in its error text.
             raise error.without(sent) from None
 
-    def _exchange(self, method: str, url: str, sent: list[str], **kwargs) -> dict:
+    def _exchange(self, method: str, url: str, sent: list[str], **kwargs) -> tuple[dict, Usage]:
         try:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.Timeout:
@@ -301,7 +309,6 @@ class InstagramClient:
             # The exception text would carry the URL, token included; keep only its kind.
             raise MetaApiError(f"could not reach Meta ({type(exc).__name__})", failure="connection") from None
         usage = parse_usage(response.headers)
-        self.last_usage = usage
         try:
             body = bounded_json.loads(response.content)
         except ValueError:
@@ -332,4 +339,4 @@ class InstagramClient:
                 failure="malformed",
                 usage=usage,
             )
-        return body
+        return body, usage

@@ -66,14 +66,14 @@ def deliver(app: Flask, now: datetime, limit: int = 20, stop: threading.Event | 
     lease = mail_lease(app.config)
     started = time.monotonic()
 
-    def clock() -> datetime:
+    def now_in_run() -> datetime:
         return now + timedelta(seconds=time.monotonic() - started)
 
-    results = {"sent": 0, "retry": 0, "failed": 0, "unknown": _give_up_on_lost_claims(clock())}
+    results = {"sent": 0, "retry": 0, "failed": 0, "unknown": _give_up_on_lost_claims(now_in_run())}
     for _ in range(limit):
         if stop is not None and stop.is_set():
             break
-        claim = _claim_next(clock(), lease)
+        claim = _claim_next(now_in_run(), lease)
         if claim is None:
             break
         message = smtp.build_message(
@@ -95,9 +95,9 @@ def deliver(app: Flask, now: datetime, limit: int = 20, stop: threading.Event | 
                 outcome["status"] = "failed"
             else:
                 outcome["status"] = "pending"
-                outcome["next_attempt_at"] = clock() + RETRY_DELAYS[claim.attempts - 1]
+                outcome["next_attempt_at"] = now_in_run() + RETRY_DELAYS[claim.attempts - 1]
         else:
-            outcome = {"status": "sent", "sent_at": clock()}
+            outcome = {"status": "sent", "sent_at": now_in_run()}
         summary = "retry" if outcome["status"] == "pending" else outcome["status"]
         if summary != "sent":
             log.warning(

@@ -16,18 +16,25 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
-from webapp.models import InstagramConnection, Notification, OutboundMail, User
+from webapp.models import ConnectionState, InstagramConnection, Notification, OutboundMail, User
+from webapp.services import audit
+from webapp.services.keepalive.outcomes import Summary
 from webapp.services.notify.compose import IN_APP_TITLES, compose_notice
 
 log = logging.getLogger(__name__)
 
 
-NOTICE_STATES = ("needs_reconnect", "expiring", "degraded", "healthy")
+NOTICE_STATES = (
+    ConnectionState.NEEDS_RECONNECT,
+    ConnectionState.EXPIRING,
+    ConnectionState.DEGRADED,
+    ConnectionState.HEALTHY,
+)
 
 
 # Keep-alive results (worker or manual) after which the merchant may need to hear from us at once
 # (a disconnect, an expiry, a recovery) rather than at the scheduler's next tick.
-NOTIFY_AT_ONCE = frozenset({"needs_reconnect", "expired", "recovered"})
+NOTIFY_AT_ONCE = frozenset({Summary.NEEDS_RECONNECT, Summary.EXPIRED, Summary.RECOVERED})
 
 
 def notifies_at_once(summary: str) -> bool:
@@ -46,7 +53,7 @@ class Notice:
 def due_notices(connection: InstagramConnection, now: datetime, config, sent_keys: set[str]) -> list[Notice]:
     """The notices this connection is due at `now` (before de-duplication by key)."""
     notices: list[Notice] = []
-    if connection.state == "needs_reconnect" and connection.incident_started_at is not None:
+    if connection.state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is not None:
         incident = f"c{connection.id}:i{connection.incident_started_at:%Y%m%dT%H%M%S}"
         notices.append(Notice("disconnected", f"{incident}:disconnected"))
         previous = f"{incident}:disconnected"
@@ -56,7 +63,10 @@ def due_notices(connection: InstagramConnection, now: datetime, config, sent_key
             if now - connection.incident_started_at >= timedelta(days=days) and previous in sent_keys:
                 notices.append(Notice("reminder", key, days, "notify_reminders"))
             previous = key
-    refresh_failing = connection.refresh_failures > 0 and connection.state in ("expiring", "degraded")
+    refresh_failing = connection.refresh_failures > 0 and connection.state in (
+        ConnectionState.EXPIRING,
+        ConnectionState.DEGRADED,
+    )
     if refresh_failing and connection.token_expires_at is not None and connection.token_expires_at > now:
         left = connection.token_expires_at - now
         due = [days for days in config["EXPIRY_WARNING_NOTICE_DAYS"] if left <= timedelta(days=days)]
@@ -64,7 +74,7 @@ def due_notices(connection: InstagramConnection, now: datetime, config, sent_key
             days = min(due)  # only the most urgent warning that applies
             key = f"c{connection.id}:e{connection.token_expires_at:%Y%m%d}:expiry{days}"
             notices.append(Notice("expiry_warning", key, days, "notify_expiry_warnings"))
-    if connection.state == "healthy" and connection.resolved_incident_at is not None:
+    if connection.state == ConnectionState.HEALTHY and connection.resolved_incident_at is not None:
         incident = f"c{connection.id}:i{connection.resolved_incident_at:%Y%m%dT%H%M%S}"
         if f"{incident}:disconnected" in sent_keys:
             notices.append(Notice("restored", f"{incident}:restored"))
@@ -104,7 +114,7 @@ def plan(app: Flask, now: datetime, connection_ids: list[int] | None = None) -> 
                 if notice.optional_preference and not getattr(person, notice.optional_preference):
                     continue
                 created += _record(app, notice, connection, person, now)
-        if connection.state == "healthy" and connection.resolved_incident_at is not None:
+        if connection.state == ConnectionState.HEALTHY and connection.resolved_incident_at is not None:
             # The restored notice (if any) is recorded. Only this bookkeeping column is cleared, and
             # only if it still holds what was planned for: no version move, so a refresh in flight
             # is not discarded for it and this plan never fails on a row a worker just changed.
@@ -173,8 +183,6 @@ def send_reconnect_link(
     ip_prefix: str | None = None,
 ) -> int:
     """Mail each merchant of the shop a fresh reconnect link, at support's request. Returns how many."""
-    from webapp.services import audit
-
     people = [u for u in connection.shop.users if u.active and u.role == "merchant"]
     notice = Notice("reconnect_link", f"c{connection.id}:link{now:%Y%m%dT%H%M%S%f}")
     for person in people:

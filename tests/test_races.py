@@ -24,6 +24,7 @@ from webapp.extensions import db as _db
 from webapp.models import InstagramConnection, PendingConnection
 from webapp.services.connections import key_rotation, linking, meta_requests, state
 from webapp.services.fingerprint import ClientFingerprint
+from webapp.services.keepalive.policy import Policy
 from webapp.services.keepalive.worker import Worker
 from webapp.services.meta.client import InstagramClient, MetaApiError
 from webapp.services.token_vault import TokenVault
@@ -114,6 +115,7 @@ def write_switch(app, merchant, now):
         vault=app.extensions["token_vault"],
         now=now,
         client_fingerprint=ClientFingerprint("203.0.113.0/24", "Firefox on Linux"),
+        policy=Policy(),
     )
 
 

@@ -94,6 +94,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
                     vault=vault,
                     now=self.now,
                     client_fingerprint=ClientFingerprint("203.0.113.0/24", "Chrome on Linux"),
+                    policy=POLICY,
                 )
             self.state, self.token = "healthy", True
             self.issued_at, self.expires_at = self.now, self.now + timedelta(seconds=5184000)

@@ -9,10 +9,12 @@ import pytest
 from tests.factories import make_shop, make_user
 from tests.instagram_helpers import FakeInstagram
 from webapp.services.connections import linking
+from webapp.services.fingerprint import ClientFingerprint
+from webapp.services.keepalive.policy import Policy
 from webapp.services.meta.client import TokenGrant
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-FINGERPRINT = linking.ClientFingerprint("203.0.113.0/24", "Firefox on Linux")
+FINGERPRINT = ClientFingerprint("203.0.113.0/24", "Firefox on Linux")
 
 
 @pytest.fixture
@@ -20,7 +22,7 @@ def merchant():
     return make_user(shop=make_shop(name="Bloom & Stem"))
 
 
-def log_in(app, merchant, now=NOW) -> linking.Linked:
+def log_in(app, merchant, now=NOW, policy: Policy = Policy()) -> linking.Linked:
     return linking.complete_connect(
         shop=merchant.shop,
         user=merchant,
@@ -29,6 +31,7 @@ def log_in(app, merchant, now=NOW) -> linking.Linked:
         vault=app.extensions["token_vault"],
         now=now,
         client_fingerprint=FINGERPRINT,
+        policy=policy,
     )
 
 
@@ -53,5 +56,15 @@ def test_a_confirmed_switch_says_switched_account(app, merchant, requests_mock):
         vault=app.extensions["token_vault"],
         now=NOW + timedelta(minutes=2),
         client_fingerprint=FINGERPRINT,
+        policy=Policy(),
     )
     assert switched.kind == "switched_account" and switched.connection.username == "other_shop"
+
+
+def test_a_new_connection_follows_the_configured_policy(app, merchant, requests_mock):
+    """The first renewal and check come from the app's policy (REFRESH_AFTER_HOURS ...), not the default."""
+    FakeInstagram(requests_mock).install()
+    policy = Policy(refresh_after=timedelta(days=2), check_interval=timedelta(minutes=30), jitter=0.0)
+    connection = log_in(app, merchant, policy=policy).connection
+    assert connection.refresh_due_at == NOW + timedelta(days=2)
+    assert connection.check_due_at == NOW + timedelta(minutes=30)

@@ -86,7 +86,7 @@ def complete_connect(
     vault: TokenVault,
     now: datetime,
     client_fingerprint: ClientFingerprint,
-    policy: Policy | None = None,
+    policy: Policy,
 ) -> Linked:
     """Finish the login: long-lived token, profile, then store; a different account must be confirmed.
 
@@ -96,7 +96,9 @@ def complete_connect(
     long_grant = client.exchange_for_long_lived(short_grant.access_token)
     profile = client.me(long_grant.access_token)
     expires_at = long_grant.expires_at(now) or now + LONG_LIVED_TOKEN_LIFETIME
-    return _store_connect(shop, user, short_grant, long_grant, profile, expires_at, vault, now, client_fingerprint)
+    return _store_connect(
+        shop, user, short_grant, long_grant, profile, expires_at, vault, now, client_fingerprint, policy
+    )
 
 
 @fenced_write
@@ -110,6 +112,7 @@ def _store_connect(
     vault: TokenVault,
     now: datetime,
     client_fingerprint: ClientFingerprint,
+    policy: Policy,
 ) -> Linked:
     """Store what Meta granted; park it instead when the shop is linked to another account."""
     connection = connection_for(shop)
@@ -140,6 +143,7 @@ def _store_connect(
         now,
         client_fingerprint,
         vault,
+        policy=policy,
     )
     db.session.commit()
     return Linked(connection, kind)
@@ -155,8 +159,8 @@ def _apply_new_token(
     now: datetime,
     client_fingerprint: ClientFingerprint,
     vault: TokenVault,
+    policy: Policy,
     switched_from: str | None = None,
-    policy: Policy | None = None,
 ) -> str:
     """Store the new token and profile as a fresh, healthy start; return the kind of event recorded."""
     if switched_from:
@@ -181,7 +185,7 @@ def _apply_new_token(
     connection.failing_since = connection.last_failure_on = connection.last_refresh_error = None
     connection.paused_until = None
     connection.last_check_ok = True
-    schedule_after_success(connection, now, policy or Policy(), random.Random())
+    schedule_after_success(connection, now, policy, random.Random())
     username = f"@{connection.username}" if connection.username else "the Instagram account"
     messages = {
         "connected": f"Connected {username}.",
@@ -218,7 +222,7 @@ def confirm_switch(
     vault: TokenVault,
     now: datetime,
     client_fingerprint: ClientFingerprint,
-    policy: Policy | None = None,
+    policy: Policy,
 ) -> Linked:
     """Replace the shop's account with the parked one the merchant just authorised."""
     pending = live_pending_switch(shop, now)
@@ -245,6 +249,7 @@ def confirm_switch(
         client_fingerprint,
         vault,
         switched_from=old_username,
+        policy=policy,
     )
     db.session.delete(pending)
     db.session.commit()

@@ -259,3 +259,48 @@ def test_activity_fragment_and_page(client, merchant, db):
     fragment = client.get("/activity", headers={"HX-Request": "true"})
     assert fragment.status_code == 200 and "Last 90 days" in fragment.get_data(as_text=True)
     assert client.get("/activity").headers["Location"] == "/history"
+
+
+def seen_by(body: str) -> str:
+    return re.search(r'hx-get="/card\?seen=([^"]+)"', body).group(1)
+
+
+def test_a_poll_tells_the_open_page_when_the_connection_changed(client, merchant, db):
+    """Issue 13, item 1: whatever changes the connection, the page's other parts follow within one poll."""
+    connection = make_connection(merchant.shop, issued_at=NOW - timedelta(days=2))
+    htmx = {"HX-Request": "true"}
+    seen = seen_by(client.get("/card", headers=htmx).get_data(as_text=True))
+
+    unchanged = client.get(f"/card?seen={seen}", headers=htmx)
+    assert "HX-Trigger" not in unchanged.headers
+    assert seen_by(unchanged.get_data(as_text=True)) == seen
+
+    break_connection(db, connection)  # a worker, a callback or support wrote the row meanwhile
+    changed = client.get(f"/card?seen={seen}", headers=htmx)
+    body = changed.get_data(as_text=True)
+    assert "connection-changed" in changed.headers["HX-Trigger"]
+    assert "Instagram just ended the connection" in body
+    assert seen_by(body) != seen
+
+    # The next poll carries the new value: the change is announced once, not on every poll.
+    again = client.get(f"/card?seen={seen_by(body)}", headers=htmx)
+    assert "HX-Trigger" not in again.headers and "just ended" not in again.get_data(as_text=True)
+
+
+def test_a_change_within_the_same_state_refreshes_without_a_notice(client, merchant, db):
+    connection = make_connection(merchant.shop, issued_at=NOW - timedelta(days=2))
+    htmx = {"HX-Request": "true"}
+    seen = seen_by(client.get("/card", headers=htmx).get_data(as_text=True))
+    connection.last_checked_at = NOW  # a passing health check: the activity has a new line
+    db.session.commit()
+    response = client.get(f"/card?seen={seen}", headers=htmx)
+    assert "connection-changed" in response.headers["HX-Trigger"]
+    assert 'class="flash' not in response.get_data(as_text=True)
+
+
+def test_every_part_that_depends_on_the_connection_listens_for_the_change(client, merchant, db):
+    make_connection(merchant.shop, issued_at=NOW - timedelta(days=2))
+    page = client.get("/").get_data(as_text=True)
+    for part in ("diagnosis-panel", "recent-activity", "notification-count"):
+        element = re.search(rf'<[^>]+id="{part}"[^>]*>', page).group(0)
+        assert "connection-changed from:body" in element, part

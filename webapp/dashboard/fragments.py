@@ -9,16 +9,27 @@ from webapp.dashboard import presenter
 from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
 
 
-def card_response(message: str | None = None, level: str = "info", changed: bool = True):
-    """The card fragment for htmx (with `connection-changed` after an action), or back to the page."""
+def card_response(message: str | None = None, level: str = "info", changed: bool = True, seen: str | None = None):
+    """The card fragment for htmx (with `connection-changed` after an action), or back to the page.
+
+    A poll passes what its page last `seen`: when the connection changed since, the answer carries
+    `connection-changed` too, so the diagnosis, the activity and the notification count follow within
+    one poll, and a change of state comes with a short notice.
+    """
     if is_fragment_request():
         # Loaded with the user in one query (see accounts.user_with_live_session): this fragment is
         # polled by every open dashboard.
         connection = current_user.shop.instagram_connection
+        card = presenter.card_view(connection, g.now)
+        if seen is not None and seen != card.seen:
+            changed = True
+            notice = presenter.change_notice(seen, card)
+            if notice and message is None:
+                message, level = notice, "info"
         html = render_template(
             "dashboard/_card.html",
             connection=connection,
-            card=presenter.card_view(connection, g.now),
+            card=card,
             card_message=message,
             card_level=level,
         )

@@ -46,6 +46,16 @@ STATE_SENTENCES = {
 }
 
 
+# The short notice an open dashboard shows when a poll finds the connection in another state.
+STATE_CHANGE_NOTICES = {
+    "not_connected": "Instagram was disconnected from your shop.",
+    "healthy": "Your Instagram connection works again.",
+    "expiring": "Your Instagram connection ends soon and could not be renewed yet.",
+    "degraded": "Instagram stopped answering properly. We keep retrying; nothing to do yet.",
+    "needs_reconnect": "Instagram just ended the connection. See “What happened” for why and how to fix it.",
+}
+
+
 # How sure the diagnosis is of its first cause, in the panel's words.
 CONFIDENCE_WORDS = {"certain": "Certain", "likely": "Most likely", "possible": "Possible"}
 
@@ -87,6 +97,14 @@ EVENT_TITLES = {
 ACTOR_WORDS = {"merchant": "by the shop", "support": "by support", "meta": "reported by Instagram"}
 
 
+def change_notice(seen_by_page: str | None, card: CardView) -> str | None:
+    """The notice for a page that last saw `seen_by_page`: None when nothing changed or only details did."""
+    if not seen_by_page or seen_by_page == card.seen:
+        return None
+    previous_state = seen_by_page.partition("-")[2] or ConnectionState.NOT_CONNECTED
+    return None if previous_state == card.state else STATE_CHANGE_NOTICES[card.state]
+
+
 def duration_text(delta: timedelta) -> str:
     """'12 days', '5 hours', '3 minutes'; the largest unit that is at least one."""
     seconds = max(int(delta.total_seconds()), 0)
@@ -123,6 +141,9 @@ class CardView:
     next_check: datetime | None = None
     retry_at: datetime | None = None
     paused_until: datetime | None = None
+    # What an open page last saw: it changes with every write to the connection (its version) and
+    # with its state, so a poll can tell the page to refresh the parts that depend on it.
+    seen: str = "none"
 
     @property
     def lifetime_used_days(self) -> int:
@@ -133,6 +154,8 @@ def card_view(connection: InstagramConnection | None, now: datetime) -> CardView
     state = connection.state if connection else ConnectionState.NOT_CONNECTED
     label, icon = STATE_LABELS[state]
     view = CardView(state=state, label=label, icon=icon, sentence=STATE_SENTENCES[state])
+    if connection is not None:
+        view.seen = f"{connection.version}-{state}"
     if connection is None or not connection.has_token or connection.token_issued_at is None:
         return view
     age = now - connection.token_issued_at

@@ -32,7 +32,8 @@ def index():
 @merchant_required
 def card():
     """The Instagram card alone (htmx), or the dashboard that contains it."""
-    return fragments.card_response(changed=False)
+    seen = request.args.get("seen")
+    return fragments.card_response(changed=False, seen=seen[:40] if seen is not None else None)
 
 
 @bp.get("/what-happened")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from tests.factories import make_connection
+from tests.instagram_helpers import connect
 from webapp.models import ConnectionEvent, InstagramConnection
 from webapp.services.token_vault import fingerprint
 
@@ -116,3 +118,41 @@ def test_card_fragment_and_page_pair(client, auth, merchant):
     assert fragment.status_code == 200 and "<html" not in fragment.get_data(as_text=True)
     page = client.get("/card")
     assert page.status_code == 302 and page.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("pause", ["connection", "app"])
+def test_a_rate_limit_pause_is_shown_and_test_now_does_not_extend_it(client, auth, merchant, requests_mock, db, pause):
+    """Issue 13, item 6: the pause was invisible ('Everything is working', a renewal date in the past)
+    and "Test connection now" still called Meta during it, which extends the pause Meta asked for."""
+    from webapp.models import RateLimitPause
+
+    now = datetime.now(UTC)
+    connection = make_connection(
+        merchant.shop, issued_at=now - timedelta(days=8), refresh_due_at=now - timedelta(hours=1)
+    )
+    until = now + timedelta(minutes=20)
+    if pause == "connection":
+        connection.paused_until = until
+    else:
+        db.session.add(RateLimitPause(scope="app", until=until, reason="X-App-Usage at 97%"))
+    db.session.commit()
+    me = requests_mock.get(f"{GRAPH}/v23.0/me", json={"user_id": connection.instagram_user_id})
+
+    card = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Instagram asked us to slow down, so our calls are paused for a while." in card
+    assert "Everything is working" not in card
+    assert "Paused until" in card
+    next_renewal = re.search(r"<dt>Next renewal</dt><dd>(.*?)</dd>", card).group(1)
+    assert f"{until:%H:%M}" in next_renewal  # right after the pause, not an hour ago
+
+    body = client.post("/instagram/test", headers=htmx(auth.csrf_token("/"))).get_data(as_text=True)
+    assert "calls are paused until" in body and "would only make the pause longer" in body
+    assert me.call_count == 0
+
+
+def test_reconnecting_a_working_connection_does_not_claim_a_restore(client, auth, connected):
+    """Issue 13, item 6: "Connection restored" appeared after reconnecting a connection that worked."""
+    connect(client, auth)
+    page = client.get("/").get_data(as_text=True)
+    assert "Connection restored" not in page
+    assert "It was already working" in page

@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import delete
 
 from tests.factories import make_shop, make_user
-from webapp.dashboard.presenter import STATE_LABELS
+from webapp.dashboard.presenter import EXPIRED_LABEL, STATE_LABELS
 from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback, PendingConnection, SchedulerTick
 from webapp.services.connections import linking, meta_requests, state
 from webapp.services.fingerprint import ClientFingerprint
@@ -48,6 +48,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
             db.session.commit()
             self.now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
             self.state = "not_connected"
+            self.expired = False  # the card words an expiry we detected as 'Expired'
             self.token = False
             self.issued_at = self.expires_at = None
             self.generation = 0
@@ -97,6 +98,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
                     policy=POLICY,
                 )
             self.state, self.token = "healthy", True
+            self.expired = False
             self.issued_at, self.expires_at = self.now, self.now + timedelta(seconds=5184000)
 
         @precondition(lambda self: self.usable() and self.state != "needs_reconnect")
@@ -104,6 +106,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
         def check_ok(self):
             self.manual("check", lambda m: m.get(f"{GRAPH}/v23.0/me", json={"user_id": USER_ID}))
             self.state = "healthy"
+            self.expired = False
 
         @precondition(
             lambda self: (
@@ -119,6 +122,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
                 lambda m: m.get(f"{GRAPH}/refresh_access_token", json={"access_token": token, "expires_in": 5184000}),
             )
             self.state = "healthy"
+            self.expired = False
             self.issued_at, self.expires_at = self.now, self.now + timedelta(seconds=5184000)
 
         @precondition(lambda self: self.usable())
@@ -128,6 +132,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
             if self.state != "needs_reconnect":
                 close = self.expires_at - self.now <= POLICY.expiry_warning
                 self.state = "expiring" if close else "degraded"
+                self.expired = False
 
         @precondition(lambda self: self.usable())
         @rule()
@@ -142,6 +147,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
             }
             self.manual("check", lambda m: m.get(f"{GRAPH}/v23.0/me", status_code=400, json=body))
             self.state = "needs_reconnect"
+            self.expired = False
 
         @rule()
         def deauthorize_callback(self):
@@ -151,6 +157,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
             if self.token:
                 assert changed == 1
                 self.state, self.token = "needs_reconnect", False
+                self.expired = False
             self.now += timedelta(seconds=2)
 
         @rule()
@@ -159,6 +166,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
             scheduler.scheduler_tick("machine", self.now, POLICY)
             if self.token and self.expires_at <= self.now and self.state != "needs_reconnect":
                 self.state = "needs_reconnect"
+                self.expired = True
 
         @rule()
         def sixty_days_pass(self):
@@ -166,6 +174,7 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
             scheduler.scheduler_tick("machine", self.now, POLICY)
             if self.token and self.expires_at <= self.now and self.state != "needs_reconnect":
                 self.state = "needs_reconnect"
+                self.expired = True
 
         # --- the promise ---------------------------------------------------------------------
         @invariant()
@@ -174,7 +183,8 @@ def test_the_card_always_matches_the_model(app, client, auth, db):
             badge = re.search(r'<span class="state-badge state-(\w+)"[^>]*>.*?</span>\s*(.*?)</span>', body, re.S)
             shown_state, shown_words = badge.group(1), badge.group(2).strip()
             assert shown_state == self.state, (shown_state, self.state)
-            assert shown_words == STATE_LABELS[self.state][0]
+            expected = EXPIRED_LABEL if self.expired and self.state == "needs_reconnect" else STATE_LABELS[self.state]
+            assert shown_words == expected[0]
 
     run_state_machine_as_test(
         HealthPage,

@@ -304,3 +304,16 @@ def test_every_part_that_depends_on_the_connection_listens_for_the_change(client
     for part in ("diagnosis-panel", "recent-activity", "notification-count"):
         element = re.search(rf'<[^>]+id="{part}"[^>]*>', page).group(0)
         assert "connection-changed from:body" in element, part
+
+
+def test_a_day_broken_then_reconnected_is_not_a_day_disconnected(client, merchant, db):
+    """Issue 13, item 6: the strip showed a reconnect day as fully disconnected, and said "1 days"."""
+    connection = make_connection(merchant.shop)
+    add_event(db, connection, "connected", NOW - timedelta(days=3), state_after="healthy")
+    add_event(db, connection, "check_failed", NOW - timedelta(days=1, hours=2), state_after="needs_reconnect")
+    add_event(db, connection, "reconnected", NOW - timedelta(days=1, hours=1), state_after="healthy")
+    page = client.get("/activity", headers={"HX-Request": "true"}).get_data(as_text=True)
+    strip = re.search(r'<figure class="health-strip".*?</figure>', page, re.S).group(0)
+    assert "disconnected, then reconnected</title>" in strip
+    summary = re.search(r'<p id="strip-summary"[^>]*>(.*?)</p>', strip).group(1)
+    assert "1 day disconnected, then reconnected" in summary and "1 days" not in summary

@@ -11,8 +11,18 @@ from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
 from webapp.services.connections.checklist import checklist_ticks
 from webapp.services.connections.diagnosis import diagnose_connection, incident_key
-from webapp.services.keepalive.leases import ACTIVE_STATES
+from webapp.services.keepalive.leases import ACTIVE_STATES, app_paused_until
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
+
+# An expiry we detected ourselves is not Instagram disconnecting the shop: it has its own words.
+EXPIRED_LABEL = ("Expired", "✕")
+EXPIRED_SENTENCE = (
+    f"The connection reached the end of its {LONG_LIVED_TOKEN_LIFETIME.days} days without being renewed. "
+    "Reconnect to continue; it takes a minute."
+)
+PAUSED_SENTENCE = (
+    "Instagram asked us to slow down, so our calls are paused for a while. Your connection still works; nothing to do."
+)
 
 STATE_LABELS: dict[str, tuple[str, str]] = {
     ConnectionState.NOT_CONNECTED: ("Not connected", "○"),
@@ -130,7 +140,7 @@ class CardView:
     label: str
     icon: str
     sentence: str
-    token_age: str | None = None
+    connected_for: str | None = None
     token_age_days: float = 0
     expires_at: datetime | None = None
     expires_in: str | None = None
@@ -152,15 +162,20 @@ class CardView:
 
 def card_view(connection: InstagramConnection | None, now: datetime) -> CardView:
     state = connection.state if connection else ConnectionState.NOT_CONNECTED
-    label, icon = STATE_LABELS[state]
-    view = CardView(state=state, label=label, icon=icon, sentence=STATE_SENTENCES[state])
+    expired = (
+        state == ConnectionState.NEEDS_RECONNECT and connection is not None and connection.cause == "token_expired"
+    )
+    label, icon = EXPIRED_LABEL if expired else STATE_LABELS[state]
+    view = CardView(
+        state=state, label=label, icon=icon, sentence=EXPIRED_SENTENCE if expired else STATE_SENTENCES[state]
+    )
     if connection is not None:
         view.seen = f"{connection.version}-{state}"
     if connection is None or not connection.has_token or connection.token_issued_at is None:
         return view
-    age = now - connection.token_issued_at
-    view.token_age = duration_text(age)
-    view.token_age_days = age.total_seconds() / 86400
+    # How long the shop has been connected (the token is renewed weekly; its age is the lifetime bar).
+    view.connected_for = duration_text(now - (connection.connected_at or connection.token_issued_at))
+    view.token_age_days = (now - connection.token_issued_at).total_seconds() / 86400
     view.expires_at = connection.token_expires_at
     if connection.token_expires_at and state != ConnectionState.NEEDS_RECONNECT:  # a dead token's expiry means nothing
         remaining = connection.token_expires_at - now
@@ -171,7 +186,16 @@ def card_view(connection: InstagramConnection | None, now: datetime) -> CardView
     view.last_check_ok = connection.last_check_ok
     view.next_check = connection.check_due_at if state in ACTIVE_STATES else None
     view.retry_at = connection.retry_at if state in (ConnectionState.DEGRADED, ConnectionState.EXPIRING) else None
-    view.paused_until = connection.paused_until if connection.paused_until and connection.paused_until > now else None
+    if state in ACTIVE_STATES:
+        pauses = [moment for moment in (connection.paused_until, app_paused_until(now)) if moment and moment > now]
+        view.paused_until = max(pauses, default=None)
+    if view.paused_until is not None:
+        if state == ConnectionState.HEALTHY:
+            view.sentence = PAUSED_SENTENCE
+        # Nothing is called before the pause ends: a renewal "due" earlier happens right after it.
+        if view.next_refresh is not None and view.next_refresh < view.paused_until:
+            view.next_refresh = view.paused_until
+        view.retry_at = None
     return view
 
 
@@ -179,6 +203,7 @@ def card_view(connection: InstagramConnection | None, now: datetime) -> CardView
 DAY_WORDS = {
     "healthy": "connected",
     "degraded": "had trouble",
+    "recovered": "disconnected, then reconnected",
     "disconnected": "disconnected",
     "not_connected": "not connected",
 }
@@ -187,7 +212,7 @@ DAY_WORDS = {
 @dataclass(frozen=True)
 class DayCell:
     day: datetime
-    status: str  # healthy | degraded | disconnected | not_connected
+    status: str  # healthy | degraded | recovered | disconnected | not_connected
 
     @property
     def label(self) -> str:
@@ -203,7 +228,7 @@ _STATE_TO_DAY: dict[str, str] = {
 }
 
 
-_DAY_SEVERITY = {"not_connected": 0, "healthy": 1, "degraded": 2, "disconnected": 3}
+_DAY_SEVERITY = {"not_connected": 0, "healthy": 1, "degraded": 2, "recovered": 3, "disconnected": 4}
 
 
 def strip_summary(cells: list[DayCell]) -> str:
@@ -211,13 +236,17 @@ def strip_summary(cells: list[DayCell]) -> str:
     words = {
         "healthy": "connected",
         "degraded": "with trouble",
+        "recovered": "disconnected, then reconnected",
         "disconnected": "disconnected",
         "not_connected": "not connected",
     }
     counts = {status: 0 for status in words}
     for cell in cells:
         counts[cell.status] += 1
-    return ", ".join(f"{counts[status]} days {word}" for status, word in words.items()) + "."
+    return (
+        ", ".join(f"{counts[status]} day{'' if counts[status] == 1 else 's'} {word}" for status, word in words.items())
+        + "."
+    )
 
 
 def health_strip(connection: InstagramConnection | None, now: datetime, days: int = 90) -> list[DayCell]:
@@ -249,6 +278,8 @@ def health_strip(connection: InstagramConnection | None, now: datetime, days: in
                 worst = status
             carried = status
             index += 1
+        if worst == "disconnected" and carried == "healthy":
+            worst = "recovered"  # broken during the day, working again by its end
         cells.append(DayCell(day, worst))
     return cells
 

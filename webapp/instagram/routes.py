@@ -29,9 +29,15 @@ log = logging.getLogger(__name__)
 # What the merchant reads once a login or a switch went through, by what it did to the connection.
 LINKED_MESSAGES = {
     "connected": "Instagram connected: @{username}.",
-    "reconnected": "Connection restored: @{username} is connected again.",
+    "restored": "Connection restored: @{username} is connected again.",
+    "reconnected": "Reconnected @{username}. It was already working; it keeps working as before.",
     "switched_account": "Switched: your shop is now connected to @{username}.",
 }
+
+
+def _linked_message(linked: linking.Linked) -> str:
+    key = "restored" if linked.restored else linked.kind
+    return LINKED_MESSAGES[key].format(username=linked.connection.username)
 
 
 def _client_fingerprint() -> ClientFingerprint:
@@ -100,7 +106,7 @@ def callback():
         )
         return redirect(url_for("dashboard.index"))
     planning.plan(current_app, g.now, connection_ids=[linked.connection.id])  # a "restored" notice, if due
-    flash(LINKED_MESSAGES[linked.kind].format(username=linked.connection.username), "success")
+    flash(_linked_message(linked), "success")
     return redirect(url_for("dashboard.index"))
 
 
@@ -124,7 +130,7 @@ def switch():
             policy=keep_alive_policy(),
         )
         planning.plan(current_app, g.now, connection_ids=[linked.connection.id])
-        flash(LINKED_MESSAGES[linked.kind].format(username=linked.connection.username), "success")
+        flash(_linked_message(linked), "success")
         return redirect(url_for("dashboard.index"))
     current = state.connection_for(shop)
     return render_template("instagram/switch.html", pending=pending, current=current, form=form)

@@ -42,6 +42,12 @@ class Linked:
 
     connection: InstagramConnection
     kind: str  # connected | reconnected | switched_account
+    # The state before: a reconnect of a connection that still worked restored nothing.
+    previous_state: str = ConnectionState.NOT_CONNECTED
+
+    @property
+    def restored(self) -> bool:
+        return self.kind == "reconnected" and self.previous_state != ConnectionState.HEALTHY
 
 
 class AccountSwitchRequired(Exception):
@@ -133,6 +139,7 @@ def _store_connect(
         db.session.add(pending)
         db.session.commit()
         raise AccountSwitchRequired(pending, connection.username)
+    previous_state = connection.state
     kind = _apply_new_token(
         connection,
         profile,
@@ -146,7 +153,7 @@ def _store_connect(
         policy=policy,
     )
     db.session.commit()
-    return Linked(connection, kind)
+    return Linked(connection, kind, previous_state)
 
 
 def _apply_new_token(
@@ -238,6 +245,7 @@ def confirm_switch(
     connection.username = connection.display_name = connection.profile_picture_url = connection.account_type = None
     connection.granted_permissions = ""
     expires_at = pending.token_expires_at or now + LONG_LIVED_TOKEN_LIFETIME
+    previous_state = connection.state
     kind = _apply_new_token(
         connection,
         profile,
@@ -253,7 +261,7 @@ def confirm_switch(
     )
     db.session.delete(pending)
     db.session.commit()
-    return Linked(connection, kind)
+    return Linked(connection, kind, previous_state)
 
 
 def cancel_switch(shop: Shop) -> None:

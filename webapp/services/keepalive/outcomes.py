@@ -53,6 +53,7 @@ class Summary(StrEnum):
     WRITE_FAILED = "write_failed"
     # run_now: there is no token to call Meta with (a word, not a secret: the S105 note is a false alarm)
     NO_TOKEN = "no_token"  # noqa: S105
+    PAUSED = "paused"  # run_now: Instagram asked us to slow down; a call now would only extend the pause
     TOO_YOUNG = "too_young"  # run_now: Instagram refreshes only tokens at least a day old
     RELEASED = "released"  # the worker was stopping: the lease went back before any call
     ERROR = "error"  # the worker hit an unexpected error; the lease runs out

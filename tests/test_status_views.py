@@ -317,3 +317,13 @@ def test_a_day_broken_then_reconnected_is_not_a_day_disconnected(client, merchan
     assert "disconnected, then reconnected</title>" in strip
     summary = re.search(r'<p id="strip-summary"[^>]*>(.*?)</p>', strip).group(1)
     assert "1 day disconnected, then reconnected" in summary and "1 days" not in summary
+
+
+def test_a_broken_card_says_since_when_and_an_expired_one_offers_no_test(client, merchant, db):
+    connection = make_connection(merchant.shop, issued_at=NOW - timedelta(days=61))
+    connection.state, connection.cause, connection.state_changed_at = "needs_reconnect", "token_expired", NOW
+    db.session.commit()
+    card = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Expired" in card and "Disconnected by Instagram" not in card
+    assert "Stopped working" in card and "Connected for" not in card
+    assert "Test connection now" not in card  # no call can revive an expired token

@@ -141,6 +141,8 @@ class CardView:
     icon: str
     sentence: str
     connected_for: str | None = None
+    stopped_at: datetime | None = None  # a broken card says since when, not how long it was connected
+    expired: bool = False
     token_age_days: float = 0
     expires_at: datetime | None = None
     expires_in: str | None = None
@@ -173,8 +175,12 @@ def card_view(connection: InstagramConnection | None, now: datetime) -> CardView
         view.seen = f"{connection.version}-{state}"
     if connection is None or not connection.has_token or connection.token_issued_at is None:
         return view
-    # How long the shop has been connected (the token is renewed weekly; its age is the lifetime bar).
-    view.connected_for = duration_text(now - (connection.connected_at or connection.token_issued_at))
+    view.expired = expired
+    if state == ConnectionState.NEEDS_RECONNECT:
+        view.stopped_at = connection.state_changed_at
+    else:
+        # How long the shop has been connected (the token is renewed weekly; its age is the lifetime bar).
+        view.connected_for = duration_text(now - (connection.connected_at or connection.token_issued_at))
     view.token_age_days = (now - connection.token_issued_at).total_seconds() / 86400
     view.expires_at = connection.token_expires_at
     if connection.token_expires_at and state != ConnectionState.NEEDS_RECONNECT:  # a dead token's expiry means nothing

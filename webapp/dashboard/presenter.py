@@ -11,7 +11,7 @@ from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
 from webapp.services.connections.checklist import checklist_ticks
 from webapp.services.connections.diagnosis import diagnose_connection, incident_key
-from webapp.services.keepalive.leases import ACTIVE_STATES, app_paused_until
+from webapp.services.keepalive.leases import ACTIVE_STATES, pause_in_force
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 # An expiry we detected ourselves is not Instagram disconnecting the shop: it has its own words.
@@ -193,8 +193,7 @@ def card_view(connection: InstagramConnection | None, now: datetime) -> CardView
     view.next_check = connection.check_due_at if state in ACTIVE_STATES else None
     view.retry_at = connection.retry_at if state in (ConnectionState.DEGRADED, ConnectionState.EXPIRING) else None
     if state in ACTIVE_STATES:
-        pauses = [moment for moment in (connection.paused_until, app_paused_until(now)) if moment and moment > now]
-        view.paused_until = max(pauses, default=None)
+        view.paused_until = pause_in_force(connection, now)
     if view.paused_until is not None:
         if state == ConnectionState.HEALTHY:
             view.sentence = PAUSED_SENTENCE

@@ -73,6 +73,12 @@ def app_paused_until(now: datetime) -> datetime | None:
     return pause.until if pause is not None and pause.until > now else None
 
 
+def pause_in_force(connection: InstagramConnection, now: datetime) -> datetime | None:
+    """Until when Meta asked us not to call for this connection (its own pause or the whole app's)."""
+    pauses = [moment for moment in (connection.paused_until, app_paused_until(now)) if moment and moment > now]
+    return max(pauses, default=None)
+
+
 def claim_due(
     *,
     owner: str,

@@ -12,7 +12,7 @@ from flask import Flask
 from webapp.extensions import db
 from webapp.models import InstagramConnection
 from webapp.services.connections.state import Actor
-from webapp.services.keepalive.leases import Work, app_paused_until, claim_due
+from webapp.services.keepalive.leases import Work, claim_due, pause_in_force
 from webapp.services.keepalive.outcomes import Summary, call_meta, record_outcome
 from webapp.services.keepalive.policy import Policy, refresh_allowed
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME, InstagramClient
@@ -72,10 +72,6 @@ def run_now(
     return result
 
 
-def _future(moment: datetime | None, now: datetime) -> datetime | None:
-    return moment if moment is not None and moment > now else None
-
-
 def _run(
     connection_id: int,
     work: Work,
@@ -90,7 +86,7 @@ def _run(
     connection = db.session.get(InstagramConnection, connection_id)
     if connection is None or connection.token_ciphertext is None:
         return ManualResult(Summary.NO_TOKEN, "There is no Instagram token to use. Connect Instagram first.", "error")
-    paused_until = max(filter(None, (_future(connection.paused_until, now), app_paused_until(now))), default=None)
+    paused_until = pause_in_force(connection, now)
     if paused_until is not None:
         # Meta counts every call against the limit it asked us to respect: calling now would extend it.
         return ManualResult(

@@ -170,7 +170,7 @@ def test_stop_returns_to_the_shop_page(client, auth, db, shop, agent):
     ],
 )
 def test_owner_only_actions_are_refused(client, auth, db, shop, agent, method, path):
-    """Promise 27: no connecting, disconnecting, or changing the merchant's account."""
+    """Promises 27 and 28: no connecting, disconnecting, or changing the merchant's account; each try is audited."""
     impersonate(client, auth, shop)
     token = auth.csrf_token("/")
     response = client.open(
@@ -185,10 +185,20 @@ def test_owner_only_actions_are_refused(client, auth, db, shop, agent, method, p
         },
     )
     assert response.status_code == 403
-    assert "Send reconnect link" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert "Only the shop&#39;s owner can do this; you are viewing as support." in page
+    assert "Send reconnect link" in page and "This attempt is in the audit log." in page
     db.session.expire_all()
     connection = db.session.scalar(select(InstagramConnection))
     assert connection.state == "healthy" and connection.has_token
+    # Promise 28: the refused attempt is on the record, naming the agent, the shop and the view.
+    refused = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "impersonation.refused")).all()
+    assert len(refused) == 1
+    viewing = db.session.scalar(select(Impersonation))
+    assert refused[0].actor_id == agent.id and refused[0].actor_label == "sam@support.example (support)"
+    assert refused[0].subject_shop_id == shop.id and refused[0].impersonation_id == viewing.id
+    assert refused[0].details.startswith(f"{method} {path.split('?')[0]} (")
+    assert "impersonation.write" not in audit_actions(db)
 
 
 def test_agent_can_send_a_reconnect_link_and_test_while_viewing(client, auth, db, shop, agent, requests_mock):

@@ -101,6 +101,20 @@ def why_it_ends(impersonation: Impersonation, agent: User, now: datetime) -> str
     return None
 
 
+def record_refusal(impersonation: Impersonation, attempt: str, *, now: datetime, ip_prefix: str | None) -> None:
+    """Put an owner-only action the agent tried, and was refused, on the record."""
+    audit.record(
+        "impersonation.refused",
+        now=now,
+        actor=impersonation.agent,
+        subject_user=impersonation.subject,
+        subject_shop_id=impersonation.shop_id,
+        impersonation_id=impersonation.id,
+        ip_prefix=ip_prefix,
+        details=attempt,
+    )
+
+
 def stop(impersonation: Impersonation, now: datetime, why: str, ip_prefix: str | None = None) -> None:
     if impersonation.ended_at is not None:
         return

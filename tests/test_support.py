@@ -351,6 +351,35 @@ def test_everything_is_attributable(client, auth, db, shop, agent, requests_mock
     assert event.actor_kind == "support" and "Ticket 4411" in event.message
 
 
+@pytest.mark.parametrize(
+    "agent_name,who",
+    [("Sam Rivera", "Sam from our support team"), ("", "A support agent")],
+)
+def test_the_merchant_reads_who_viewed_their_dashboard_and_why(app, client, auth, db, shop, agent_name, who):
+    """Promise 28, in the merchant's words: the visit, the agent's first name and the reason they gave (which the
+    start form announces); never the agent's email, never "Support viewed by support"."""
+    agent = make_user(role="support", email="sam@support.example", name=agent_name)
+    auth.login_as(agent)
+    impersonate(client, auth, shop)
+    client.post("/support/impersonation/stop", data={"csrf_token": auth.csrf_token("/")})
+    merchant_client = app.test_client()
+    AuthActions(merchant_client).login_as(db.session.scalar(select(User).where(User.email == "maya@bloom.example")))
+    history = merchant_client.get("/history").get_data(as_text=True)
+    entry = re.search(r'<li class="event event-support_viewed">(.*?)</li>', history, re.S).group(1)
+    words = " ".join(re.sub(r"<[^>]+>", " ", entry).split())
+    assert words.endswith(
+        "Dashboard viewed by support "
+        f"{who} viewed your dashboard as you, for at most 30 minutes. "
+        "Reason given: Ticket 4411: merchant cannot connect"
+    )
+    assert "sam@support.example" not in history and "Support viewed" not in history
+
+
+def test_the_start_form_says_the_merchant_reads_the_reason(client, shop, agent):
+    page = client.get(f"/support/shops/{shop.id}").get_data(as_text=True)
+    assert "The merchant sees this reason in their shop&#39;s history, with your first name." in page
+
+
 def test_audit_log_is_append_only_in_the_database(db, shop, agent):
     """Promise 28: the database itself refuses updates and deletes."""
     assert db.session.scalar(select(func.count(AuditEntry.id))) >= 1

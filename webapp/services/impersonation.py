@@ -76,10 +76,19 @@ def start(
         "support_viewed",
         now,
         Actor("support", agent.id),
-        message=f"Support ({agent.display_name}) viewed your shop: {reason}",
+        message=support_visit_words(agent, minutes, reason),
     )
     db.session.commit()
     return impersonation
+
+
+def support_visit_words(agent: User, minutes: int, reason: str) -> str:
+    """What the merchant's timeline says of the visit: the agent's first name only, and the reason they gave.
+
+    The reason is shown on purpose (the start form says so): a merchant may always see why support looked.
+    """
+    who = f"{agent.name.split()[0]} from our support team" if agent.name.strip() else "A support agent"
+    return f"{who} viewed your dashboard as you, for at most {minutes} minutes. Reason given: {reason}"
 
 
 def running(impersonation_id: int, agent: User) -> Impersonation | None:

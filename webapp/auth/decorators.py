@@ -15,7 +15,7 @@ OWNER_ONLY_REASON = "Only the shop's owner can do this; you are viewing as suppo
 # The answer when such an action is tried anyway.
 OWNER_ONLY_MESSAGE = (
     f"{OWNER_ONLY_REASON} Connecting, reconnecting or disconnecting Instagram and changing the merchant's account "
-    "stay with the merchant: use “Send reconnect link” so they can do it. This attempt is in the audit log."
+    "stay with the merchant. Use “Send reconnect link” so they can do it. This attempt is in the audit log."
 )
 
 

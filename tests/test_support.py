@@ -11,7 +11,15 @@ from sqlalchemy.exc import DatabaseError
 
 from testbed.client import AuthActions
 from tests.factories import DEFAULT_PASSWORD, make_connection, make_shop, make_user
-from webapp.models import AuditEntry, ConnectionEvent, Impersonation, InstagramConnection, Notification, OutboundMail
+from webapp.models import (
+    AuditEntry,
+    ConnectionEvent,
+    Impersonation,
+    InstagramConnection,
+    Notification,
+    OutboundMail,
+    User,
+)
 from webapp.services.accounts import revoke_all_sessions
 
 
@@ -170,7 +178,7 @@ def test_stop_returns_to_the_shop_page(client, auth, db, shop, agent):
     ],
 )
 def test_owner_only_actions_are_refused(client, auth, db, shop, agent, method, path):
-    """Promise 27: no connecting, disconnecting, or changing the merchant's account."""
+    """Promises 27 and 28: no connecting, disconnecting, or changing the merchant's account; each try is audited."""
     impersonate(client, auth, shop)
     token = auth.csrf_token("/")
     response = client.open(
@@ -185,10 +193,114 @@ def test_owner_only_actions_are_refused(client, auth, db, shop, agent, method, p
         },
     )
     assert response.status_code == 403
-    assert "Send reconnect link" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert "Only the shop&#39;s owner can do this; you are viewing as support." in page
+    assert "Send reconnect link" in page and "This attempt is in the audit log." in page
     db.session.expire_all()
     connection = db.session.scalar(select(InstagramConnection))
     assert connection.state == "healthy" and connection.has_token
+    # Promise 28: the refused attempt is on the record, naming the agent, the shop and the view.
+    refused = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "impersonation.refused")).all()
+    assert len(refused) == 1
+    viewing = db.session.scalar(select(Impersonation))
+    assert refused[0].actor_id == agent.id and refused[0].actor_label == "sam@support.example (support)"
+    assert refused[0].subject_shop_id == shop.id and refused[0].impersonation_id == viewing.id
+    assert refused[0].details.startswith(f"{method} {path.split('?')[0]} (")
+    assert "impersonation.write" not in audit_actions(db)
+
+
+OWNER_ONLY_REASON = "Only the shop&#39;s owner can do this; you are viewing as support."
+
+
+def disabled_buttons(page: str) -> list[tuple[str, str]]:
+    """Each disabled button's label, with the id of the text that says why, in page order."""
+    found = re.findall(r'<button [^>]*disabled aria-describedby="([\w-]+)"[^>]*>([^<]+)</button>', page)
+    return [(label, reason_id) for reason_id, label in found]
+
+
+def break_the_connection(db) -> None:
+    connection = db.session.scalar(select(InstagramConnection))
+    connection.state, connection.cause = "needs_reconnect", "password_changed"
+    connection.last_error_code, connection.last_error_subcode = 190, 460
+    db.session.add(
+        ConnectionEvent(
+            connection_id=connection.id,
+            kind="check_failed",
+            occurred_at=datetime.now(UTC),
+            cause="password_changed",
+            meta_code=190,
+            meta_subcode=460,
+            state_after="needs_reconnect",
+            actor_kind="meta",
+        )
+    )
+    db.session.commit()
+
+
+def test_owner_only_actions_look_unavailable_while_viewing(client, auth, db, shop, agent):
+    """Promise 27: the card and the panel show the owner's actions disabled, each saying why."""
+    break_the_connection(db)
+    impersonate(client, auth, shop)
+    page = client.get("/").get_data(as_text=True)
+    assert disabled_buttons(page) == [
+        ("Change password", "menu-owner-only"),
+        ("Mail settings", "menu-owner-only"),
+        ("Reconnect", "card-owner-only"),
+        ("Disconnect", "card-owner-only"),
+        ("Reconnect Instagram", "diagnosis-owner-only"),
+    ]
+    for reason_id in ("card-owner-only", "diagnosis-owner-only"):
+        assert f'<p id="{reason_id}" class="owner-only-reason">{OWNER_ONLY_REASON}</p>' in page
+    assert 'href="/instagram/disconnect"' not in page and 'href="/account/password"' not in page
+    # What still works for support stays live: testing the connection, sending a link, stopping.
+    assert re.search(r'<button type="submit" class="secondary outline">Test connection now</button>', page)
+    fragment = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert disabled_buttons(fragment) == [("Reconnect", "card-owner-only"), ("Disconnect", "card-owner-only")]
+
+
+def test_the_merchant_sees_their_actions_live(client, auth, db, shop):
+    break_the_connection(db)
+    auth.login_as(db.session.scalar(select(User).where(User.email == "maya@bloom.example")))
+    page = client.get("/").get_data(as_text=True)
+    assert disabled_buttons(page) == [] and "owner-only-reason" not in page
+    assert 'href="/instagram/disconnect"' in page and 'href="/account/password"' in page
+
+
+def test_the_agent_stays_themselves_in_the_account_menu(client, auth, db, shop, agent):
+    """The menu names the agent, never the merchant as "you"; the merchant's name is in the banner."""
+    impersonate(client, auth, shop)
+    page = client.get("/").get_data(as_text=True)
+    summary = re.search(
+        r'<details class="dropdown account-menu">\s*(?:\{#.*?#\}\s*)?<summary>(.*?)</summary>', page, re.S
+    )
+    assert re.sub(r"<[^>]+>", "", summary.group(1)) == "Viewing as Bloom &amp; Stem, you are sam@support.example"
+    assert "Viewing as Bloom &amp; Stem — you are sam@support.example (support)" in page
+    assert "(you)" not in page and "Maya <small>(you are viewing as them)</small>" in page
+    assert "Stop viewing as merchant" in page.split('class="dropdown account-menu"')[1]
+
+
+def test_notifications_keep_their_reconnect_links_for_the_owner(client, auth, db, shop, agent):
+    """Promise 27: a notice's reconnect link is the owner's; support sees it disabled."""
+    merchant = db.session.scalar(select(User).where(User.email == "maya@bloom.example"))
+    db.session.add(
+        Notification(
+            user_id=merchant.id,
+            idempotency_key="test-disconnected",
+            kind="disconnected",
+            title="Instagram is disconnected",
+            body="Reconnect to keep your products in your feed.",
+            link="/instagram/reconnect/sometoken",
+            created_at=datetime.now(UTC),
+        )
+    )
+    db.session.commit()
+    impersonate(client, auth, shop)
+    page = client.get("/notifications").get_data(as_text=True)
+    assert disabled_buttons(page)[2:] == [
+        ("Reconnect", "notifications-owner-only"),
+        ("Mail settings", "notifications-owner-only"),
+    ]
+    assert 'href="/instagram/reconnect/sometoken"' not in page and OWNER_ONLY_REASON in page
 
 
 def test_agent_can_send_a_reconnect_link_and_test_while_viewing(client, auth, db, shop, agent, requests_mock):
@@ -237,6 +349,35 @@ def test_everything_is_attributable(client, auth, db, shop, agent, requests_mock
     # Merchants see in their timeline that support viewed their shop.
     event = db.session.scalar(select(ConnectionEvent).where(ConnectionEvent.kind == "support_viewed"))
     assert event.actor_kind == "support" and "Ticket 4411" in event.message
+
+
+@pytest.mark.parametrize(
+    "agent_name,who",
+    [("Sam Rivera", "Sam from our support team"), ("", "A support agent")],
+)
+def test_the_merchant_reads_who_viewed_their_dashboard_and_why(app, client, auth, db, shop, agent_name, who):
+    """Promise 28, in the merchant's words: the visit, the agent's first name and the reason they gave (which the
+    start form announces); never the agent's email, never "Support viewed by support"."""
+    agent = make_user(role="support", email="sam@support.example", name=agent_name)
+    auth.login_as(agent)
+    impersonate(client, auth, shop)
+    client.post("/support/impersonation/stop", data={"csrf_token": auth.csrf_token("/")})
+    merchant_client = app.test_client()
+    AuthActions(merchant_client).login_as(db.session.scalar(select(User).where(User.email == "maya@bloom.example")))
+    history = merchant_client.get("/history").get_data(as_text=True)
+    entry = re.search(r'<li class="event event-support_viewed">(.*?)</li>', history, re.S).group(1)
+    words = " ".join(re.sub(r"<[^>]+>", " ", entry).split())
+    assert words.endswith(
+        "Dashboard viewed by support "
+        f"{who} viewed your dashboard as you, for at most 30 minutes. "
+        "Reason given: Ticket 4411: merchant cannot connect"
+    )
+    assert "sam@support.example" not in history and "Support viewed" not in history
+
+
+def test_the_start_form_says_the_merchant_reads_the_reason(client, shop, agent):
+    page = client.get(f"/support/shops/{shop.id}").get_data(as_text=True)
+    assert "The merchant sees this reason in their shop&#39;s history, with your first name." in page
 
 
 def test_audit_log_is_append_only_in_the_database(db, shop, agent):

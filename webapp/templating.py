@@ -8,6 +8,7 @@ from flask import Flask, current_app, g
 from flask_login import current_user
 
 from webapp import clock
+from webapp.auth.decorators import OWNER_ONLY_REASON
 from webapp.dashboard import presenter
 from webapp.notifications.routes import unread_count
 from webapp.services.connections.causes import CAUSES
@@ -40,6 +41,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["duration"] = presenter.duration_text
     app.jinja_env.globals["strip_summary"] = presenter.strip_summary
     app.jinja_env.globals["token_lifetime_days"] = LONG_LIVED_TOKEN_LIFETIME.days
+    app.jinja_env.globals["owner_only_reason"] = OWNER_ONLY_REASON
 
     def unread_notifications() -> int:
         return unread_count(current_user.id) if current_user.is_authenticated else 0

@@ -60,7 +60,11 @@ def test_support_agent_flow(browser, live_dashboard):
     html = page.content()
     assert "IGAA" not in html and "IGQV" not in html  # promise 16: support viewing as merchant sees no token
 
-    page.goto("/instagram/disconnect")  # a blocked action
+    card = page.locator("#instagram-card")
+    expect(card.get_by_role("button", name="Reconnect")).to_be_disabled()  # the owner's actions look unavailable
+    expect(card.get_by_role("button", name="Disconnect")).to_be_disabled()
+    expect(card).to_contain_text("Only the shop's owner can do this; you are viewing as support.")
+    page.goto("/instagram/disconnect")  # a blocked action, tried anyway
     expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
     expect(page.locator("main")).to_contain_text("Use “Send reconnect link”")
     expect(banner).to_be_visible()
@@ -79,6 +83,7 @@ def test_support_agent_flow(browser, live_dashboard):
     table = admin.locator("table")
     for action in (
         "impersonation.start",
+        "impersonation.refused",
         "impersonation.write",
         "reconnect_link.sent",
         "impersonation.stop",

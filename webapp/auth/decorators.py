@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort, g
+from flask import abort, g, request
 from flask_login import current_user, login_required
 
+from webapp.services import impersonation
+from webapp.services.fingerprint import ip_prefix
+
+# Beside each owner-only button, disabled while support views the shop as its merchant.
+OWNER_ONLY_REASON = "Only the shop's owner can do this; you are viewing as support."
+# The answer when such an action is tried anyway.
 OWNER_ONLY_MESSAGE = (
-    "While you view the shop as its merchant you cannot connect, reconnect or disconnect Instagram, or change "
-    "the merchant's account. Use “Send reconnect link” so the merchant can do it."
+    f"{OWNER_ONLY_REASON} Connecting, reconnecting or disconnecting Instagram and changing the merchant's account "
+    "stay with the merchant. Use “Send reconnect link” so they can do it. This attempt is in the audit log."
 )
 
 
@@ -51,11 +57,18 @@ def admin_required(view):
 
 
 def owner_only(view):
-    """Refuse this view while a support agent is viewing the shop as its merchant (promise 27)."""
+    """Refuse this view while a support agent is viewing the shop as its merchant, on the record (promises 27, 28)."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        if g.get("impersonation") is not None:
+        active = g.get("impersonation")
+        if active is not None:
+            impersonation.record_refusal(
+                active,
+                f"{request.method} {request.path} ({request.endpoint})",
+                now=g.now,
+                ip_prefix=ip_prefix(request.remote_addr),
+            )
             abort(403, description=OWNER_ONLY_MESSAGE)
         return view(*args, **kwargs)
 

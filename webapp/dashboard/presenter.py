@@ -100,6 +100,7 @@ EVENT_TITLES = {
     "check_failed": "Health check failed",
     "expired": "Token expired",
     "token_unreadable": "Stored token unreadable",
+    "support_viewed": "Dashboard viewed",  # followed by "by support"
 }
 
 

@@ -76,10 +76,19 @@ def start(
         "support_viewed",
         now,
         Actor("support", agent.id),
-        message=f"Support ({agent.display_name}) viewed your shop: {reason}",
+        message=support_visit_words(agent, minutes, reason),
     )
     db.session.commit()
     return impersonation
+
+
+def support_visit_words(agent: User, minutes: int, reason: str) -> str:
+    """What the merchant's timeline says of the visit: the agent's first name only, and the reason they gave.
+
+    The reason is shown on purpose (the start form says so): a merchant may always see why support looked.
+    """
+    who = f"{agent.name.split()[0]} from our support team" if agent.name.strip() else "A support agent"
+    return f"{who} viewed your dashboard as you, for at most {minutes} minutes. Reason given: {reason}"
 
 
 def running(impersonation_id: int, agent: User) -> Impersonation | None:
@@ -99,6 +108,20 @@ def why_it_ends(impersonation: Impersonation, agent: User, now: datetime) -> str
     if impersonation.subject.is_staff or not impersonation.subject.active:
         return "subject_changed"
     return None
+
+
+def record_refusal(impersonation: Impersonation, attempt: str, *, now: datetime, ip_prefix: str | None) -> None:
+    """Put an owner-only action the agent tried, and was refused, on the record."""
+    audit.record(
+        "impersonation.refused",
+        now=now,
+        actor=impersonation.agent,
+        subject_user=impersonation.subject,
+        subject_shop_id=impersonation.shop_id,
+        impersonation_id=impersonation.id,
+        ip_prefix=ip_prefix,
+        details=attempt,
+    )
 
 
 def stop(impersonation: Impersonation, now: datetime, why: str, ip_prefix: str | None = None) -> None:

@@ -233,3 +233,72 @@ def test_missing_permission_at_connect_is_evidence():
 
 def test_healthy_connection_has_no_diagnosis():
     assert diagnose(connection_with(state="healthy", cause=None), [], NOW).primary is None
+
+
+# Issue 13, item 4: evidence from before the latest connect never explains the current incident.
+
+
+@pytest.mark.parametrize(
+    "row_connected_at",
+    [
+        pytest.param(NOW - timedelta(days=61, minutes=5), id="row-moved-by-the-old-sandbox-clock"),
+        pytest.param(None, id="row-without-connected-at"),
+    ],
+)
+def test_a_deauthorize_and_a_failure_before_the_latest_reconnect_do_not_explain_an_expiry_after_it(
+    row_connected_at,
+):
+    """The sandbox clock once moved the row's times 61 days back and left the events where they were.
+
+    The events still tell the order: a password failure, then Meta's deauthorize, then the merchant's
+    reconnect, then our own expiry. Only the expiry speaks about the token that died.
+    """
+    connection = connection_with(
+        cause="token_expired",
+        connected_at=row_connected_at,
+        token_issued_at=NOW - timedelta(days=61, minutes=5),
+        token_expires_at=NOW - timedelta(days=1, minutes=5),
+    )
+    history = [
+        event("connected", 3),
+        event(
+            "check_failed",
+            0.02,
+            cause="password_changed",
+            meta_code=190,
+            meta_subcode=460,
+            state_after="needs_reconnect",
+        ),
+        event("deauthorized", 0.01, cause="app_removed", actor_kind="meta", state_after="needs_reconnect"),
+        event("reconnected", 0.005, state_after="healthy"),
+        event(
+            "expired",
+            0,
+            cause="token_expired",
+            state_after="needs_reconnect",
+            message="The token reached its 60-day expiry without being refreshed.",
+        ),
+    ]
+    diagnosis = diagnose(connection, history, NOW)
+    assert [c.cause.id for c in diagnosis.causes] == ["token_expired"]
+    primary = diagnosis.primary
+    assert primary.confidence == "certain"
+    assert primary.evidence == ["The token reached its 60-day expiry without being refreshed."]
+
+
+def test_a_deauthorize_after_the_latest_reconnect_still_makes_app_removed_certain():
+    connection = connection_with(
+        cause="app_removed", connected_at=NOW - timedelta(days=2), token_issued_at=NOW - timedelta(days=2)
+    )
+    history = [
+        event("deauthorized", 3, cause="app_removed", state_after="needs_reconnect"),
+        event("reconnected", 2),
+        event("deauthorized", 0.5, cause="app_removed", state_after="needs_reconnect"),
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.cause.id == "app_removed" and primary.confidence == "certain"
+    assert primary.evidence[0] == (
+        f"Meta told us on {NOW - timedelta(days=0.5):%d %b %Y at %H:%M} UTC that the app was removed from this "
+        "Instagram account."
+    )
+    assert len([line for line in primary.evidence if line.startswith("Meta told us")]) == 1

@@ -22,6 +22,9 @@ from webapp.services.meta.error_text import ParsedError, parse_raw_error
 REQUIRED_PERMISSIONS = ("instagram_business_basic",)
 
 
+CONNECT_KINDS = ("connected", "reconnected", "switched_account")
+
+
 DIAGNOSTIC_EVENT_KINDS = (
     "connected",
     "reconnected",
@@ -106,11 +109,25 @@ def _age(delta: timedelta) -> str:
     return f"{hours} hour{'s' if hours != 1 else ''}"
 
 
+def latest_connect(connection: InstagramConnection, events: list[ConnectionEvent]) -> datetime | None:
+    """When the current token was linked: the later of the row's connected_at and the newest connect event."""
+    times = [e.occurred_at for e in events if e.kind in CONNECT_KINDS]
+    if connection.connected_at is not None:
+        times.append(connection.connected_at)
+    return max(times, default=None)
+
+
 def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now: datetime) -> Diagnosis:
-    """Rank the likely causes of the connection's current trouble, most likely first."""
+    """Rank the likely causes of the connection's current trouble, most likely first.
+
+    Meta's callbacks and our failures from before the latest connect, reconnect or switch belonged to
+    the token it replaced: they never explain the current trouble.
+    """
     if connection.state in (ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED) or connection.cause is None:
         return Diagnosis([], None)
     events = sorted(events, key=lambda e: e.occurred_at)
+    connected = latest_connect(connection, events)
+    current = [e for e in events if connected is None or e.occurred_at >= connected]
     ranked: dict[str, RankedCause] = {}
 
     def add(cause_id: str, confidence: str, *evidence: str, pattern: str | None = None) -> RankedCause:
@@ -124,10 +141,10 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
             entry.pattern = PATTERNS[pattern]
         return entry
 
-    failure = next((e for e in reversed(events) if e.cause == connection.cause), None)
+    failure = next((e for e in reversed(current) if e.cause == connection.cause), None)
     incident_started = failure.occurred_at if failure else connection.state_changed_at
-    deauthorized = next((e for e in reversed(events) if e.kind == "deauthorized"), None)
-    if deauthorized and (connection.connected_at is None or deauthorized.occurred_at >= connection.connected_at):
+    deauthorized = next((e for e in reversed(current) if e.kind == "deauthorized"), None)
+    if deauthorized:
         add(
             CauseId.APP_REMOVED,
             "certain",
@@ -195,9 +212,7 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
 def _reason_from_history(connection, events, now, cause_id, add) -> None:
     """Many connects from many networks or browsers point at the behavioural causes."""
     since = now - HISTORY_WINDOW
-    connects = [
-        e for e in events if e.kind in ("connected", "reconnected", "switched_account") and e.occurred_at >= since
-    ]
+    connects = [e for e in events if e.kind in CONNECT_KINDS and e.occurred_at >= since]
     networks = {e.ip_prefix for e in connects if e.ip_prefix}
     browsers = {e.user_agent_family for e in connects if e.user_agent_family}
     if cause_id not in (

@@ -11,6 +11,8 @@ from sqlalchemy import select
 from tests.factories import make_connection, make_user
 from webapp.models import ChecklistTick, ConnectionEvent
 from webapp.services.connections.state import connection_for
+from webapp.services.notify.compose import compose_notice
+from webapp.services.notify.planning import Notice
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # Events below are placed relative to NOW and the app reads the same NOW, whenever the run happens.
@@ -259,3 +261,22 @@ def test_activity_fragment_and_page(client, merchant, db):
     fragment = client.get("/activity", headers={"HX-Request": "true"})
     assert fragment.status_code == 200 and "Last 90 days" in fragment.get_data(as_text=True)
     assert client.get("/activity").headers["Location"] == "/history"
+
+
+def diagnosis_panel(page: str) -> str:
+    return re.search(r'<section id="diagnosis-panel".*?</section>', page, re.S).group(0)
+
+
+def test_no_confidence_word_stands_beside_evidence_that_refutes_it(app, client, merchant, db):
+    """Issue 13: "Data access expired, certain: 90 days without use" on a one-minute-old connection."""
+    connection = make_connection(merchant.shop, issued_at=NOW - timedelta(minutes=1))
+    break_connection(db, connection, cause="data_access_expired", code=190, subcode=493)
+    panel = diagnosis_panel(client.get("/").get_data(as_text=True))
+    assert "Access lapsed after 90 days without use" in panel
+    assert '<span class="confidence confidence-possible">Possible</span>' in panel
+    assert "Certain" not in panel and "Most likely" not in panel and "exactly" not in panel
+    assert "What does not fit" in panel
+    assert "But this shop connected only 1 minute before it stopped working" in panel
+    mail = compose_notice(app, Notice("disconnected", "k"), connection, merchant, NOW)
+    assert "Possible reason: Access lapsed after 90 days without use." in mail["text"]
+    assert "Most likely" not in mail["text"] and "Most likely" not in mail["html"]

@@ -282,7 +282,7 @@ def test_a_deauthorize_and_a_failure_before_the_latest_reconnect_do_not_explain_
     diagnosis = diagnose(connection, history, NOW)
     assert [c.cause.id for c in diagnosis.causes] == ["token_expired"]
     primary = diagnosis.primary
-    assert primary.confidence == "certain"
+    assert primary.confidence == "certain" and not primary.doubts
     assert primary.evidence == ["The token reached its 60-day expiry without being refreshed."]
 
 
@@ -302,3 +302,54 @@ def test_a_deauthorize_after_the_latest_reconnect_still_makes_app_removed_certai
         "Instagram account."
     )
     assert len([line for line in primary.evidence if line.startswith("Meta told us")]) == 1
+
+
+# Issue 13, item 4: a confidence word never stands beside evidence that refutes it.
+
+
+def test_90_days_without_use_is_only_possible_on_a_connection_made_a_minute_before():
+    connection = connection_with(
+        cause="data_access_expired",
+        last_error_code=190,
+        last_error_subcode=493,
+        connected_at=NOW - timedelta(minutes=1),
+        token_issued_at=NOW - timedelta(minutes=1),
+        token_expires_at=NOW + timedelta(days=60),
+    )
+    history = [
+        event("connected", 1 / 1440),
+        event("check_failed", 0, cause="data_access_expired", meta_code=190, meta_subcode=493),
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.cause.id == "data_access_expired" and primary.confidence == "possible"
+    assert primary.doubts == [
+        "But this shop connected only 1 minute before it stopped working, and connecting starts a fresh 90 days: "
+        "90 days without use does not fit, so we are not sure."
+    ]
+    assert "Instagram answered with error 190, subcode 493." in primary.evidence
+    assert not any("exactly" in line for line in primary.evidence)
+
+
+def test_90_days_without_use_stays_certain_when_the_connection_is_older_than_that():
+    connection = connection_with(
+        cause="data_access_expired",
+        last_error_code=190,
+        last_error_subcode=493,
+        connected_at=NOW - timedelta(days=120),
+        token_issued_at=NOW - timedelta(days=5),
+    )
+    history = [event("check_failed", 0, cause="data_access_expired", meta_code=190, meta_subcode=493)]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.confidence == "certain" and not primary.doubts
+    assert "Instagram answered with error 190, subcode 493, which means exactly this." in primary.evidence
+
+
+def test_metas_expired_session_is_only_possible_while_our_records_give_the_token_weeks():
+    connection = connection_with(cause="token_expired", last_error_code=190, last_error_subcode=463)
+    history = [event("check_failed", 0, cause="token_expired", meta_code=190, meta_subcode=463)]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.cause.id == "token_expired" and primary.confidence == "possible"
+    assert primary.doubts == [
+        f"But by our records the token was valid until {NOW + timedelta(days=48):%d %b %Y}, 48 days later: "
+        "it had not reached its end, so we are not sure."
+    ]

@@ -2,7 +2,9 @@
 
 Built on the classifier (webapp/services/meta/classifier.py): the error decides the first guess, and the
 connection's own history (Meta's callbacks, reconnects and their coarse fingerprints, token age at
-death, our own refresh attempts, permissions) raises, lowers or explains it.
+death, our own refresh attempts, permissions) raises, lowers or explains it. Only what happened since
+the latest connect explains the current trouble, and a fact of our own that does not fit Meta's answer
+lowers the cause to "possible" and is shown beside it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
-from webapp.services.connections.causes import CAUSES, PATTERNS, Cause, CauseId, Pattern
+from webapp.services.connections.causes import CAUSES, DATA_ACCESS_WINDOW, PATTERNS, Cause, CauseId, Pattern
 from webapp.services.meta.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 from webapp.services.meta.error_text import ParsedError, parse_raw_error
@@ -78,6 +80,7 @@ class RankedCause:
     confidence: str  # certain | likely | possible
     evidence: list[str] = field(default_factory=list)
     pattern: Pattern | None = None
+    doubts: list[str] = field(default_factory=list)  # our own facts that do not fit this cause
 
     @property
     def checklist(self) -> list[str]:
@@ -104,9 +107,12 @@ def _age(delta: timedelta) -> str:
     if days >= 1:
         return f"{days} day{'s' if days != 1 else ''}"
     hours = int(delta.total_seconds() // 3600)
-    if hours < 1:
-        return "less than an hour"
-    return f"{hours} hour{'s' if hours != 1 else ''}"
+    if hours >= 1:
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 1:
+        return "less than a minute"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def latest_connect(connection: InstagramConnection, events: list[ConnectionEvent]) -> datetime | None:
@@ -156,10 +162,12 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
     code, subcode = connection.last_error_code, connection.last_error_subcode
     if failure is not None:
         code, subcode = failure.meta_code or code, failure.meta_subcode or subcode
+    doubts = _doubts(connection, cause_id, failure, connected, incident_started)
     if cause_id == CauseId.TOKEN_EXPIRED and failure is not None and failure.kind == "expired":
         add(CauseId.TOKEN_EXPIRED, "certain", failure.message)
     elif code == 190 and subcode in TOKEN_SUBCODES:
-        add(cause_id, "certain", f"Instagram answered with error 190, subcode {subcode}, which means exactly this.")
+        meaning = "." if doubts else ", which means exactly this."
+        add(cause_id, "certain", f"Instagram answered with error 190, subcode {subcode}{meaning}")
     elif code is not None:
         add(
             cause_id,
@@ -174,6 +182,8 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
         )
     if connection.last_error_message and cause_id != CauseId.TOKEN_EXPIRED:
         ranked[cause_id].evidence.append(f"Instagram's message: “{connection.last_error_message[:200]}”")
+    if doubts:
+        ranked[cause_id].doubts += doubts
 
     if cause_id in RECONNECT_CAUSES and connection.token_issued_at and incident_started:
         age = incident_started - connection.token_issued_at
@@ -205,8 +215,40 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
             if other not in ranked:
                 add(other, "possible", "Instagram often answers this way after this, without saying so.")
 
+    for entry in ranked.values():
+        if entry.doubts:  # a confidence word never stands beside a fact that contradicts it
+            entry.confidence = "possible"
     causes = sorted(ranked.values(), key=lambda c: CONFIDENCE_ORDER[c.confidence])
     return Diagnosis(causes, incident_started)
+
+
+def _doubts(
+    connection: InstagramConnection,
+    cause_id: str,
+    failure: ConnectionEvent | None,
+    connected: datetime | None,
+    incident_started: datetime | None,
+) -> list[str]:
+    """Our own facts that do not fit what Meta's answer says happened."""
+    if incident_started is None:
+        return []
+    if cause_id == CauseId.DATA_ACCESS_EXPIRED and connected is not None:
+        since_connect = incident_started - connected
+        if since_connect < DATA_ACCESS_WINDOW:
+            days = DATA_ACCESS_WINDOW.days
+            return [
+                f"But this shop connected only {_age(since_connect)} before it stopped working, and connecting "
+                f"starts a fresh {days} days: {days} days without use does not fit, so we are not sure."
+            ]
+    our_own_expiry = failure is not None and failure.kind == "expired"
+    if cause_id == CauseId.TOKEN_EXPIRED and not our_own_expiry and connection.token_expires_at is not None:
+        left = connection.token_expires_at - incident_started
+        if left > timedelta(days=1):
+            return [
+                f"But by our records the token was valid until {connection.token_expires_at:%d %b %Y}, "
+                f"{_age(left)} later: it had not reached its end, so we are not sure."
+            ]
+    return []
 
 
 def _reason_from_history(connection, events, now, cause_id, add) -> None:

@@ -280,3 +280,23 @@ def test_no_confidence_word_stands_beside_evidence_that_refutes_it(app, client, 
     mail = compose_notice(app, Notice("disconnected", "k"), connection, merchant, NOW)
     assert "Possible reason: Access lapsed after 90 days without use." in mail["text"]
     assert "Most likely" not in mail["text"] and "Most likely" not in mail["html"]
+
+
+def test_checkpoint_panel_leads_with_the_checkpoint_not_with_the_merchants_fixes(client, merchant, db):
+    """Issue 13: reconnects that fixed earlier, separately explained incidents are not "re-made several times"."""
+    connection = make_connection(merchant.shop, issued_at=NOW - timedelta(days=2))
+    for days, kind, fields in (
+        (20, "connected", {}),
+        (9, "check_failed", {"cause": "session_invalidated", "state_after": "needs_reconnect"}),
+        (8.9, "reconnected", {}),
+        (5, "check_failed", {"cause": "password_changed", "state_after": "needs_reconnect"}),
+        (2, "reconnected", {}),
+    ):
+        add_event(db, connection, kind, NOW - timedelta(days=days), **fields)
+    break_connection(db, connection, cause="account_checkpoint", code=190, subcode=459)
+    panel = diagnosis_panel(client.get("/").get_data(as_text=True))
+    assert "re-made several times" not in panel and "Frequent log-ins" not in panel
+    lead_in = re.search(r"</header>\s*<p>([^<]*)</p>", panel).group(1)
+    assert lead_in.startswith("Instagram&#39;s security systems paused the account")
+    first_step = re.search(r'<ol class="checklist">.*?<span>([^<]*)</span>', panel, re.S).group(1)
+    assert first_step.startswith("Open the Instagram app")

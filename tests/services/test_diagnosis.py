@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from webapp.models import ConnectionEvent, InstagramConnection
-from webapp.services.connections.causes import CauseId
+from webapp.services.connections.causes import CAUSES, PATTERNS, RECONNECT_STEP, CauseId
 from webapp.services.connections.diagnosis import diagnose, explain_error
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -161,7 +161,9 @@ def test_many_networks_before_a_467_point_at_many_devices():
     assert primary.cause.id == "session_invalidated" and primary.confidence == "certain"
     assert primary.pattern is not None and primary.pattern.id == "many_devices"
     assert any("from 3 network(s) and 3 browser(s)" in line for line in primary.evidence)
-    assert primary.checklist[0].startswith("Connect from one computer")
+    # The step that fixes this incident comes first; the habit that keeps it away follows.
+    assert primary.checklist[0] == RECONNECT_STEP
+    assert primary.checklist[-2].startswith("From now on, connect and log in from one computer")
 
 
 def test_a_quiet_history_gives_no_behavioural_pattern():
@@ -353,3 +355,111 @@ def test_metas_expired_session_is_only_possible_while_our_records_give_the_token
         f"But by our records the token was valid until {NOW + timedelta(days=48):%d %b %Y}, 48 days later: "
         "it had not reached its end, so we are not sure."
     ]
+
+
+# Issue 13, item 5: the lead-in counts only the current incident; the fix comes first.
+
+
+def checkpoint_now(**fields):
+    return event(
+        "check_failed",
+        0,
+        cause="account_checkpoint",
+        meta_code=190,
+        meta_subcode=459,
+        state_after="needs_reconnect",
+        **fields,
+    )
+
+
+def test_reconnects_that_fixed_earlier_incidents_are_not_counted_against_the_merchant():
+    connection = connection_with(
+        cause="account_checkpoint",
+        last_error_code=190,
+        last_error_subcode=459,
+        connected_at=NOW - timedelta(days=4),
+        token_issued_at=NOW - timedelta(days=4),
+    )
+    history = [
+        event("connected", 20, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event(
+            "check_failed",
+            12,
+            cause="account_checkpoint",
+            meta_code=190,
+            meta_subcode=459,
+            state_after="needs_reconnect",
+        ),
+        event("reconnected", 11, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event(
+            "check_failed",
+            5,
+            cause="session_invalidated",
+            meta_code=190,
+            meta_subcode=467,
+            state_after="needs_reconnect",
+        ),
+        event("reconnected", 4, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        checkpoint_now(),
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.cause.id == "account_checkpoint" and primary.pattern is None
+    assert primary.checklist == list(CAUSES[CauseId.ACCOUNT_CHECKPOINT].checklist)
+    assert primary.checklist[0].startswith("Open the Instagram app")
+    assert not any("Connected" in line for line in primary.evidence)
+
+
+def test_the_merchants_own_re_logins_in_this_incident_still_count_but_the_fix_comes_first():
+    connection = connection_with(
+        cause="account_checkpoint",
+        last_error_code=190,
+        last_error_subcode=459,
+        connected_at=NOW - timedelta(days=1),
+        token_issued_at=NOW - timedelta(days=1),
+    )
+    history = [
+        event("connected", 25, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event(
+            "check_failed", 12, cause="password_changed", meta_code=190, meta_subcode=460, state_after="needs_reconnect"
+        ),
+        event("reconnected", 11, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),  # the fix
+        event("reconnected", 6, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event("reconnected", 3, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event("reconnected", 1, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        checkpoint_now(),
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.pattern is not None and primary.pattern.id == "frequent_reconnects"
+    assert (
+        "Connected 3 times since Instagram last ended the connection on 14 Nov, from 1 network(s) and 1 browser(s), "
+        "not counting the reconnect that fixed that."
+    ) in primary.evidence
+    assert primary.checklist[0].startswith("Open the Instagram app")
+    assert primary.checklist[-1] == PATTERNS["frequent_reconnects"].checklist[0]
+
+
+def test_repeated_failures_of_one_incident_do_not_hide_the_connects_before_it():
+    connection = connection_with(cause="session_invalidated", last_error_code=190, last_error_subcode=467)
+    history = [
+        event("connected", 20, ip_prefix="203.0.113.0/24", user_agent_family="Safari on iOS"),
+        event("reconnected", 15, ip_prefix="198.51.100.0/24", user_agent_family="Chrome on Windows"),
+        event("reconnected", 12, ip_prefix="192.0.2.0/24", user_agent_family="Chrome on Android"),
+        event(
+            "check_failed",
+            1,
+            cause="session_invalidated",
+            meta_code=190,
+            meta_subcode=467,
+            state_after="needs_reconnect",
+        ),
+        event(
+            "check_failed",
+            0,
+            cause="session_invalidated",
+            meta_code=190,
+            meta_subcode=467,
+            state_after="needs_reconnect",
+        ),
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.pattern is not None and primary.pattern.id == "many_devices"

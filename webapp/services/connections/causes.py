@@ -234,7 +234,7 @@ PATTERNS: dict[str, Pattern] = {
         "This shop connected from several networks and browsers in a short time. Meta treats that as a "
         "security risk and resets sessions.",
         (
-            "Connect from one computer on your usual network.",
+            "From now on, connect and log in from one computer on your usual network.",
             "If several people manage the account, give each their own access in Meta Business Suite instead "
             "of sharing the login.",
         ),

@@ -9,6 +9,7 @@ lowers the cause to "possible" and is shown beside it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -84,8 +85,9 @@ class RankedCause:
 
     @property
     def checklist(self) -> list[str]:
-        extra = list(self.pattern.checklist) if self.pattern else []
-        return extra + [step for step in self.cause.checklist if step not in extra]
+        """The cause's steps first (they fix this incident), then the pattern's (they keep it from coming back)."""
+        extra = [step for step in self.pattern.checklist if step not in self.cause.checklist] if self.pattern else []
+        return list(self.cause.checklist) + extra
 
 
 @dataclass
@@ -200,7 +202,8 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
             + " That is on our side, not yours."
         )
 
-    _reason_from_history(connection, events, now, cause_id, add)
+    incident_began = _incident_began(connection, current, incident_started)
+    _reason_from_history(events, now, cause_id, add, incident_began)
 
     missing = [p for p in REQUIRED_PERMISSIONS if connection.permissions and p not in connection.permissions]
     if missing:
@@ -251,12 +254,30 @@ def _doubts(
     return []
 
 
-def _reason_from_history(connection, events, now, cause_id, add) -> None:
-    """Many connects from many networks or browsers point at the behavioural causes."""
-    since = now - HISTORY_WINDOW
-    connects = [e for e in events if e.kind in CONNECT_KINDS and e.occurred_at >= since]
-    networks = {e.ip_prefix for e in connects if e.ip_prefix}
-    browsers = {e.user_agent_family for e in connects if e.user_agent_family}
+def _incident_began(
+    connection: InstagramConnection, current: list[ConnectionEvent], incident_started: datetime | None
+) -> datetime | None:
+    """When Instagram first ended the connection in this incident (later failures may repeat it)."""
+    if connection.state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is not None:
+        return connection.incident_started_at
+    first = next((e for e in current if e.state_after == ConnectionState.NEEDS_RECONNECT), None)
+    return first.occurred_at if first else incident_started
+
+
+def _reason_from_history(
+    events: list[ConnectionEvent],
+    now: datetime,
+    cause_id: str,
+    add: Callable[..., RankedCause],
+    incident_began: datetime | None,
+) -> None:
+    """Many connects from many networks or browsers point at the behavioural causes.
+
+    Only this incident's connects count: those of the last 30 days since Instagram last ended the
+    connection before, without the reconnect that fixed that (a merchant's fix is not a risk). A
+    break that healed without a reconnect leaves no event here, so the next connect after it is
+    taken for its fix: that errs towards counting less.
+    """
     if cause_id not in (
         CauseId.SESSION_INVALIDATED,
         CauseId.PASSWORD_CHANGED,
@@ -264,15 +285,36 @@ def _reason_from_history(connection, events, now, cause_id, add) -> None:
         CauseId.ACCOUNT_CHECKPOINT,
     ):
         return
+    since = now - HISTORY_WINDOW
+    connects: list[ConnectionEvent] = []
+    last_break: ConnectionEvent | None = None  # the latest time Instagram ended the connection before this incident
+    fix: ConnectionEvent | None = None  # the reconnect that followed it
+    for event in events:
+        if incident_began is not None and event.occurred_at >= incident_began:
+            break
+        if event.kind in CONNECT_KINDS:
+            if last_break is not None and fix is None:
+                fix = event
+            else:
+                connects.append(event)
+        elif event.state_after == ConnectionState.NEEDS_RECONNECT:
+            last_break, fix = event, None
+            connects = []  # the connects before an earlier break were explained with it
+    connects = [e for e in connects if e.occurred_at >= since]
+    networks = {e.ip_prefix for e in connects if e.ip_prefix}
+    browsers = {e.user_agent_family for e in connects if e.user_agent_family}
+    if last_break is not None and last_break.occurred_at >= since:
+        period = f"since Instagram last ended the connection on {last_break.occurred_at:%d %b}"
+    else:
+        period = "in the last 30 days"
     summary = (
-        f"Connected {len(connects)} times in the last 30 days, from {len(networks)} network(s) and "
-        f"{len(browsers)} browser(s)."
+        f"Connected {len(connects)} times {period}, from {len(networks)} network(s) and {len(browsers)} browser(s)"
+        + (", not counting the reconnect that fixed that." if fix is not None and fix.occurred_at >= since else ".")
     )
+    target = CauseId.SESSION_INVALIDATED if cause_id == CauseId.INVALID_TOKEN else cause_id
     if len(networks) >= 3 or len(browsers) >= 3:
-        target = CauseId.SESSION_INVALIDATED if cause_id == CauseId.INVALID_TOKEN else cause_id
         add(target, "likely", summary, pattern="many_devices")
     elif len(connects) >= 3:
-        target = CauseId.SESSION_INVALIDATED if cause_id == CauseId.INVALID_TOKEN else cause_id
         add(target, "likely", summary, pattern="frequent_reconnects")
 
 

@@ -300,3 +300,29 @@ def test_checkpoint_panel_leads_with_the_checkpoint_not_with_the_merchants_fixes
     assert lead_in.startswith("Instagram&#39;s security systems paused the account")
     first_step = re.search(r'<ol class="checklist">.*?<span>([^<]*)</span>', panel, re.S).group(1)
     assert first_step.startswith("Open the Instagram app")
+
+
+def test_technical_details_do_not_list_a_removed_permission_as_granted(client, auth, merchant, db, requests_mock):
+    """Issue 13: after Instagram refused a permission, the card still said it was granted."""
+    make_connection(merchant.shop, issued_at=NOW - timedelta(days=2))
+    requests_mock.get(
+        "https://graph.instagram.com/v23.0/me",
+        status_code=400,
+        json={
+            "error": {
+                "message": "(#10) Application does not have permission for this action",
+                "type": "OAuthException",
+                "code": 10,
+            }
+        },
+    )
+    client.post("/instagram/test", headers={"HX-Request": "true", "X-CSRFToken": auth.csrf_token("/")})
+    card = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Disconnected by Instagram" in card
+    assert "<dt>Permissions granted</dt><dd>none</dd>" in card
+    assert "<dt>Permissions removed</dt><dd>instagram_business_basic (granted at the last connect" in card
+    panel = diagnosis_panel(client.get("/").get_data(as_text=True))
+    assert (
+        "At the last connect Instagram granted instagram_business_basic; now it refuses instagram_business_basic."
+        in panel
+    )

@@ -9,7 +9,7 @@ import pytest
 
 from webapp.models import ConnectionEvent, InstagramConnection
 from webapp.services.connections.causes import CAUSES, PATTERNS, RECONNECT_STEP, CauseId
-from webapp.services.connections.diagnosis import diagnose, explain_error
+from webapp.services.connections.diagnosis import diagnose, explain_error, permission_facts
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -463,3 +463,44 @@ def test_repeated_failures_of_one_incident_do_not_hide_the_connects_before_it():
     ]
     primary = diagnose(connection, history, NOW).primary
     assert primary.pattern is not None and primary.pattern.id == "many_devices"
+
+
+# Issue 13, item 6: a permission Instagram took away is not listed as granted.
+
+
+@pytest.mark.parametrize(
+    "message,granted,removed",
+    [
+        (
+            "(#10) Application does not have permission for this action",
+            ["instagram_business_content_publish"],
+            ["instagram_business_basic"],
+        ),
+        (
+            "(#200) Requires instagram_business_content_publish permission to manage the object",
+            ["instagram_business_basic"],
+            ["instagram_business_content_publish"],
+        ),
+    ],
+)
+def test_a_refused_permission_is_removed_not_granted(message, granted, removed):
+    connection = connection_with(
+        cause="permissions_changed",
+        last_error_code=10,
+        last_error_message=message,
+        granted_permissions="instagram_business_basic,instagram_business_content_publish",
+    )
+    facts = permission_facts(connection)
+    assert (facts.granted, facts.removed) == (granted, removed)
+    primary = diagnose(connection, [event("check_failed", 0, cause="permissions_changed", meta_code=10)], NOW).primary
+    assert (
+        "At the last connect Instagram granted instagram_business_basic, instagram_business_content_publish; "
+        f"now it refuses {removed[0]}."
+    ) in primary.evidence
+
+
+def test_permissions_are_all_in_force_while_nothing_refuses_them():
+    connection = connection_with(state="healthy", cause=None)
+    assert permission_facts(connection) == permission_facts(connection_with(cause="password_changed"))
+    assert permission_facts(connection).granted == ["instagram_business_basic"]
+    assert permission_facts(connection).removed == []

@@ -9,6 +9,7 @@ lowers the cause to "possible" and is shown beside it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +23,11 @@ from webapp.services.meta.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, cl
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 from webapp.services.meta.error_text import ParsedError, parse_raw_error
 
+# What our own calls (/me and the refresh) need: a permission error on them means one of these was taken away.
 REQUIRED_PERMISSIONS = ("instagram_business_basic",)
+
+# A permission's name in Meta's text, e.g. "(#200) Requires instagram_business_basic permission".
+PERMISSION_NAME = re.compile(r"\b(?:instagram|pages|business|ads|catalog)_[a-z_]+\b")
 
 
 CONNECT_KINDS = ("connected", "reconnected", "switched_account")
@@ -125,6 +130,24 @@ def latest_connect(connection: InstagramConnection, events: list[ConnectionEvent
     return max(times, default=None)
 
 
+@dataclass(frozen=True)
+class PermissionFacts:
+    granted: list[str]  # granted at the last connect and not refused since
+    removed: list[str]  # granted at the last connect, refused by Instagram in the current trouble
+
+
+def permission_facts(connection: InstagramConnection) -> PermissionFacts:
+    """The permissions in force: those granted at the last connect, less those Instagram now refuses."""
+    granted = connection.permissions
+    if connection.cause != CauseId.PERMISSIONS_CHANGED:
+        return PermissionFacts(granted, [])
+    # Meta often names no permission ("(#10) Application does not have permission for this action"); our
+    # calls need only REQUIRED_PERMISSIONS, so then one of those is what it took away.
+    named = set(PERMISSION_NAME.findall(connection.last_error_message or "")) or set(REQUIRED_PERMISSIONS)
+    removed = [p for p in granted if p in named]
+    return PermissionFacts([p for p in granted if p not in removed], removed)
+
+
 def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now: datetime) -> Diagnosis:
     """Rank the likely causes of the connection's current trouble, most likely first.
 
@@ -205,6 +228,12 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
     incident_began = _incident_began(connection, current, incident_started)
     _reason_from_history(events, now, cause_id, add, incident_began)
 
+    removed = permission_facts(connection).removed
+    if cause_id == CauseId.PERMISSIONS_CHANGED and removed:
+        ranked[cause_id].evidence.append(
+            f"At the last connect Instagram granted {', '.join(connection.permissions)}; "
+            f"now it refuses {', '.join(removed)}."
+        )
     missing = [p for p in REQUIRED_PERMISSIONS if connection.permissions and p not in connection.permissions]
     if missing:
         add(

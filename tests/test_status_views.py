@@ -326,3 +326,13 @@ def test_technical_details_do_not_list_a_removed_permission_as_granted(client, a
         "At the last connect Instagram granted instagram_business_basic; now it refuses instagram_business_basic."
         in panel
     )
+
+
+def test_the_explain_page_does_not_send_you_to_the_explain_page(client, auth):
+    """Issue 13: the unknown cause's note for support told you to paste into the tool you were in."""
+    auth.login_as(make_user(role="support"))
+    token = auth.csrf_token("/support/explain")
+    page = client.post("/support/explain", data={"csrf_token": token, "raw_error": "the printer is on fire"})
+    body = page.get_data(as_text=True)
+    assert "We could not tell what happened" in body
+    assert "explain tool" not in body and "Send engineering the whole error" in body

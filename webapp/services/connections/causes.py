@@ -222,7 +222,8 @@ CAUSES: dict[str, Cause] = {
         "Instagram sent an answer we do not recognise. We keep trying, and our team can look into it.",
         ("Press Test connection now in a few minutes.", "If the problem stays, contact support."),
         (),
-        "Paste the raw error into the explain tool and share it with engineering if it stays unknown.",
+        "No code, subcode or wording in Meta's answer is one we know. Send engineering the whole error, with "
+        "its fbtrace_id if it has one, so the classifier can learn it.",
         reconnect_fixes=False,
     ),
 }

@@ -11,6 +11,8 @@ from sqlalchemy import select
 from tests.factories import make_connection, make_user
 from webapp.models import ChecklistTick, ConnectionEvent
 from webapp.services.connections.state import connection_for
+from webapp.services.notify.compose import compose_notice
+from webapp.services.notify.planning import Notice
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # Events below are placed relative to NOW and the app reads the same NOW, whenever the run happens.
@@ -327,3 +329,78 @@ def test_a_broken_card_says_since_when_and_an_expired_one_offers_no_test(client,
     assert "Expired" in card and "Disconnected by Instagram" not in card
     assert "Stopped working" in card and "Connected for" not in card
     assert "Test connection now" not in card  # no call can revive an expired token
+
+
+def diagnosis_panel(page: str) -> str:
+    return re.search(r'<section id="diagnosis-panel".*?</section>', page, re.S).group(0)
+
+
+def test_no_confidence_word_stands_beside_evidence_that_refutes_it(app, client, merchant, db):
+    """Issue 13: "Data access expired, certain: 90 days without use" on a one-minute-old connection."""
+    connection = make_connection(merchant.shop, issued_at=NOW - timedelta(minutes=1))
+    break_connection(db, connection, cause="data_access_expired", code=190, subcode=493)
+    panel = diagnosis_panel(client.get("/").get_data(as_text=True))
+    assert "Access lapsed after 90 days without use" in panel
+    assert '<span class="confidence confidence-possible">Possible</span>' in panel
+    assert "Certain" not in panel and "Most likely" not in panel and "exactly" not in panel
+    assert "What does not fit" in panel
+    assert "But this shop connected only 1 minute before it stopped working" in panel
+    mail = compose_notice(app, Notice("disconnected", "k"), connection, merchant, NOW)
+    assert "Possible reason: Access lapsed after 90 days without use." in mail["text"]
+    assert "Most likely" not in mail["text"] and "Most likely" not in mail["html"]
+
+
+def test_checkpoint_panel_leads_with_the_checkpoint_not_with_the_merchants_fixes(client, merchant, db):
+    """Issue 13: reconnects that fixed earlier, separately explained incidents are not "re-made several times"."""
+    connection = make_connection(merchant.shop, issued_at=NOW - timedelta(days=2))
+    for days, kind, fields in (
+        (20, "connected", {}),
+        (9, "check_failed", {"cause": "session_invalidated", "state_after": "needs_reconnect"}),
+        (8.9, "reconnected", {}),
+        (5, "check_failed", {"cause": "password_changed", "state_after": "needs_reconnect"}),
+        (2, "reconnected", {}),
+    ):
+        add_event(db, connection, kind, NOW - timedelta(days=days), **fields)
+    break_connection(db, connection, cause="account_checkpoint", code=190, subcode=459)
+    panel = diagnosis_panel(client.get("/").get_data(as_text=True))
+    assert "re-made several times" not in panel and "Frequent log-ins" not in panel
+    lead_in = re.search(r"</header>\s*<p>([^<]*)</p>", panel).group(1)
+    assert lead_in.startswith("Instagram&#39;s security systems paused the account")
+    first_step = re.search(r'<ol class="checklist">.*?<span>([^<]*)</span>', panel, re.S).group(1)
+    assert first_step.startswith("Open the Instagram app")
+
+
+def test_technical_details_do_not_list_a_removed_permission_as_granted(client, auth, merchant, db, requests_mock):
+    """Issue 13: after Instagram refused a permission, the card still said it was granted."""
+    make_connection(merchant.shop, issued_at=NOW - timedelta(days=2))
+    requests_mock.get(
+        "https://graph.instagram.com/v23.0/me",
+        status_code=400,
+        json={
+            "error": {
+                "message": "(#10) Application does not have permission for this action",
+                "type": "OAuthException",
+                "code": 10,
+            }
+        },
+    )
+    client.post("/instagram/test", headers={"HX-Request": "true", "X-CSRFToken": auth.csrf_token("/")})
+    card = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Disconnected by Instagram" in card
+    assert "<dt>Permissions granted</dt><dd>none</dd>" in card
+    assert "<dt>Permissions removed</dt><dd>instagram_business_basic (granted at the last connect" in card
+    panel = diagnosis_panel(client.get("/").get_data(as_text=True))
+    assert (
+        "At the last connect Instagram granted instagram_business_basic; now it refuses instagram_business_basic."
+        in panel
+    )
+
+
+def test_the_explain_page_does_not_send_you_to_the_explain_page(client, auth):
+    """Issue 13: the unknown cause's note for support told you to paste into the tool you were in."""
+    auth.login_as(make_user(role="support"))
+    token = auth.csrf_token("/support/explain")
+    page = client.post("/support/explain", data={"csrf_token": token, "raw_error": "the printer is on fire"})
+    body = page.get_data(as_text=True)
+    assert "We could not tell what happened" in body
+    assert "explain tool" not in body and "Send engineering the whole error" in body

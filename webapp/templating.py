@@ -12,6 +12,7 @@ from webapp.auth.decorators import OWNER_ONLY_REASON
 from webapp.dashboard import presenter
 from webapp.notifications.routes import unread_count
 from webapp.services.connections.causes import CAUSES
+from webapp.services.connections.diagnosis import permission_facts
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 HTMX_VERSION = "2.0.11"
@@ -38,6 +39,7 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["confidence_words"] = presenter.CONFIDENCE_WORDS
     app.jinja_env.globals["day_words"] = presenter.DAY_WORDS
     app.jinja_env.globals["cause_catalogue"] = CAUSES
+    app.jinja_env.globals["permission_facts"] = permission_facts
     app.jinja_env.globals["duration"] = presenter.duration_text
     app.jinja_env.globals["strip_summary"] = presenter.strip_summary
     app.jinja_env.globals["token_lifetime_days"] = LONG_LIVED_TOKEN_LIFETIME.days

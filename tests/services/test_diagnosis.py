@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from webapp.models import ConnectionEvent, InstagramConnection
-from webapp.services.connections.causes import CauseId
-from webapp.services.connections.diagnosis import diagnose, explain_error
+from webapp.services.connections.causes import CAUSES, PATTERNS, RECONNECT_STEP, CauseId
+from webapp.services.connections.diagnosis import diagnose, explain_error, permission_facts
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -161,7 +161,9 @@ def test_many_networks_before_a_467_point_at_many_devices():
     assert primary.cause.id == "session_invalidated" and primary.confidence == "certain"
     assert primary.pattern is not None and primary.pattern.id == "many_devices"
     assert any("from 3 network(s) and 3 browser(s)" in line for line in primary.evidence)
-    assert primary.checklist[0].startswith("Connect from one computer")
+    # The step that fixes this incident comes first; the habit that keeps it away follows.
+    assert primary.checklist[0] == RECONNECT_STEP
+    assert primary.checklist[-2].startswith("From now on, connect and log in from one computer")
 
 
 def test_a_quiet_history_gives_no_behavioural_pattern():
@@ -233,3 +235,272 @@ def test_missing_permission_at_connect_is_evidence():
 
 def test_healthy_connection_has_no_diagnosis():
     assert diagnose(connection_with(state="healthy", cause=None), [], NOW).primary is None
+
+
+# Issue 13, item 4: evidence from before the latest connect never explains the current incident.
+
+
+@pytest.mark.parametrize(
+    "row_connected_at",
+    [
+        pytest.param(NOW - timedelta(days=61, minutes=5), id="row-moved-by-the-old-sandbox-clock"),
+        pytest.param(None, id="row-without-connected-at"),
+    ],
+)
+def test_a_deauthorize_and_a_failure_before_the_latest_reconnect_do_not_explain_an_expiry_after_it(
+    row_connected_at,
+):
+    """The sandbox clock once moved the row's times 61 days back and left the events where they were.
+
+    The events still tell the order: a password failure, then Meta's deauthorize, then the merchant's
+    reconnect, then our own expiry. Only the expiry speaks about the token that died.
+    """
+    connection = connection_with(
+        cause="token_expired",
+        connected_at=row_connected_at,
+        token_issued_at=NOW - timedelta(days=61, minutes=5),
+        token_expires_at=NOW - timedelta(days=1, minutes=5),
+    )
+    history = [
+        event("connected", 3),
+        event(
+            "check_failed",
+            0.02,
+            cause="password_changed",
+            meta_code=190,
+            meta_subcode=460,
+            state_after="needs_reconnect",
+        ),
+        event("deauthorized", 0.01, cause="app_removed", actor_kind="meta", state_after="needs_reconnect"),
+        event("reconnected", 0.005, state_after="healthy"),
+        event(
+            "expired",
+            0,
+            cause="token_expired",
+            state_after="needs_reconnect",
+            message="The token reached its 60-day expiry without being refreshed.",
+        ),
+    ]
+    diagnosis = diagnose(connection, history, NOW)
+    assert [c.cause.id for c in diagnosis.causes] == ["token_expired"]
+    primary = diagnosis.primary
+    assert primary.confidence == "certain" and not primary.doubts
+    assert primary.evidence == ["The token reached its 60-day expiry without being refreshed."]
+
+
+def test_a_deauthorize_after_the_latest_reconnect_still_makes_app_removed_certain():
+    connection = connection_with(
+        cause="app_removed", connected_at=NOW - timedelta(days=2), token_issued_at=NOW - timedelta(days=2)
+    )
+    history = [
+        event("deauthorized", 3, cause="app_removed", state_after="needs_reconnect"),
+        event("reconnected", 2),
+        event("deauthorized", 0.5, cause="app_removed", state_after="needs_reconnect"),
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.cause.id == "app_removed" and primary.confidence == "certain"
+    assert primary.evidence[0] == (
+        f"Meta told us on {NOW - timedelta(days=0.5):%d %b %Y at %H:%M} UTC that the app was removed from this "
+        "Instagram account."
+    )
+    assert len([line for line in primary.evidence if line.startswith("Meta told us")]) == 1
+
+
+# Issue 13, item 4: a confidence word never stands beside evidence that refutes it.
+
+
+def test_90_days_without_use_is_only_possible_on_a_connection_made_a_minute_before():
+    connection = connection_with(
+        cause="data_access_expired",
+        last_error_code=190,
+        last_error_subcode=493,
+        connected_at=NOW - timedelta(minutes=1),
+        token_issued_at=NOW - timedelta(minutes=1),
+        token_expires_at=NOW + timedelta(days=60),
+    )
+    history = [
+        event("connected", 1 / 1440),
+        event("check_failed", 0, cause="data_access_expired", meta_code=190, meta_subcode=493),
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.cause.id == "data_access_expired" and primary.confidence == "possible"
+    assert primary.doubts == [
+        "But this shop connected only 1 minute before it stopped working, and connecting starts a fresh 90 days: "
+        "90 days without use does not fit, so we are not sure."
+    ]
+    assert "Instagram answered with error 190, subcode 493." in primary.evidence
+    assert not any("exactly" in line for line in primary.evidence)
+
+
+def test_90_days_without_use_stays_certain_when_the_connection_is_older_than_that():
+    connection = connection_with(
+        cause="data_access_expired",
+        last_error_code=190,
+        last_error_subcode=493,
+        connected_at=NOW - timedelta(days=120),
+        token_issued_at=NOW - timedelta(days=5),
+    )
+    history = [event("check_failed", 0, cause="data_access_expired", meta_code=190, meta_subcode=493)]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.confidence == "certain" and not primary.doubts
+    assert "Instagram answered with error 190, subcode 493, which means exactly this." in primary.evidence
+
+
+def test_metas_expired_session_is_only_possible_while_our_records_give_the_token_weeks():
+    connection = connection_with(cause="token_expired", last_error_code=190, last_error_subcode=463)
+    history = [event("check_failed", 0, cause="token_expired", meta_code=190, meta_subcode=463)]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.cause.id == "token_expired" and primary.confidence == "possible"
+    assert primary.doubts == [
+        f"But by our records the token was valid until {NOW + timedelta(days=48):%d %b %Y}, 48 days later: "
+        "it had not reached its end, so we are not sure."
+    ]
+
+
+# Issue 13, item 5: the lead-in counts only the current incident; the fix comes first.
+
+
+def checkpoint_now(**fields):
+    return event(
+        "check_failed",
+        0,
+        cause="account_checkpoint",
+        meta_code=190,
+        meta_subcode=459,
+        state_after="needs_reconnect",
+        **fields,
+    )
+
+
+def test_reconnects_that_fixed_earlier_incidents_are_not_counted_against_the_merchant():
+    connection = connection_with(
+        cause="account_checkpoint",
+        last_error_code=190,
+        last_error_subcode=459,
+        connected_at=NOW - timedelta(days=4),
+        token_issued_at=NOW - timedelta(days=4),
+    )
+    history = [
+        event("connected", 20, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event(
+            "check_failed",
+            12,
+            cause="account_checkpoint",
+            meta_code=190,
+            meta_subcode=459,
+            state_after="needs_reconnect",
+        ),
+        event("reconnected", 11, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event(
+            "check_failed",
+            5,
+            cause="session_invalidated",
+            meta_code=190,
+            meta_subcode=467,
+            state_after="needs_reconnect",
+        ),
+        event("reconnected", 4, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        checkpoint_now(),
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.cause.id == "account_checkpoint" and primary.pattern is None
+    assert primary.checklist == list(CAUSES[CauseId.ACCOUNT_CHECKPOINT].checklist)
+    assert primary.checklist[0].startswith("Open the Instagram app")
+    assert not any("Connected" in line for line in primary.evidence)
+
+
+def test_the_merchants_own_re_logins_in_this_incident_still_count_but_the_fix_comes_first():
+    connection = connection_with(
+        cause="account_checkpoint",
+        last_error_code=190,
+        last_error_subcode=459,
+        connected_at=NOW - timedelta(days=1),
+        token_issued_at=NOW - timedelta(days=1),
+    )
+    history = [
+        event("connected", 25, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event(
+            "check_failed", 12, cause="password_changed", meta_code=190, meta_subcode=460, state_after="needs_reconnect"
+        ),
+        event("reconnected", 11, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),  # the fix
+        event("reconnected", 6, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event("reconnected", 3, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        event("reconnected", 1, ip_prefix="203.0.113.0/24", user_agent_family="Safari on macOS"),
+        checkpoint_now(),
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.pattern is not None and primary.pattern.id == "frequent_reconnects"
+    assert (
+        "Connected 3 times since Instagram last ended the connection on 14 Nov, from 1 network(s) and 1 browser(s), "
+        "not counting the reconnect that fixed that."
+    ) in primary.evidence
+    assert primary.checklist[0].startswith("Open the Instagram app")
+    assert primary.checklist[-1] == PATTERNS["frequent_reconnects"].checklist[0]
+
+
+def test_repeated_failures_of_one_incident_do_not_hide_the_connects_before_it():
+    connection = connection_with(cause="session_invalidated", last_error_code=190, last_error_subcode=467)
+    history = [
+        event("connected", 20, ip_prefix="203.0.113.0/24", user_agent_family="Safari on iOS"),
+        event("reconnected", 15, ip_prefix="198.51.100.0/24", user_agent_family="Chrome on Windows"),
+        event("reconnected", 12, ip_prefix="192.0.2.0/24", user_agent_family="Chrome on Android"),
+        event(
+            "check_failed",
+            1,
+            cause="session_invalidated",
+            meta_code=190,
+            meta_subcode=467,
+            state_after="needs_reconnect",
+        ),
+        event(
+            "check_failed",
+            0,
+            cause="session_invalidated",
+            meta_code=190,
+            meta_subcode=467,
+            state_after="needs_reconnect",
+        ),
+    ]
+    primary = diagnose(connection, history, NOW).primary
+    assert primary.pattern is not None and primary.pattern.id == "many_devices"
+
+
+# Issue 13, item 6: a permission Instagram took away is not listed as granted.
+
+
+@pytest.mark.parametrize(
+    "message,granted,removed",
+    [
+        (
+            "(#10) Application does not have permission for this action",
+            ["instagram_business_content_publish"],
+            ["instagram_business_basic"],
+        ),
+        (
+            "(#200) Requires instagram_business_content_publish permission to manage the object",
+            ["instagram_business_basic"],
+            ["instagram_business_content_publish"],
+        ),
+    ],
+)
+def test_a_refused_permission_is_removed_not_granted(message, granted, removed):
+    connection = connection_with(
+        cause="permissions_changed",
+        last_error_code=10,
+        last_error_message=message,
+        granted_permissions="instagram_business_basic,instagram_business_content_publish",
+    )
+    facts = permission_facts(connection)
+    assert (facts.granted, facts.removed) == (granted, removed)
+    primary = diagnose(connection, [event("check_failed", 0, cause="permissions_changed", meta_code=10)], NOW).primary
+    assert (
+        "At the last connect Instagram granted instagram_business_basic, instagram_business_content_publish; "
+        f"now it refuses {removed[0]}."
+    ) in primary.evidence
+
+
+def test_permissions_are_all_in_force_while_nothing_refuses_them():
+    connection = connection_with(state="healthy", cause=None)
+    assert permission_facts(connection) == permission_facts(connection_with(cause="password_changed"))
+    assert permission_facts(connection).granted == ["instagram_business_basic"]
+    assert permission_facts(connection).removed == []

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import InstagramConnection
+from webapp.models import ChecklistTick, ConnectionEvent, InstagramConnection
 from webapp.sandbox.models import ALL_SCOPES, SandboxAccount, SandboxCode, SandboxToken, token_hash
 from webapp.services.connections.causes import CauseId
 from webapp.services.connections.state import fenced_write
+from webapp.services.keepalive.leases import ACTIVE_STATES
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 SHORT_LIVED = timedelta(hours=1)
@@ -304,30 +305,63 @@ def apply_action(account: SandboxAccount, action: str, days: int = 0) -> str:
     return result
 
 
+# A linked connection's own times that move with the sandbox clock. Not moved: the schedule (set
+# below), a worker's lease (it runs on the real clock), and the notice bookkeeping
+# (incident_started_at, resolved_incident_at), whose times key each mail so that it goes once.
+SHIFTED_CONNECTION_TIMES = (
+    "created_at",
+    "connected_at",
+    "state_changed_at",
+    "token_issued_at",
+    "token_expires_at",
+    "last_refreshed_at",
+    "last_refresh_attempt_at",
+    "last_checked_at",
+    "failing_since",
+    "refresh_due_at",
+)
+
+
 @fenced_write
 def nudge_linked_connections(account: SandboxAccount, now: datetime, shift_days: int = 0) -> int:
     """Make the dashboard notice a sandbox change at its next worker cycle (sandbox only).
 
     Real Meta tells nobody when it revokes a token; the dashboard finds out at its next health check,
-    hours later. Here the check is made due now, and moving the clock ages the dashboard's own view
-    of the token by the same number of days, so both sides agree on the token's age.
+    hours later. Here the check is made due now. Moving the clock moves the dashboard's past back by
+    the same number of days (the row's times, its events, the checklist ticks of its incidents), so
+    both sides agree on the token's age and the history stays in the order it happened. Only the
+    connections the keep-alive looks after move: a token Instagram already refused is not aged by a clock.
     """
     linked = db.session.scalars(
         select(InstagramConnection).where(
             InstagramConnection.instagram_user_id == account.instagram_user_id,
             InstagramConnection.token_ciphertext.is_not(None),
+            InstagramConnection.state.in_(ACTIVE_STATES),
         )
     ).all()
     shift = timedelta(days=shift_days)
     for connection in linked:
         if shift:
-            for name in ("token_issued_at", "token_expires_at", "connected_at", "last_refreshed_at", "refresh_due_at"):
-                value = getattr(connection, name)
-                if value is not None:
-                    setattr(connection, name, value - shift)
+            _shift_history(connection, shift)
         connection.check_due_at = now
         connection.retry_at = None
         connection.paused_until = None
         connection.recompute_due_at()
     db.session.commit()
     return len(linked)
+
+
+def _shift_history(connection: InstagramConnection, shift: timedelta) -> None:
+    """Move everything the connection remembers `shift` into the past."""
+    for name in SHIFTED_CONNECTION_TIMES:
+        value = getattr(connection, name)
+        if value is not None:
+            setattr(connection, name, value - shift)
+    if connection.last_failure_on:
+        connection.last_failure_on = (date.fromisoformat(connection.last_failure_on) - shift).isoformat()
+    for event in db.session.scalars(select(ConnectionEvent).where(ConnectionEvent.connection_id == connection.id)):
+        event.occurred_at -= shift
+    # A tick belongs to the incident that began at the time in its key; the key moves with that time.
+    for tick in db.session.scalars(select(ChecklistTick).where(ChecklistTick.connection_id == connection.id)):
+        tick.ticked_at -= shift
+        tick.incident_key = (datetime.fromisoformat(tick.incident_key) - shift).isoformat(timespec="seconds")

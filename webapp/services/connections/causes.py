@@ -7,6 +7,7 @@ and the platform's help article (shared/knowledge/).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
@@ -54,6 +55,9 @@ class Pattern:
 
 
 RECONNECT_STEP = "Press Reconnect below and log in to Instagram with the account this shop uses."
+
+# Meta lets an app read an account's data for this long after the owner last used it; connecting renews it.
+DATA_ACCESS_WINDOW = timedelta(days=90)
 
 CAUSES: dict[str, Cause] = {
     CauseId.TOKEN_EXPIRED: Cause(
@@ -142,10 +146,11 @@ CAUSES: dict[str, Cause] = {
     ),
     CauseId.DATA_ACCESS_EXPIRED: Cause(
         CauseId.DATA_ACCESS_EXPIRED,
-        "Access lapsed after 90 days without use",
-        "Meta lets an app read an account's data for 90 days after the owner last used it. That period ran out.",
+        f"Access lapsed after {DATA_ACCESS_WINDOW.days} days without use",
+        f"Meta lets an app read an account's data for {DATA_ACCESS_WINDOW.days} days after the owner last used "
+        "it. Instagram says that period ran out.",
         (RECONNECT_STEP,),
-        ("Reconnecting renews the 90 days; we remind you before it matters.",),
+        (f"Reconnecting renews the {DATA_ACCESS_WINDOW.days} days; we remind you before it matters.",),
         "Code 190, subcode 493.",
     ),
     CauseId.INVALID_TOKEN: Cause(
@@ -217,7 +222,8 @@ CAUSES: dict[str, Cause] = {
         "Instagram sent an answer we do not recognise. We keep trying, and our team can look into it.",
         ("Press Test connection now in a few minutes.", "If the problem stays, contact support."),
         (),
-        "Paste the raw error into the explain tool and share it with engineering if it stays unknown.",
+        "No code, subcode or wording in Meta's answer is one we know. Send engineering the whole error, with "
+        "its fbtrace_id if it has one, so the classifier can learn it.",
         reconnect_fixes=False,
     ),
 }
@@ -229,7 +235,7 @@ PATTERNS: dict[str, Pattern] = {
         "This shop connected from several networks and browsers in a short time. Meta treats that as a "
         "security risk and resets sessions.",
         (
-            "Connect from one computer on your usual network.",
+            "From now on, connect and log in from one computer on your usual network.",
             "If several people manage the account, give each their own access in Meta Business Suite instead "
             "of sharing the login.",
         ),

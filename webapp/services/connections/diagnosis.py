@@ -2,11 +2,15 @@
 
 Built on the classifier (webapp/services/meta/classifier.py): the error decides the first guess, and the
 connection's own history (Meta's callbacks, reconnects and their coarse fingerprints, token age at
-death, our own refresh attempts, permissions) raises, lowers or explains it.
+death, our own refresh attempts, permissions) raises, lowers or explains it. Only what happened since
+the latest connect explains the current trouble, and a fact of our own that does not fit Meta's answer
+lowers the cause to "possible" and is shown beside it.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -14,12 +18,19 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
-from webapp.services.connections.causes import CAUSES, PATTERNS, Cause, CauseId, Pattern
+from webapp.services.connections.causes import CAUSES, DATA_ACCESS_WINDOW, PATTERNS, Cause, CauseId, Pattern
 from webapp.services.meta.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 from webapp.services.meta.error_text import ParsedError, parse_raw_error
 
+# What our own calls (/me and the refresh) need: a permission error on them means one of these was taken away.
 REQUIRED_PERMISSIONS = ("instagram_business_basic",)
+
+# A permission's name in Meta's text, e.g. "(#200) Requires instagram_business_basic permission".
+PERMISSION_NAME = re.compile(r"\b(?:instagram|pages|business|ads|catalog)_[a-z_]+\b")
+
+
+CONNECT_KINDS = ("connected", "reconnected", "switched_account")
 
 
 DIAGNOSTIC_EVENT_KINDS = (
@@ -75,11 +86,13 @@ class RankedCause:
     confidence: str  # certain | likely | possible
     evidence: list[str] = field(default_factory=list)
     pattern: Pattern | None = None
+    doubts: list[str] = field(default_factory=list)  # our own facts that do not fit this cause
 
     @property
     def checklist(self) -> list[str]:
-        extra = list(self.pattern.checklist) if self.pattern else []
-        return extra + [step for step in self.cause.checklist if step not in extra]
+        """The cause's steps first (they fix this incident), then the pattern's (they keep it from coming back)."""
+        extra = [step for step in self.pattern.checklist if step not in self.cause.checklist] if self.pattern else []
+        return list(self.cause.checklist) + extra
 
 
 @dataclass
@@ -101,16 +114,51 @@ def _age(delta: timedelta) -> str:
     if days >= 1:
         return f"{days} day{'s' if days != 1 else ''}"
     hours = int(delta.total_seconds() // 3600)
-    if hours < 1:
-        return "less than an hour"
-    return f"{hours} hour{'s' if hours != 1 else ''}"
+    if hours >= 1:
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 1:
+        return "less than a minute"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def latest_connect(connection: InstagramConnection, events: list[ConnectionEvent]) -> datetime | None:
+    """When the current token was linked: the later of the row's connected_at and the newest connect event."""
+    times = [e.occurred_at for e in events if e.kind in CONNECT_KINDS]
+    if connection.connected_at is not None:
+        times.append(connection.connected_at)
+    return max(times, default=None)
+
+
+@dataclass(frozen=True)
+class PermissionFacts:
+    granted: list[str]  # granted at the last connect and not refused since
+    removed: list[str]  # granted at the last connect, refused by Instagram in the current trouble
+
+
+def permission_facts(connection: InstagramConnection) -> PermissionFacts:
+    """The permissions in force: those granted at the last connect, less those Instagram now refuses."""
+    granted = connection.permissions
+    if connection.cause != CauseId.PERMISSIONS_CHANGED:
+        return PermissionFacts(granted, [])
+    # Meta often names no permission ("(#10) Application does not have permission for this action"); our
+    # calls need only REQUIRED_PERMISSIONS, so then one of those is what it took away.
+    named = set(PERMISSION_NAME.findall(connection.last_error_message or "")) or set(REQUIRED_PERMISSIONS)
+    removed = [p for p in granted if p in named]
+    return PermissionFacts([p for p in granted if p not in removed], removed)
 
 
 def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now: datetime) -> Diagnosis:
-    """Rank the likely causes of the connection's current trouble, most likely first."""
+    """Rank the likely causes of the connection's current trouble, most likely first.
+
+    Meta's callbacks and our failures from before the latest connect, reconnect or switch belonged to
+    the token it replaced: they never explain the current trouble.
+    """
     if connection.state in (ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED) or connection.cause is None:
         return Diagnosis([], None)
     events = sorted(events, key=lambda e: e.occurred_at)
+    connected = latest_connect(connection, events)
+    current = [e for e in events if connected is None or e.occurred_at >= connected]
     ranked: dict[str, RankedCause] = {}
 
     def add(cause_id: str, confidence: str, *evidence: str, pattern: str | None = None) -> RankedCause:
@@ -124,10 +172,10 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
             entry.pattern = PATTERNS[pattern]
         return entry
 
-    failure = next((e for e in reversed(events) if e.cause == connection.cause), None)
+    failure = next((e for e in reversed(current) if e.cause == connection.cause), None)
     incident_started = failure.occurred_at if failure else connection.state_changed_at
-    deauthorized = next((e for e in reversed(events) if e.kind == "deauthorized"), None)
-    if deauthorized and (connection.connected_at is None or deauthorized.occurred_at >= connection.connected_at):
+    deauthorized = next((e for e in reversed(current) if e.kind == "deauthorized"), None)
+    if deauthorized:
         add(
             CauseId.APP_REMOVED,
             "certain",
@@ -139,10 +187,12 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
     code, subcode = connection.last_error_code, connection.last_error_subcode
     if failure is not None:
         code, subcode = failure.meta_code or code, failure.meta_subcode or subcode
+    doubts = _doubts(connection, cause_id, failure, connected, incident_started)
     if cause_id == CauseId.TOKEN_EXPIRED and failure is not None and failure.kind == "expired":
         add(CauseId.TOKEN_EXPIRED, "certain", failure.message)
     elif code == 190 and subcode in TOKEN_SUBCODES:
-        add(cause_id, "certain", f"Instagram answered with error 190, subcode {subcode}, which means exactly this.")
+        meaning = "." if doubts else ", which means exactly this."
+        add(cause_id, "certain", f"Instagram answered with error 190, subcode {subcode}{meaning}")
     elif code is not None:
         add(
             cause_id,
@@ -157,6 +207,8 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
         )
     if connection.last_error_message and cause_id != CauseId.TOKEN_EXPIRED:
         ranked[cause_id].evidence.append(f"Instagram's message: “{connection.last_error_message[:200]}”")
+    if doubts:
+        ranked[cause_id].doubts += doubts
 
     if cause_id in RECONNECT_CAUSES and connection.token_issued_at and incident_started:
         age = incident_started - connection.token_issued_at
@@ -173,8 +225,15 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
             + " That is on our side, not yours."
         )
 
-    _reason_from_history(connection, events, now, cause_id, add)
+    incident_began = _incident_began(connection, current, incident_started)
+    _reason_from_history(events, now, cause_id, add, incident_began)
 
+    removed = permission_facts(connection).removed
+    if cause_id == CauseId.PERMISSIONS_CHANGED and removed:
+        ranked[cause_id].evidence.append(
+            f"At the last connect Instagram granted {', '.join(connection.permissions)}; "
+            f"now it refuses {', '.join(removed)}."
+        )
     missing = [p for p in REQUIRED_PERMISSIONS if connection.permissions and p not in connection.permissions]
     if missing:
         add(
@@ -188,18 +247,66 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
             if other not in ranked:
                 add(other, "possible", "Instagram often answers this way after this, without saying so.")
 
+    for entry in ranked.values():
+        if entry.doubts:  # a confidence word never stands beside a fact that contradicts it
+            entry.confidence = "possible"
     causes = sorted(ranked.values(), key=lambda c: CONFIDENCE_ORDER[c.confidence])
     return Diagnosis(causes, incident_started)
 
 
-def _reason_from_history(connection, events, now, cause_id, add) -> None:
-    """Many connects from many networks or browsers point at the behavioural causes."""
-    since = now - HISTORY_WINDOW
-    connects = [
-        e for e in events if e.kind in ("connected", "reconnected", "switched_account") and e.occurred_at >= since
-    ]
-    networks = {e.ip_prefix for e in connects if e.ip_prefix}
-    browsers = {e.user_agent_family for e in connects if e.user_agent_family}
+def _doubts(
+    connection: InstagramConnection,
+    cause_id: str,
+    failure: ConnectionEvent | None,
+    connected: datetime | None,
+    incident_started: datetime | None,
+) -> list[str]:
+    """Our own facts that do not fit what Meta's answer says happened."""
+    if incident_started is None:
+        return []
+    if cause_id == CauseId.DATA_ACCESS_EXPIRED and connected is not None:
+        since_connect = incident_started - connected
+        if since_connect < DATA_ACCESS_WINDOW:
+            days = DATA_ACCESS_WINDOW.days
+            return [
+                f"But this shop connected only {_age(since_connect)} before it stopped working, and connecting "
+                f"starts a fresh {days} days: {days} days without use does not fit, so we are not sure."
+            ]
+    our_own_expiry = failure is not None and failure.kind == "expired"
+    if cause_id == CauseId.TOKEN_EXPIRED and not our_own_expiry and connection.token_expires_at is not None:
+        left = connection.token_expires_at - incident_started
+        if left > timedelta(days=1):
+            return [
+                f"But by our records the token was valid until {connection.token_expires_at:%d %b %Y}, "
+                f"{_age(left)} later: it had not reached its end, so we are not sure."
+            ]
+    return []
+
+
+def _incident_began(
+    connection: InstagramConnection, current: list[ConnectionEvent], incident_started: datetime | None
+) -> datetime | None:
+    """When Instagram first ended the connection in this incident (later failures may repeat it)."""
+    if connection.state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is not None:
+        return connection.incident_started_at
+    first = next((e for e in current if e.state_after == ConnectionState.NEEDS_RECONNECT), None)
+    return first.occurred_at if first else incident_started
+
+
+def _reason_from_history(
+    events: list[ConnectionEvent],
+    now: datetime,
+    cause_id: str,
+    add: Callable[..., RankedCause],
+    incident_began: datetime | None,
+) -> None:
+    """Many connects from many networks or browsers point at the behavioural causes.
+
+    Only this incident's connects count: those of the last 30 days since Instagram last ended the
+    connection before, without the reconnect that fixed that (a merchant's fix is not a risk). A
+    break that healed without a reconnect leaves no event here, so the next connect after it is
+    taken for its fix: that errs towards counting less.
+    """
     if cause_id not in (
         CauseId.SESSION_INVALIDATED,
         CauseId.PASSWORD_CHANGED,
@@ -207,15 +314,36 @@ def _reason_from_history(connection, events, now, cause_id, add) -> None:
         CauseId.ACCOUNT_CHECKPOINT,
     ):
         return
+    since = now - HISTORY_WINDOW
+    connects: list[ConnectionEvent] = []
+    last_break: ConnectionEvent | None = None  # the latest time Instagram ended the connection before this incident
+    fix: ConnectionEvent | None = None  # the reconnect that followed it
+    for event in events:
+        if incident_began is not None and event.occurred_at >= incident_began:
+            break
+        if event.kind in CONNECT_KINDS:
+            if last_break is not None and fix is None:
+                fix = event
+            else:
+                connects.append(event)
+        elif event.state_after == ConnectionState.NEEDS_RECONNECT:
+            last_break, fix = event, None
+            connects = []  # the connects before an earlier break were explained with it
+    connects = [e for e in connects if e.occurred_at >= since]
+    networks = {e.ip_prefix for e in connects if e.ip_prefix}
+    browsers = {e.user_agent_family for e in connects if e.user_agent_family}
+    if last_break is not None and last_break.occurred_at >= since:
+        period = f"since Instagram last ended the connection on {last_break.occurred_at:%d %b}"
+    else:
+        period = "in the last 30 days"
     summary = (
-        f"Connected {len(connects)} times in the last 30 days, from {len(networks)} network(s) and "
-        f"{len(browsers)} browser(s)."
+        f"Connected {len(connects)} times {period}, from {len(networks)} network(s) and {len(browsers)} browser(s)"
+        + (", not counting the reconnect that fixed that." if fix is not None and fix.occurred_at >= since else ".")
     )
+    target = CauseId.SESSION_INVALIDATED if cause_id == CauseId.INVALID_TOKEN else cause_id
     if len(networks) >= 3 or len(browsers) >= 3:
-        target = CauseId.SESSION_INVALIDATED if cause_id == CauseId.INVALID_TOKEN else cause_id
         add(target, "likely", summary, pattern="many_devices")
     elif len(connects) >= 3:
-        target = CauseId.SESSION_INVALIDATED if cause_id == CauseId.INVALID_TOKEN else cause_id
         add(target, "likely", summary, pattern="frequent_reconnects")
 
 

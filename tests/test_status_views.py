@@ -404,3 +404,24 @@ def test_the_explain_page_does_not_send_you_to_the_explain_page(client, auth):
     body = page.get_data(as_text=True)
     assert "We could not tell what happened" in body
     assert "explain tool" not in body and "Send engineering the whole error" in body
+
+
+def test_nothing_to_do_is_said_not_offered_as_a_step_to_tick(client, merchant, db):
+    """Issue 13, item 6: "Nothing to do" was a tickable box."""
+    connection = make_connection(merchant.shop)
+    connection.state, connection.cause = "degraded", "provider_error"
+    connection.last_error_code, connection.last_error_message = 2, "Service temporarily unavailable"
+    db.session.commit()
+    add_event(db, connection, "check_failed", NOW, cause="provider_error", meta_code=2, state_after="degraded")
+    panel = client.get("/what-happened", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Instagram is having trouble" in panel
+    assert "<strong>Nothing to do.</strong> We retry automatically, with growing pauses." in panel
+    assert 'class="tick"' not in panel
+
+
+def test_every_cause_has_steps_or_says_there_is_nothing_to_do():
+    from webapp.services.connections.causes import CAUSES
+
+    for cause in CAUSES.values():
+        assert bool(cause.checklist) != bool(cause.nothing_to_do), cause.id
+        assert not any(step.lower().startswith("nothing to do") for step in cause.checklist), cause.id

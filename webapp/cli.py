@@ -208,6 +208,8 @@ def explain_error_command(as_json: bool, source: str):
     click.echo("What to do:")
     for step in answer["checklist"]:
         click.echo(f"  - {step}")
+    if answer["nothing_to_do"]:
+        click.echo(f"  Nothing to do. {answer['nothing_to_do']}")
     if answer["support_notes"]:
         click.echo("")
         click.echo(f"For support: {answer['support_notes']}")

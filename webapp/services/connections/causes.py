@@ -42,6 +42,8 @@ class Cause:
     prevention: tuple[str, ...] = ()
     support_notes: str = ""
     reconnect_fixes: bool = True
+    # For causes that need nothing from the merchant: said once, never offered as a step to tick.
+    nothing_to_do: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,10 +169,11 @@ CAUSES: dict[str, Cause] = {
         "Instagram asked us to slow down",
         "Instagram limits how many requests apps may make in an hour. We reached that limit and paused; "
         "nothing is wrong with your account and nothing needs doing.",
-        ("Nothing to do: we resume automatically as soon as Instagram allows.",),
+        (),
         (),
         "Codes 4, 17, 32, 613, 341 or 80001-80006, or usage headers near 100%. Check the fleet for app-wide pauses.",
         reconnect_fixes=False,
+        nothing_to_do="We resume automatically as soon as Instagram allows.",
     ),
     CauseId.POLICY_BLOCK: Cause(
         CauseId.POLICY_BLOCK,
@@ -190,31 +193,34 @@ CAUSES: dict[str, Cause] = {
         "Instagram is having trouble",
         "Instagram did not answer properly (an outage, a time-out, or an internal error on Meta's side). "
         "This is temporary and your connection is still valid.",
-        ("Nothing to do: we retry automatically with growing pauses.",),
+        (),
         (),
         "Codes 1 and 2, HTTP 5xx, time-outs, is_transient: true. Check Meta's status page if many shops show it.",
         reconnect_fixes=False,
+        nothing_to_do="We retry automatically, with growing pauses.",
     ),
     CauseId.APP_MISCONFIGURED: Cause(
         CauseId.APP_MISCONFIGURED,
         "A setting on our side needs fixing",
         "Something in our own app's setup with Meta is wrong, so Instagram refuses our requests. Our team "
         "needs to fix it; you do not need to do anything.",
-        ("Nothing to do on your side; our team has been told.",),
+        (),
         (),
         "Check the app id and secret (Instagram app, not Facebook app), the redirect URI, scopes, "
         "TOKEN_ENCRYPTION_KEYS and tester roles.",
         reconnect_fixes=False,
+        nothing_to_do="Our team has been told and fixes it on our side.",
     ),
     CauseId.REQUEST_ERROR: Cause(
         CauseId.REQUEST_ERROR,
         "One of our requests was not accepted",
         "Instagram did not accept one request of ours (for example an outdated field). It says nothing "
         "about your connection, which stays valid.",
-        ("Nothing to do on your side.",),
+        (),
         (),
         "Code 100 and similar request errors: a bug or an API version change on our side.",
         reconnect_fixes=False,
+        nothing_to_do="Your connection stays valid; we handle it on our side.",
     ),
     CauseId.UNKNOWN: Cause(
         CauseId.UNKNOWN,

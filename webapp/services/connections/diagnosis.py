@@ -74,6 +74,7 @@ def explain_error(raw: str) -> dict:
         "title": cause.title,
         "explanation": cause.explanation,
         "checklist": list(cause.checklist),
+        "nothing_to_do": cause.nothing_to_do,
         "prevention": list(cause.prevention),
         "support_notes": cause.support_notes,
         "meta": parsed.as_meta(),

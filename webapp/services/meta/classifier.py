@@ -11,22 +11,11 @@ import re
 from dataclasses import dataclass
 
 from webapp.models import ConnectionState
-from webapp.services.connections.causes import CauseId
+from webapp.services.connections.causes import CAUSES, CauseId
 from webapp.services.meta.client import MetaApiError
 
-# Causes that only the merchant can fix, by reconnecting.
-RECONNECT_CAUSES = frozenset(
-    {
-        CauseId.TOKEN_EXPIRED,
-        CauseId.PASSWORD_CHANGED,
-        CauseId.APP_REMOVED,
-        CauseId.ACCOUNT_CHECKPOINT,
-        CauseId.SESSION_INVALIDATED,
-        CauseId.PERMISSIONS_CHANGED,
-        CauseId.DATA_ACCESS_EXPIRED,
-        CauseId.INVALID_TOKEN,
-    }
-)
+# Causes that only the merchant can fix, by reconnecting: the catalogue says which.
+RECONNECT_CAUSES = frozenset(cause.id for cause in CAUSES.values() if cause.reconnect_fixes)
 # Causes that pass by themselves: retry later.
 TRANSIENT_CAUSES = frozenset({CauseId.RATE_LIMITED, CauseId.POLICY_BLOCK, CauseId.PROVIDER_ERROR})
 

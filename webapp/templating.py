@@ -29,6 +29,7 @@ def format_datetime(value: datetime | None, missing: str = "never") -> str:
 
 def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = format_datetime
+    app.jinja_env.filters["utc"] = format_datetime  # mails: no script can localise them, so they say UTC
     # The presenter's words, so templates only render them.
     app.jinja_env.globals["event_titles"] = presenter.EVENT_TITLES
     app.jinja_env.globals["actor_words"] = presenter.ACTOR_WORDS

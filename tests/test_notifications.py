@@ -453,3 +453,64 @@ def test_a_quiet_period_of_zero_mails_every_change(mail_app, db, inbox, shop_wit
     shop, _, _ = shop_with_merchants
     flap(mail_app, db, inbox, make_connection(shop))
     assert len(inbox.messages) == 2 * 14  # what issue 13 saw, per person
+
+
+def reconnect_buttons_and_past_words(client) -> tuple[int, list[str]]:
+    page = client.get("/notifications").get_data(as_text=True)
+    return page.count(">Reconnect</a>"), re.findall(r"This [^<]*(?:over|applies|since)\.", page)
+
+
+def test_an_old_disconnect_notice_offers_reconnect_only_while_its_incident_is_open(
+    app, db, client, auth, pinned_clock, shop_with_merchants
+):
+    """Issue 13 item 6: after the connection was restored, the notice no longer offers a live Reconnect."""
+    shop, owner, _ = shop_with_merchants
+    connection = make_connection(shop)
+    break_it(db, connection, NOW - timedelta(hours=2))
+    planning.plan(app, NOW - timedelta(hours=2))
+    auth.login_as(owner)
+    assert reconnect_buttons_and_past_words(client) == (1, [])
+    restore_it(db, connection, NOW - timedelta(hours=1))
+    planning.plan(app, NOW - timedelta(minutes=30))  # "connected again", once it has held
+    buttons, past = reconnect_buttons_and_past_words(client)
+    assert (buttons, past) == (0, ["This disconnection is over."])
+    assert 'href="/">See the connection as it is now</a>' in client.get("/notifications").get_data(as_text=True)
+    break_it(db, connection, NOW - timedelta(minutes=5))  # a new incident: its own notice, its own button
+    planning.plan(app, NOW - timedelta(minutes=5))
+    assert reconnect_buttons_and_past_words(client) == (1, ["This disconnection is over."])
+
+
+def test_an_expiry_warning_offers_reconnect_only_while_renewal_keeps_failing(
+    app, db, client, auth, pinned_clock, shop_with_merchants
+):
+    shop, owner, _ = shop_with_merchants
+    connection = make_connection(shop, issued_at=NOW - timedelta(days=51), expires_at=NOW + timedelta(days=9))
+    set_state(connection, "expiring", NOW - timedelta(days=1), cause="provider_error")
+    connection.refresh_failures = 2
+    db.session.commit()
+    planning.plan(app, NOW)
+    auth.login_as(owner)
+    assert reconnect_buttons_and_past_words(client) == (1, [])
+    connection.refresh_failures = 0  # renewed: a new token, a new expiry
+    connection.token_expires_at = NOW + timedelta(days=60)
+    set_state(connection, "healthy", NOW)
+    db.session.commit()
+    assert reconnect_buttons_and_past_words(client) == (0, ["This warning no longer applies."])
+
+
+@pytest.mark.parametrize(
+    ("sent_ago", "reconnected_ago", "buttons"),
+    [(timedelta(hours=1), None, 1), (timedelta(hours=1), timedelta(minutes=10), 0), (timedelta(days=8), None, 0)],
+)
+def test_supports_reconnect_link_applies_until_it_expires_or_the_shop_reconnects(
+    app, db, client, auth, pinned_clock, shop_with_merchants, sent_ago, reconnected_ago, buttons
+):
+    shop, owner, _ = shop_with_merchants
+    connection = make_connection(shop, issued_at=NOW - timedelta(days=20))
+    planning.send_reconnect_link(app, connection, make_user(role="support"), NOW - sent_ago)
+    if reconnected_ago:
+        connection.connected_at = NOW - reconnected_ago
+        db.session.commit()
+    auth.login_as(owner)
+    past = [] if buttons else ["This link has expired, or Instagram was reconnected since."]
+    assert reconnect_buttons_and_past_words(client) == (buttons, past)

@@ -12,6 +12,8 @@ from webapp.dashboard import presenter
 from webapp.notifications.routes import unread_count
 from webapp.services.connections.causes import CAUSES
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
+from webapp.services.notify.compose import PAST_NOTICE_WORDS
+from webapp.services.notify.planning import RECONNECT_KINDS
 
 HTMX_VERSION = "2.0.11"
 HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
@@ -41,6 +43,8 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["duration"] = presenter.duration_text
     app.jinja_env.globals["strip_summary"] = presenter.strip_summary
     app.jinja_env.globals["token_lifetime_days"] = LONG_LIVED_TOKEN_LIFETIME.days
+    app.jinja_env.globals["reconnect_kinds"] = RECONNECT_KINDS
+    app.jinja_env.globals["past_notice_words"] = PAST_NOTICE_WORDS
 
     def unread_notifications() -> int:
         return unread_count(current_user.id) if current_user.is_authenticated else 0

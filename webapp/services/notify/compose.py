@@ -80,3 +80,12 @@ IN_APP_TITLES = {
     "restored": "Instagram is connected again",
     "reconnect_link": "Support sent you a reconnect link",
 }
+
+
+# An old notice whose Reconnect no longer applies says why, instead of offering a dead button.
+PAST_NOTICE_WORDS = {
+    "disconnected": "This disconnection is over.",
+    "reminder": "This disconnection is over.",
+    "expiry_warning": "This warning no longer applies.",
+    "reconnect_link": "This link has expired, or Instagram was reconnected since.",
+}

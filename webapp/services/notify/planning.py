@@ -68,6 +68,21 @@ def incident_prefix(connection_id: int, started_at: datetime) -> str:
     return f"c{connection_id}:i{started_at:%Y%m%dT%H%M%S}"
 
 
+def _expiry_prefix(connection: InstagramConnection) -> str:
+    """The start of every key about one token's coming expiry."""
+    return f"c{connection.id}:e{connection.token_expires_at:%Y%m%d}"
+
+
+def _refresh_failing(connection: InstagramConnection, now: datetime) -> bool:
+    """Renewal keeps failing while the token still works: what expiry warnings are about."""
+    return (
+        connection.refresh_failures > 0
+        and connection.state in (ConnectionState.EXPIRING, ConnectionState.DEGRADED)
+        and connection.token_expires_at is not None
+        and connection.token_expires_at > now
+    )
+
+
 def restore_settled(connection: InstagramConnection, now: datetime, config) -> bool:
     """Whether a resolved incident has stayed resolved for the quiet period ("connected again" may go)."""
     healthy_since = connection.state_changed_at or now
@@ -101,16 +116,12 @@ def due_notices(connection: InstagramConnection, now: datetime, config, told: To
             if now - connection.incident_started_at >= timedelta(days=days) and previous in told.keys:
                 notices.append(Notice("reminder", key, days, "notify_reminders"))
             previous = key
-    refresh_failing = connection.refresh_failures > 0 and connection.state in (
-        ConnectionState.EXPIRING,
-        ConnectionState.DEGRADED,
-    )
-    if refresh_failing and connection.token_expires_at is not None and connection.token_expires_at > now:
+    if _refresh_failing(connection, now) and connection.token_expires_at is not None:
         left = connection.token_expires_at - now
         due = [days for days in config["EXPIRY_WARNING_NOTICE_DAYS"] if left <= timedelta(days=days)]
         if due:
             days = min(due)  # only the most urgent warning that applies
-            key = f"c{connection.id}:e{connection.token_expires_at:%Y%m%d}:expiry{days}"
+            key = f"{_expiry_prefix(connection)}:expiry{days}"
             notices.append(Notice("expiry_warning", key, days, "notify_expiry_warnings"))
     if (
         connection.state == ConnectionState.HEALTHY
@@ -121,6 +132,41 @@ def due_notices(connection: InstagramConnection, now: datetime, config, told: To
         incident = incident_prefix(connection.id, connection.resolved_incident_at)
         notices.append(Notice("restored", f"{incident}:restored", told_at=told.broken_since))
     return notices
+
+
+# The notices whose link starts a reconnect.
+RECONNECT_KINDS = ("disconnected", "reminder", "expiry_warning", "reconnect_link")
+
+
+def calls_for_reconnect(
+    notes: list[Notification], connection: InstagramConnection | None, now: datetime, config
+) -> set[int]:
+    """The ids of the notices whose Reconnect still applies: the trouble each was about is still there.
+
+    A disconnect or a reminder belongs to its incident and applies while that incident is open; an
+    expiry warning while renewal of that same token keeps failing; support's link until it expires
+    or the shop reconnects.
+    """
+    if connection is None:
+        return set()
+    live_prefixes = []
+    if connection.state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is not None:
+        live_prefixes.append(incident_prefix(connection.id, connection.incident_started_at) + ":")
+    if _refresh_failing(connection, now):
+        live_prefixes.append(_expiry_prefix(connection) + ":")
+    link_lifetime = timedelta(days=config["RECONNECT_LINK_DAYS"])
+
+    def applies(note: Notification) -> bool:
+        if note.kind == "reconnect_link":
+            reconnected_since = connection.connected_at is not None and connection.connected_at >= note.created_at
+            return (
+                note.idempotency_key.startswith(f"c{connection.id}:")
+                and now < note.created_at + link_lifetime
+                and not reconnected_since
+            )
+        return note.kind in RECONNECT_KINDS and note.idempotency_key.startswith(tuple(live_prefixes))
+
+    return {note.id for note in notes if applies(note)}
 
 
 def told_about(connection: InstagramConnection) -> dict[int, Told]:

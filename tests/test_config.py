@@ -183,3 +183,13 @@ def test_every_process_of_a_local_run_links_to_the_same_origin():
     assert web["LOCAL_BASE_URL"] == worker["LOCAL_BASE_URL"] == "http://127.0.0.1:5001"
     assert worker["SANDBOX_BASE_URL"] == "http://127.0.0.1:5001/sandbox"
     assert load_config({"PORT": "5100"})["LOCAL_BASE_URL"] == "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize(("value", "minutes"), [(None, 10), ("0", 0), ("30", 30)])
+def test_the_quiet_period_is_a_config_value(value, minutes):
+    assert load_config({} if value is None else {"NOTICE_QUIET_MINUTES": value})["NOTICE_QUIET_MINUTES"] == minutes
+
+
+def test_a_negative_quiet_period_is_refused():
+    with pytest.raises(ConfigError, match="NOTICE_QUIET_MINUTES"):
+        load_config({"NOTICE_QUIET_MINUTES": "-5"})

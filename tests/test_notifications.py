@@ -340,3 +340,177 @@ def test_in_app_list_count_and_mark_read(app, client, auth, db, shop_with_mercha
         .get_data(as_text=True)
         .split("Notifications")[1]
     )
+
+
+def restore_it(db, connection, when):
+    set_state(connection, "healthy", when)
+    db.session.add(
+        ConnectionEvent(
+            connection_id=connection.id,
+            kind="reconnected",
+            occurred_at=when,
+            state_after="healthy",
+            actor_kind="merchant",
+        )
+    )
+    db.session.commit()
+
+
+def flap(mail_app, db, inbox, connection, cycles=7, ends_broken=False):
+    """Break and restore every 50 s (7 cycles: 5 min 25 s), planning at once after each change as the
+    worker and the views do, then let the scheduler tick every minute for half an hour.
+
+    Returns {seconds after the first break: [(to, subject)]} for every moment a mail went out.
+    """
+    sent: dict[int, list[tuple[str, str]]] = {}
+
+    def at(seconds):
+        before = len(inbox.messages)
+        cycle(mail_app, NOW + timedelta(seconds=seconds))
+        if len(inbox.messages) > before:
+            sent[seconds] = [(m["To"], m["Subject"]) for m in inbox.messages[before:]]
+
+    for number in range(cycles):
+        break_it(db, connection, NOW + timedelta(seconds=50 * number))
+        at(50 * number)
+        if number < cycles - 1 or not ends_broken:
+            restore_it(db, connection, NOW + timedelta(seconds=50 * number + 25))
+            at(50 * number + 25)
+    for minute in range(1, 31):
+        at(60 * minute + 30)
+    return sent
+
+
+def test_flapping_seven_cycles_in_six_minutes_mail_twice_not_fourteen_times(mail_app, db, inbox, shop_with_merchants):
+    """Issue 13 item 7: the first disconnect goes at once; the flaps after it make one summary."""
+    shop, owner, partner = shop_with_merchants
+    sent = flap(mail_app, db, inbox, make_connection(shop))
+    people = ["leo@bloom.example", "maya@bloom.example"]
+    assert sorted(to for to, _ in sent[0]) == people  # planned and sent at the first break, not later
+    assert {subject for _, subject in sent[0]} == {"Instagram is disconnected from Bloom & Stem: please reconnect"}
+    # Restored last at 5 min 25 s; "connected again" once it has held for the quiet period (10 min).
+    assert sorted(sent) == [0, 15 * 60 + 30]
+    assert sorted(to for to, _ in sent[15 * 60 + 30]) == people
+    assert {subject for _, subject in sent[15 * 60 + 30]} == {"Instagram is connected again for Bloom & Stem"}
+    assert len(inbox.messages) == 4  # 2 per person (14 each without the quiet period)
+    summary = inbox.messages[-1].get_body(("plain",)).get_content()
+    assert (
+        "Since our mail of 26 Nov 2026, 12:00 UTC, the connection came back and broke again 6 times; "
+        "it has stayed connected since 26 Nov 2026, 12:05 UTC." in summary
+    )
+    in_app = db.session.scalars(select(Notification).where(Notification.user_id == owner.id)).all()
+    assert [note.kind for note in in_app] == ["disconnected", "restored"]
+    assert "broke again 6 times" in in_app[-1].body
+
+
+def test_flapping_that_ends_broken_sends_one_summary_with_the_current_cause(mail_app, db, inbox, shop_with_merchants):
+    shop, _, _ = shop_with_merchants
+    sent = flap(mail_app, db, inbox, make_connection(shop), ends_broken=True)
+    # The first mail at once; the break still open when the quiet period after it ends, once, at 10 min.
+    assert sorted(sent) == [0, 10 * 60 + 30]
+    assert {subject for _, subject in sent[10 * 60 + 30]} == {
+        "Instagram keeps disconnecting from Bloom & Stem: please reconnect"
+    }
+    text = inbox.messages[-1].get_body(("plain",)).get_content()
+    assert "came back and broke again 6 times, most recently at 26 Nov 2026, 12:05 UTC. It is disconnected now." in text
+    assert "Most likely reason: The Instagram or Facebook password was changed." in text
+    assert re.search(r"/instagram/reconnect/[\w.\-]+", text)
+
+
+def test_a_break_after_the_merchant_heard_connected_again_is_mailed_at_once(mail_app, db, inbox, shop_with_merchants):
+    """Never delayed: whoever was last told "connected again" hears of the next break at once."""
+    shop, _, _ = shop_with_merchants
+    connection = make_connection(shop)
+    break_it(db, connection, NOW)
+    cycle(mail_app, NOW)
+    restore_it(db, connection, NOW + timedelta(minutes=1))
+    cycle(mail_app, NOW + timedelta(minutes=1))
+    cycle(mail_app, NOW + timedelta(minutes=11))
+    assert [m["Subject"] for m in inbox.messages][-1] == "Instagram is connected again for Bloom & Stem"
+    break_it(db, connection, NOW + timedelta(minutes=12))
+    before = len(inbox.messages)
+    cycle(mail_app, NOW + timedelta(minutes=12))
+    assert [m["Subject"] for m in inbox.messages[before:]] == [
+        "Instagram is disconnected from Bloom & Stem: please reconnect"
+    ] * 2
+
+
+def test_a_break_long_after_the_last_mail_is_mailed_at_once_even_unannounced(mail_app, db, inbox, shop_with_merchants):
+    """A restore nobody was told of (the worker was down) does not hold back a break a day later."""
+    shop, _, _ = shop_with_merchants
+    connection = make_connection(shop)
+    break_it(db, connection, NOW)
+    cycle(mail_app, NOW)
+    restore_it(db, connection, NOW + timedelta(minutes=1))
+    break_it(db, connection, NOW + timedelta(days=1))
+    before = len(inbox.messages)
+    cycle(mail_app, NOW + timedelta(days=1))
+    assert len(inbox.messages) - before == 2
+
+
+def test_a_quiet_period_of_zero_mails_every_change(mail_app, db, inbox, shop_with_merchants):
+    mail_app.config["NOTICE_QUIET_MINUTES"] = 0
+    shop, _, _ = shop_with_merchants
+    flap(mail_app, db, inbox, make_connection(shop))
+    assert len(inbox.messages) == 2 * 14  # what issue 13 saw, per person
+
+
+def reconnect_buttons_and_past_words(client) -> tuple[int, list[str]]:
+    page = client.get("/notifications").get_data(as_text=True)
+    return page.count(">Reconnect</a>"), re.findall(r"This [^<]*(?:over|applies|since)\.", page)
+
+
+def test_an_old_disconnect_notice_offers_reconnect_only_while_its_incident_is_open(
+    app, db, client, auth, pinned_clock, shop_with_merchants
+):
+    """Issue 13 item 6: after the connection was restored, the notice no longer offers a live Reconnect."""
+    shop, owner, _ = shop_with_merchants
+    connection = make_connection(shop)
+    break_it(db, connection, NOW - timedelta(hours=2))
+    planning.plan(app, NOW - timedelta(hours=2))
+    auth.login_as(owner)
+    assert reconnect_buttons_and_past_words(client) == (1, [])
+    restore_it(db, connection, NOW - timedelta(hours=1))
+    planning.plan(app, NOW - timedelta(minutes=30))  # "connected again", once it has held
+    buttons, past = reconnect_buttons_and_past_words(client)
+    assert (buttons, past) == (0, ["This disconnection is over."])
+    assert 'href="/">See the connection as it is now</a>' in client.get("/notifications").get_data(as_text=True)
+    break_it(db, connection, NOW - timedelta(minutes=5))  # a new incident: its own notice, its own button
+    planning.plan(app, NOW - timedelta(minutes=5))
+    assert reconnect_buttons_and_past_words(client) == (1, ["This disconnection is over."])
+
+
+def test_an_expiry_warning_offers_reconnect_only_while_renewal_keeps_failing(
+    app, db, client, auth, pinned_clock, shop_with_merchants
+):
+    shop, owner, _ = shop_with_merchants
+    connection = make_connection(shop, issued_at=NOW - timedelta(days=51), expires_at=NOW + timedelta(days=9))
+    set_state(connection, "expiring", NOW - timedelta(days=1), cause="provider_error")
+    connection.refresh_failures = 2
+    db.session.commit()
+    planning.plan(app, NOW)
+    auth.login_as(owner)
+    assert reconnect_buttons_and_past_words(client) == (1, [])
+    connection.refresh_failures = 0  # renewed: a new token, a new expiry
+    connection.token_expires_at = NOW + timedelta(days=60)
+    set_state(connection, "healthy", NOW)
+    db.session.commit()
+    assert reconnect_buttons_and_past_words(client) == (0, ["This warning no longer applies."])
+
+
+@pytest.mark.parametrize(
+    ("sent_ago", "reconnected_ago", "buttons"),
+    [(timedelta(hours=1), None, 1), (timedelta(hours=1), timedelta(minutes=10), 0), (timedelta(days=8), None, 0)],
+)
+def test_supports_reconnect_link_applies_until_it_expires_or_the_shop_reconnects(
+    app, db, client, auth, pinned_clock, shop_with_merchants, sent_ago, reconnected_ago, buttons
+):
+    shop, owner, _ = shop_with_merchants
+    connection = make_connection(shop, issued_at=NOW - timedelta(days=20))
+    planning.send_reconnect_link(app, connection, make_user(role="support"), NOW - sent_ago)
+    if reconnected_ago:
+        connection.connected_at = NOW - reconnected_ago
+        db.session.commit()
+    auth.login_as(owner)
+    past = [] if buttons else ["This link has expired, or Instagram was reconnected since."]
+    assert reconnect_buttons_and_past_words(client) == (buttons, past)

@@ -27,8 +27,12 @@ def world(tmp_path_factory):
     controller = Controller(inbox, hostname="127.0.0.1", port=servers.free_port())
     controller.start()
     try:
+        # No quiet period: "connected again" goes on the worker's next run instead of 10 minutes later
+        # (the quiet period has its own tests in test_notifications.py).
         with servers.live_dashboard_server(
-            tmp_path_factory.mktemp("mail-e2e"), MAIL_URL=f"smtp://127.0.0.1:{controller.port}?tls=none"
+            tmp_path_factory.mktemp("mail-e2e"),
+            MAIL_URL=f"smtp://127.0.0.1:{controller.port}?tls=none",
+            NOTICE_QUIET_MINUTES="0",
         ) as (base, env):
             yield base, env, inbox
     finally:

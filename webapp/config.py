@@ -61,6 +61,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from exc
 
 
+def _minutes(env: Mapping[str, str], name: str, default: int) -> int:
+    minutes = _int(env, name, default)
+    if minutes < 0:
+        raise ConfigError(f"{name} must be 0 or more minutes, got {minutes}.")
+    return minutes
+
+
 def load_config(env: dict | None = None, instance_path: str | None = None) -> dict:
     """Build the Flask config mapping from environment variables."""
     env = dict(os.environ if env is None else env)
@@ -181,6 +188,9 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "EXPIRY_WARNING_NOTICE_DAYS": tuple(
             int(d) for d in env.get("EXPIRY_WARNING_NOTICE_DAYS", "10,3").split(",") if d.strip()
         ),
+        # A connection that keeps breaking and coming back: "connected again" waits until it has held
+        # this long, and breaks within this long of a "disconnected" notice wait for one summary.
+        "NOTICE_QUIET_MINUTES": _minutes(env, "NOTICE_QUIET_MINUTES", 10),
     }
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from flask import Flask, current_app, g
 from flask_login import current_user
+from markupsafe import Markup
 
 from webapp import clock
 from webapp.auth.decorators import OWNER_ONLY_REASON
@@ -14,6 +15,8 @@ from webapp.notifications.routes import unread_count
 from webapp.services.connections.causes import CAUSES
 from webapp.services.connections.diagnosis import permission_facts
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
+from webapp.services.notify.compose import PAST_NOTICE_WORDS
+from webapp.services.notify.planning import RECONNECT_KINDS
 
 HTMX_VERSION = "2.0.11"
 HTMX_CDN_URL = f"https://cdn.jsdelivr.net/npm/htmx.org@{HTMX_VERSION}/dist/htmx.min.js"
@@ -26,11 +29,38 @@ def format_datetime(value: datetime | None, missing: str = "never") -> str:
     """Show a UTC time the way people read it: '26 Nov 2026, 14:05 UTC'."""
     if value is None:
         return missing
-    return value.strftime("%-d %b %Y, %H:%M UTC")
+    return value.astimezone(UTC).strftime("%-d %b %Y, %H:%M UTC")
+
+
+def relative_phrase(value: datetime, now: datetime) -> str:
+    """'2 hours ago', 'in 3 days' (static/js/local-time.js words it the same way)."""
+    if value > now:
+        return f"in {presenter.duration_text(value - now)}"
+    return f"{presenter.duration_text(now - value)} ago"
+
+
+def time_element(value: datetime | None, missing: str = "never", relative: bool = False) -> Markup | str:
+    """A time for pages: UTC in the HTML, which static/js/local-time.js shows in the reader's time zone.
+
+    With `relative`, a phrase such as '(2 hours ago)' follows; without JavaScript the reader sees the
+    UTC time and the phrase as of the request.
+    """
+    if value is None:
+        return missing
+    text = format_datetime(value)
+    if relative:
+        text = f"{text} ({relative_phrase(value, g.get('now') or clock.now())})"
+    return Markup('<time datetime="{}" title="{}" data-local="{}">{}</time>').format(
+        value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        format_datetime(value),
+        "relative" if relative else "absolute",
+        text,
+    )
 
 
 def register(app: Flask) -> None:
-    app.jinja_env.filters["datetime"] = format_datetime
+    app.jinja_env.filters["datetime"] = time_element
+    app.jinja_env.filters["utc"] = format_datetime  # mails: no script can localise them, so they say UTC
     # The presenter's words, so templates only render them.
     app.jinja_env.globals["event_titles"] = presenter.EVENT_TITLES
     app.jinja_env.globals["actor_words"] = presenter.ACTOR_WORDS
@@ -44,6 +74,8 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["strip_summary"] = presenter.strip_summary
     app.jinja_env.globals["token_lifetime_days"] = LONG_LIVED_TOKEN_LIFETIME.days
     app.jinja_env.globals["owner_only_reason"] = OWNER_ONLY_REASON
+    app.jinja_env.globals["reconnect_kinds"] = RECONNECT_KINDS
+    app.jinja_env.globals["past_notice_words"] = PAST_NOTICE_WORDS
 
     def unread_notifications() -> int:
         return unread_count(current_user.id) if current_user.is_authenticated else 0

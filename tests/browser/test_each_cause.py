@@ -7,11 +7,25 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from testbed import servers
 from tests.browser.conftest import CSP_LISTENER, assert_no_csp_violations, log_in
 from tests.browser.test_connect_flow import DASHBOARD
 from webapp.cli import DEMO_MERCHANT, DEMO_SUPPORT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def live_dashboard(tmp_path_factory):
+    """A server of this module's own that mails every break at once (NOTICE_QUIET_MINUTES=0).
+
+    These causes follow each other within seconds: with the quiet period, every break after the first
+    would wait for one summary 10 minutes later (flapping, tests/test_notifications.py). Here each
+    cause's own mail is what is checked.
+    """
+    with servers.live_dashboard_server(tmp_path_factory.mktemp("causes"), NOTICE_QUIET_MINUTES="0") as (base, _env):
+        yield base
+
 
 # sandbox button, what the card says, the panel's title, whether reconnecting fixes it
 CAUSES = [

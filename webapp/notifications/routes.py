@@ -13,6 +13,7 @@ from webapp.extensions import db
 from webapp.htmx import hx_trigger, is_fragment_request, vary_on_htmx
 from webapp.models import Notification, User
 from webapp.request_input import page_number
+from webapp.services.notify import planning
 from webapp.services.notify.links import LinkError, read_unsubscribe_token
 
 bp = Blueprint("notifications", __name__)
@@ -40,7 +41,13 @@ def index():
         per_page=20,
         error_out=True,
     )
-    return render_template("notifications/index.html", pagination=pagination, unread=unread_count(current_user.id))
+    connection = current_user.shop.instagram_connection if current_user.shop else None
+    return render_template(
+        "notifications/index.html",
+        pagination=pagination,
+        unread=unread_count(current_user.id),
+        reconnect_applies=planning.calls_for_reconnect(pagination.items, connection, g.now, current_app.config),
+    )
 
 
 @bp.get("/notifications/count")

@@ -36,8 +36,11 @@ def compose_notice(app: Flask, notice: Notice, connection: InstagramConnection, 
             ),
         }
         shop = connection.shop.name
+        flapping = notice.breaks_since > 0
         subjects = {
-            "disconnected": f"Instagram is disconnected from {shop}: please reconnect",
+            "disconnected": f"Instagram keeps disconnecting from {shop}: please reconnect"
+            if flapping
+            else f"Instagram is disconnected from {shop}: please reconnect",
             "reminder": f"Reminder: Instagram is still disconnected from {shop}",
             "expiry_warning": f"Instagram connection for {shop} ends in {notice.days} days",
             "restored": f"Instagram is connected again for {shop}",
@@ -55,11 +58,15 @@ def compose_notice(app: Flask, notice: Notice, connection: InstagramConnection, 
             "links": links,
             "expires_at": connection.token_expires_at,
             "failing_since": connection.failing_since,
+            "broken_at": connection.incident_started_at,
+            "healthy_since": connection.state_changed_at,
         }
         text = render_template(f"mail/{notice.kind}.txt", **context)
         html = render_template(f"mail/{notice.kind}.html", **context)
+        summary = render_template("mail/_flapping.txt", **context).strip() if flapping else ""
     return {
         "subject": subjects[notice.kind],
+        "in_app": f"{subjects[notice.kind]}. {summary}" if summary else subjects[notice.kind],
         "text": text,
         "html": html,
         "link": links["reconnect"] if notice.kind != "restored" else links["dashboard"],
@@ -73,4 +80,13 @@ IN_APP_TITLES = {
     "expiry_warning": "Instagram connection ends soon",
     "restored": "Instagram is connected again",
     "reconnect_link": "Support sent you a reconnect link",
+}
+
+
+# An old notice whose Reconnect no longer applies says why, instead of offering a dead button.
+PAST_NOTICE_WORDS = {
+    "disconnected": "This disconnection is over.",
+    "reminder": "This disconnection is over.",
+    "expiry_warning": "This warning no longer applies.",
+    "reconnect_link": "This link has expired, or Instagram was reconnected since.",
 }

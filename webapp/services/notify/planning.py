@@ -2,13 +2,14 @@
 
 Planning decides which notices are due (with a fixed `now`) and records each one under an
 idempotency key (connection, incident or expiry, kind, person); a unique index makes parallel
-workers and retries harmless.
+workers and retries harmless. A connection that keeps breaking and coming back is damped by a quiet
+period (NOTICE_QUIET_MINUTES, see `due_notices`), never at the cost of the first disconnect mail.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import Flask
@@ -16,7 +17,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
-from webapp.models import ConnectionState, InstagramConnection, Notification, OutboundMail, User
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, Notification, OutboundMail, User
 from webapp.services import audit
 from webapp.services.keepalive.outcomes import Summary
 from webapp.services.notify.compose import IN_APP_TITLES, compose_notice
@@ -44,41 +45,164 @@ def notifies_at_once(summary: str) -> bool:
 
 @dataclass(frozen=True)
 class Notice:
-    kind: str  # disconnected | reminder | expiry_warning | restored
+    kind: str  # disconnected | reminder | expiry_warning | restored | reconnect_link
     key: str  # without the person
     days: int = 0
     optional_preference: str | None = None  # the User flag that may turn it off
+    # A flapping connection's summary: our "disconnected" notice this one follows, and how many times
+    # the connection broke again since then (counted when the notice is recorded).
+    told_at: datetime | None = None
+    breaks_since: int = 0
 
 
-def due_notices(connection: InstagramConnection, now: datetime, config, sent_keys: set[str]) -> list[Notice]:
-    """The notices this connection is due at `now` (before de-duplication by key)."""
+@dataclass(frozen=True)
+class Told:
+    """What one person has been told about a connection's incidents."""
+
+    keys: frozenset[str] = frozenset()  # the notices they were given, without the person
+    broken_since: datetime | None = None  # our latest "disconnected" notice, unless "restored" followed it
+
+
+def incident_prefix(connection_id: int, started_at: datetime) -> str:
+    """The start of every key about one incident (a stretch of needs_reconnect)."""
+    return f"c{connection_id}:i{started_at:%Y%m%dT%H%M%S}"
+
+
+def _expiry_prefix(connection: InstagramConnection) -> str:
+    """The start of every key about one token's coming expiry."""
+    return f"c{connection.id}:e{connection.token_expires_at:%Y%m%d}"
+
+
+def _refresh_failing(connection: InstagramConnection, now: datetime) -> bool:
+    """Renewal keeps failing while the token still works: what expiry warnings are about."""
+    return (
+        connection.refresh_failures > 0
+        and connection.state in (ConnectionState.EXPIRING, ConnectionState.DEGRADED)
+        and connection.token_expires_at is not None
+        and connection.token_expires_at > now
+    )
+
+
+def restore_settled(connection: InstagramConnection, now: datetime, config) -> bool:
+    """Whether a resolved incident has stayed resolved for the quiet period ("connected again" may go)."""
+    healthy_since = connection.state_changed_at or now
+    return now - healthy_since >= timedelta(minutes=config["NOTICE_QUIET_MINUTES"])
+
+
+def due_notices(connection: InstagramConnection, now: datetime, config, told: Told) -> list[Notice]:
+    """The notices this connection is due at `now` for one person (before de-duplication by key).
+
+    Flapping is damped without holding back bad news from anyone who believes all is well. A
+    disconnect is due at once, unless this person was told "disconnected" less than the quiet period
+    before it broke and has not been told it came back: what they believe is still true, so the
+    new incident waits for the end of that quiet period and goes only if still open then, as one
+    summary. "Connected again" waits until the connection has held for the quiet period, so a break
+    meanwhile leaves that person believing, rightly, that it is broken.
+    """
+    quiet = timedelta(minutes=config["NOTICE_QUIET_MINUTES"])
     notices: list[Notice] = []
     if connection.state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is not None:
-        incident = f"c{connection.id}:i{connection.incident_started_at:%Y%m%dT%H%M%S}"
-        notices.append(Notice("disconnected", f"{incident}:disconnected"))
-        previous = f"{incident}:disconnected"
+        incident = incident_prefix(connection.id, connection.incident_started_at)
+        disconnected = f"{incident}:disconnected"
+        told_at = told.broken_since
+        if told_at is None or connection.incident_started_at - told_at >= quiet:
+            notices.append(Notice("disconnected", disconnected))
+        elif disconnected not in told.keys and now >= told_at + quiet:
+            notices.append(Notice("disconnected", disconnected, told_at=told_at))  # flapping: one summary
+        previous = disconnected
         for days in config["REMINDER_DAYS"]:
             key = f"{incident}:reminder{days}"
             # A reminder follows an earlier notice; a long outage of the worker does not send all at once.
-            if now - connection.incident_started_at >= timedelta(days=days) and previous in sent_keys:
+            if now - connection.incident_started_at >= timedelta(days=days) and previous in told.keys:
                 notices.append(Notice("reminder", key, days, "notify_reminders"))
             previous = key
-    refresh_failing = connection.refresh_failures > 0 and connection.state in (
-        ConnectionState.EXPIRING,
-        ConnectionState.DEGRADED,
-    )
-    if refresh_failing and connection.token_expires_at is not None and connection.token_expires_at > now:
+    if _refresh_failing(connection, now) and connection.token_expires_at is not None:
         left = connection.token_expires_at - now
         due = [days for days in config["EXPIRY_WARNING_NOTICE_DAYS"] if left <= timedelta(days=days)]
         if due:
             days = min(due)  # only the most urgent warning that applies
-            key = f"c{connection.id}:e{connection.token_expires_at:%Y%m%d}:expiry{days}"
+            key = f"{_expiry_prefix(connection)}:expiry{days}"
             notices.append(Notice("expiry_warning", key, days, "notify_expiry_warnings"))
-    if connection.state == ConnectionState.HEALTHY and connection.resolved_incident_at is not None:
-        incident = f"c{connection.id}:i{connection.resolved_incident_at:%Y%m%dT%H%M%S}"
-        if f"{incident}:disconnected" in sent_keys:
-            notices.append(Notice("restored", f"{incident}:restored"))
+    if (
+        connection.state == ConnectionState.HEALTHY
+        and connection.resolved_incident_at is not None
+        and told.broken_since is not None
+        and restore_settled(connection, now, config)
+    ):
+        incident = incident_prefix(connection.id, connection.resolved_incident_at)
+        notices.append(Notice("restored", f"{incident}:restored", told_at=told.broken_since))
     return notices
+
+
+# The notices whose link starts a reconnect.
+RECONNECT_KINDS = ("disconnected", "reminder", "expiry_warning", "reconnect_link")
+
+
+def calls_for_reconnect(
+    notes: list[Notification], connection: InstagramConnection | None, now: datetime, config
+) -> set[int]:
+    """The ids of the notices whose Reconnect still applies: the trouble each was about is still there.
+
+    A disconnect or a reminder belongs to its incident and applies while that incident is open; an
+    expiry warning while renewal of that same token keeps failing; support's link until it expires
+    or the shop reconnects.
+    """
+    if connection is None:
+        return set()
+    live_prefixes = []
+    if connection.state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is not None:
+        live_prefixes.append(incident_prefix(connection.id, connection.incident_started_at) + ":")
+    if _refresh_failing(connection, now):
+        live_prefixes.append(_expiry_prefix(connection) + ":")
+    link_lifetime = timedelta(days=config["RECONNECT_LINK_DAYS"])
+
+    def applies(note: Notification) -> bool:
+        if note.kind == "reconnect_link":
+            reconnected_since = connection.connected_at is not None and connection.connected_at >= note.created_at
+            return (
+                note.idempotency_key.startswith(f"c{connection.id}:")
+                and now < note.created_at + link_lifetime
+                and not reconnected_since
+            )
+        return note.kind in RECONNECT_KINDS and note.idempotency_key.startswith(tuple(live_prefixes))
+
+    return {note.id for note in notes if applies(note)}
+
+
+def told_about(connection: InstagramConnection) -> dict[int, Told]:
+    """What each person has been told about this connection, from the notices recorded for them."""
+    rows = db.session.execute(
+        select(Notification.user_id, Notification.idempotency_key, Notification.kind, Notification.created_at)
+        .where(Notification.idempotency_key.like(f"c{connection.id}:%"))
+        .order_by(Notification.created_at, Notification.id)
+    ).all()
+    keys: dict[int, set[str]] = {}
+    broken_since: dict[int, datetime | None] = {}
+    for row in rows:
+        keys.setdefault(row.user_id, set()).add(row.idempotency_key.rsplit(":u", 1)[0])
+        if row.kind == "disconnected":
+            broken_since[row.user_id] = row.created_at
+        elif row.kind == "restored":
+            broken_since[row.user_id] = None
+    return {
+        user_id: Told(keys=frozenset(user_keys), broken_since=broken_since.get(user_id))
+        for user_id, user_keys in keys.items()
+    }
+
+
+def breaks_since(connection_id: int, since: datetime) -> int:
+    """How many times the connection broke (moved into needs_reconnect) after `since`, when it was broken."""
+    states = db.session.scalars(
+        select(ConnectionEvent.state_after)
+        .where(ConnectionEvent.connection_id == connection_id, ConnectionEvent.occurred_at > since)
+        .order_by(ConnectionEvent.occurred_at, ConnectionEvent.id)
+    )
+    breaks, previous = 0, str(ConnectionState.NEEDS_RECONNECT)
+    for state in states:
+        if state == ConnectionState.NEEDS_RECONNECT and previous != ConnectionState.NEEDS_RECONNECT:
+            breaks += 1
+        previous = state or previous
+    return breaks
 
 
 def plan(app: Flask, now: datetime, connection_ids: list[int] | None = None) -> int:
@@ -102,20 +226,19 @@ def plan(app: Flask, now: datetime, connection_ids: list[int] | None = None) -> 
     ).all()
     created = 0
     for connection in candidates:
-        sent_keys = set(
-            db.session.scalars(
-                select(Notification.idempotency_key).where(Notification.idempotency_key.like(f"c{connection.id}:%"))
-            )
-        )
-        sent_keys = {key.rsplit(":u", 1)[0] for key in sent_keys}
+        told = told_about(connection)
         people = [u for u in connection.shop.users if u.active and u.role == "merchant"]
-        for notice in due_notices(connection, now, app.config, sent_keys):
-            for person in people:
+        for person in people:
+            for notice in due_notices(connection, now, app.config, told.get(person.id, Told())):
                 if notice.optional_preference and not getattr(person, notice.optional_preference):
                     continue
                 created += _record(app, notice, connection, person, now)
-        if connection.state == ConnectionState.HEALTHY and connection.resolved_incident_at is not None:
-            # The restored notice (if any) is recorded. Only this bookkeeping column is cleared, and
+        if (
+            connection.state == ConnectionState.HEALTHY
+            and connection.resolved_incident_at is not None
+            and restore_settled(connection, now, app.config)
+        ):
+            # The restored notices (if any) are recorded. Only this bookkeeping column is cleared, and
             # only if it still holds what was planned for: no version move, so a refresh in flight
             # is not discarded for it and this plan never fails on a row a worker just changed.
             db.session.execute(
@@ -135,6 +258,8 @@ def _record(app: Flask, notice: Notice, connection: InstagramConnection, person:
     key = f"{notice.key}:u{person.id}"
     if db.session.scalar(select(Notification.id).where(Notification.idempotency_key == key)):
         return 0
+    if notice.told_at is not None:
+        notice = replace(notice, breaks_since=breaks_since(connection.id, notice.told_at))
     content = compose_notice(app, notice, connection, person, now)
     status = "pending" if app.config.get("MAIL_URL") else "outbox"
     try:
@@ -145,7 +270,7 @@ def _record(app: Flask, notice: Notice, connection: InstagramConnection, person:
                     user_id=person.id,
                     kind=notice.kind,
                     title=IN_APP_TITLES[notice.kind],
-                    body=content["subject"],
+                    body=content["in_app"],
                     link=content["link"],
                     created_at=now,
                 )

@@ -281,11 +281,17 @@ def test_the_agent_stays_themselves_in_the_account_menu(client, auth, db, shop, 
 
 def test_notifications_keep_their_reconnect_links_for_the_owner(client, auth, db, shop, agent):
     """Promise 27: a notice's reconnect link is the owner's; support sees it disabled."""
+    from webapp.services.notify.planning import incident_prefix
+
     merchant = db.session.scalar(select(User).where(User.email == "maya@bloom.example"))
+    connection = db.session.scalar(select(InstagramConnection))
+    connection.state, connection.cause = "needs_reconnect", "password_changed"
+    connection.incident_started_at = datetime.now(UTC)
     db.session.add(
         Notification(
             user_id=merchant.id,
-            idempotency_key="test-disconnected",
+            # The notice of the incident that is still open: its Reconnect applies.
+            idempotency_key=f"{incident_prefix(connection.id, connection.incident_started_at)}:disconnected:u{merchant.id}",
             kind="disconnected",
             title="Instagram is disconnected",
             body="Reconnect to keep your products in your feed.",

@@ -44,7 +44,6 @@ CAUSES = [
         "Access lapsed after 90 days without use",
         True,
     ),
-    ("Rate-limit the next 5 calls", "Having trouble, retrying", "Instagram asked us to slow down", False),
     ("Start or end an outage", "Having trouble, retrying", "Instagram is having trouble", False),
 ]
 
@@ -123,3 +122,29 @@ def test_each_cause_end_to_end(browser, live_dashboard, button, card_words, titl
     expect(card).to_contain_text("fingerprint")
     assert_no_raw_token(page)
     context.close()
+
+
+def test_a_rate_limit_pauses_calls_and_test_now_waits_for_the_pause(browser, tmp_path_factory):
+    """Its own server: Meta's rate limit pauses every call of the app for a while, the other causes' too."""
+    with servers.live_dashboard_server(tmp_path_factory.mktemp("rate-limit")) as (base_url, _env):
+        context = browser.new_context(base_url=base_url)
+        context.add_init_script(CSP_LISTENER)
+        page = context.new_page()
+        page.csp_console_messages = []
+        log_in(page, DEMO_MERCHANT)
+        ensure_connected(page)
+        press(page, "Rate-limit the next 5 calls")
+        page.goto("/")
+        page.get_by_role("button", name="Test connection now").click()
+        card = page.locator("#instagram-card")
+        expect(card.locator(".state-badge")).to_have_text(re.compile("Having trouble, retrying"))
+        expect(card).to_contain_text("Paused until")
+        panel = page.locator("#diagnosis-panel")
+        expect(panel).to_contain_text("Instagram asked us to slow down")
+        expect(panel).to_contain_text("Nothing to do.")
+        # Calling Meta during the pause would only extend it: the button says so instead of calling.
+        page.get_by_role("button", name="Test connection now").click()
+        expect(card.locator(".flash")).to_contain_text("Testing now would only make the pause longer")
+        assert_no_csp_violations(page)
+        assert_no_raw_token(page)
+        context.close()

@@ -425,3 +425,12 @@ def test_every_cause_has_steps_or_says_there_is_nothing_to_do():
     for cause in CAUSES.values():
         assert bool(cause.checklist) != bool(cause.nothing_to_do), cause.id
         assert not any(step.lower().startswith("nothing to do") for step in cause.checklist), cause.id
+
+
+def test_a_disconnected_card_does_not_say_connected_since(client, merchant, db):
+    connection = make_connection(merchant.shop, username="tea_house")
+    connection.state, connection.token_ciphertext, connection.token_fingerprint = "not_connected", None, None
+    db.session.commit()
+    card = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Not connected" in card and "@tea_house" in card
+    assert "Connected since" not in card and "Was connected until it was disconnected" in card

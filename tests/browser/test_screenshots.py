@@ -59,7 +59,13 @@ def test_take_the_readme_screenshots(browser, live_dashboard):
 # The card in each state a merchant can meet, set on the row as the worker or Meta would leave it.
 CARD_STATES = {
     "healthy": {},
-    "expiring": {"state": "expiring", "cause": "provider_error", "expires_in_days": 6, "last_check_ok": 0},
+    "expiring": {
+        "state": "expiring",
+        "cause": "provider_error",
+        "expires_in_days": 6,
+        "last_check_ok": 0,
+        "retry_in_minutes": 40,
+    },
     "degraded": {"state": "degraded", "cause": "provider_error", "last_check_ok": 0, "retry_in_minutes": 12},
     "rate-limited-pause": {"paused_minutes": 25},
     "needs-reconnect": {"state": "needs_reconnect", "cause": "password_changed", "last_check_ok": 0},

@@ -434,3 +434,20 @@ def test_a_disconnected_card_does_not_say_connected_since(client, merchant, db):
     card = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "Not connected" in card and "@tea_house" in card
     assert "Connected since" not in card and "Was connected until it was disconnected" in card
+
+
+@pytest.mark.parametrize("seen", ["", "-", "nodash", "x-x-x", "A" * 5000, "<script>-x", "99999999999999999-healthy"])
+def test_a_poll_with_a_seen_value_not_of_our_making_changes_nothing(client, merchant, db, seen):
+    make_connection(merchant.shop)
+    response = client.get("/card", query_string={"seen": seen}, headers={"HX-Request": "true"})
+    assert response.status_code == 200 and "HX-Trigger" not in response.headers
+    assert 'class="flash' not in response.get_data(as_text=True)
+
+
+def test_a_card_whose_token_meta_took_says_since_when_it_stopped(client, merchant, db):
+    connection = make_connection(merchant.shop, username="tea_house")
+    connection.state, connection.cause, connection.state_changed_at = "needs_reconnect", "app_removed", NOW
+    connection.token_ciphertext = connection.token_fingerprint = None
+    db.session.commit()
+    card = client.get("/card", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Stopped working" in card and "Connected since" not in card

@@ -46,6 +46,14 @@
     }
   });
 
+  // The page's own messages (from the last reconnect, say) describe a moment that is over once the
+  // connection changes under the open page: they go, and the card's notice tells what is true now.
+  document.body.addEventListener("connection-changed", function () {
+    document.querySelectorAll("section.flashes").forEach(function (section) {
+      section.remove();
+    });
+  });
+
   document.addEventListener("htmx:afterRequest", function (event) {
     var slot = document.getElementById("htmx-errors");
     if (slot && event.detail && event.detail.successful && !slot.contains(event.detail.elt)) {

@@ -46,6 +46,7 @@ def open_connected_dashboard(browser, base_url: str, username: str):
     page.wait_for_url(DASHBOARD)
     expect(page.locator("#instagram-card .state-badge")).to_have_text(re.compile("Connected"))
     expect(page.locator("#recent-activity")).to_contain_text("Connected")
+    expect(page.locator("section.flashes")).to_contain_text(f"@{username}")  # the message from connecting
     return page
 
 
@@ -67,6 +68,9 @@ def assert_the_open_page_shows_the_break(page, cause_title: str, activity_title:
     expect(panel.locator("ol.checklist li").first).to_be_visible(timeout=timeout)
     expect(page.locator("#recent-activity")).to_contain_text(activity_title, timeout=timeout)
     expect(page.locator("#notification-count .badge")).to_have_text(re.compile(r"[1-9]"), timeout=timeout)
+    # "Connected" from before the break no longer stands above the red card.
+    expect(page.locator("section.flashes")).to_have_count(0)
+    expect(card).not_to_contain_text("Connected since")
     assert_no_csp_violations(page)
 
 

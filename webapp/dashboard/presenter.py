@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -108,6 +109,14 @@ EVENT_TITLES = {
 ACTOR_WORDS = {"merchant": "by the shop", "support": "by support", "meta": "reported by Instagram"}
 
 
+SEEN = re.compile(r"\d{1,12}-[a-z_]{1,20}")
+
+
+def page_saw(seen: str | None) -> str | None:
+    """What a poll says its page last saw, if it is in the card's own format (anything else: nothing)."""
+    return seen if seen is not None and SEEN.fullmatch(seen) else None
+
+
 def change_notice(seen_by_page: str | None, card: CardView) -> str | None:
     """The notice for a page that last saw `seen_by_page`: None when nothing changed or only details did."""
     if not seen_by_page or seen_by_page == card.seen:
@@ -174,12 +183,13 @@ def card_view(connection: InstagramConnection | None, now: datetime) -> CardView
     )
     if connection is not None:
         view.seen = f"{connection.version}-{state}"
+        if state == ConnectionState.NEEDS_RECONNECT:
+            # Also when Meta's deauthorize took the token with it: the card says since when.
+            view.stopped_at = connection.state_changed_at
     if connection is None or not connection.has_token or connection.token_issued_at is None:
         return view
     view.expired = expired
-    if state == ConnectionState.NEEDS_RECONNECT:
-        view.stopped_at = connection.state_changed_at
-    else:
+    if state != ConnectionState.NEEDS_RECONNECT:
         # How long the shop has been connected (the token is renewed weekly; its age is the lifetime bar).
         view.connected_for = duration_text(now - (connection.connected_at or connection.token_issued_at))
     view.token_age_days = (now - connection.token_issued_at).total_seconds() / 86400

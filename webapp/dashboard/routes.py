@@ -32,8 +32,7 @@ def index():
 @merchant_required
 def card():
     """The Instagram card alone (htmx), or the dashboard that contains it."""
-    seen = request.args.get("seen")
-    return fragments.card_response(changed=False, seen=seen[:40] if seen is not None else None)
+    return fragments.card_response(changed=False, seen=presenter.page_saw(request.args.get("seen")))
 
 
 @bp.get("/what-happened")

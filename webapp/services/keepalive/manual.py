@@ -72,6 +72,11 @@ def run_now(
     return result
 
 
+def _minutes_left(until: datetime, now: datetime) -> str:
+    minutes = max(1, -(-int((until - now).total_seconds()) // 60))
+    return f"{minutes} more minute{'s' if minutes != 1 else ''}"
+
+
 def _run(
     connection_id: int,
     work: Work,
@@ -91,7 +96,8 @@ def _run(
         # Meta counts every call against the limit it asked us to respect: calling now would extend it.
         return ManualResult(
             Summary.PAUSED,
-            f"Instagram asked us to slow down, so calls are paused until {paused_until:%H:%M} UTC. "
+            # Minutes, not a clock time: the message reads the same in every time zone.
+            f"Instagram asked us to slow down, so calls are paused for {_minutes_left(paused_until, now)}. "
             "Testing now would only make the pause longer; we check again right after it.",
             "info",
         )

@@ -63,6 +63,10 @@ EXAMPLES = {
         graph(190, "The access token is invalid since the user hasn't engaged the app in longer than 90 days.", 493),
         "token invalid since the user hasn't engaged the app in longer than 90 days",
     ),
+    "account_not_professional": (
+        graph(10, "(#10) The user is not an Instagram Business", error_type="IGApiException"),
+        "GraphRequestError: (#10) The user is not an Instagram Business",
+    ),
     "invalid_token": (
         graph(190, "Invalid OAuth access token - Cannot parse access token"),
         '{"meta": {"error_type": "OAuthAccessTokenException", "code": 400, "error_message": "The access_token provided is invalid."}}',
@@ -504,3 +508,30 @@ def test_permissions_are_all_in_force_while_nothing_refuses_them():
     assert permission_facts(connection) == permission_facts(connection_with(cause="password_changed"))
     assert permission_facts(connection).granted == ["instagram_business_basic"]
     assert permission_facts(connection).removed == []
+
+
+@pytest.mark.parametrize(
+    "body,cause",
+    [
+        # The operator's app, not the merchant: Standard Access or no role on a development-mode app.
+        (graph(100, "Unsupported request - method type: get", error_type="IGApiException"), "app_misconfigured"),
+        (graph(100, "API calls from the server require an appsecret_proof argument"), "app_misconfigured"),
+        (
+            graph(190, "Error validating access token: Session key is malformed because of invalid user id."),
+            "account_checkpoint",
+        ),
+        (
+            graph(2500, "An active access token must be used to query information about the current user."),
+            "invalid_token",
+        ),
+        (
+            graph(10, "(#10) The user is not an Instagram Business", error_type="IGApiException"),
+            "account_not_professional",
+        ),
+    ],
+)
+def test_weak_spots_found_by_the_review(body, cause):
+    """Issue 14, part 2: each was named wrong (unknown retries forever; #100 blamed the request)."""
+    answer = explain_error(json.dumps(body))
+    assert answer["cause"] == cause
+    assert answer["needs_reconnect"] == (cause not in ("app_misconfigured",))

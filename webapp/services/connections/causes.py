@@ -24,6 +24,7 @@ class CauseId(StrEnum):
     SESSION_INVALIDATED = "session_invalidated"
     PERMISSIONS_CHANGED = "permissions_changed"
     DATA_ACCESS_EXPIRED = "data_access_expired"
+    ACCOUNT_NOT_PROFESSIONAL = "account_not_professional"
     INVALID_TOKEN = "invalid_token"  # noqa: S105
     RATE_LIMITED = "rate_limited"
     POLICY_BLOCK = "policy_block"
@@ -154,6 +155,20 @@ CAUSES: dict[str, Cause] = {
         (RECONNECT_STEP,),
         (f"Reconnecting renews the {DATA_ACCESS_WINDOW.days} days; we remind you before it matters.",),
         "Code 190, subcode 493.",
+    ),
+    CauseId.ACCOUNT_NOT_PROFESSIONAL: Cause(
+        CauseId.ACCOUNT_NOT_PROFESSIONAL,
+        "The Instagram account is no longer a professional account",
+        "Only Business and Creator accounts can be connected to a shop. This account was switched to a "
+        "personal account, so Instagram no longer lets the shop use it.",
+        (
+            "In the Instagram app, open Settings, then Account type and tools, and switch back to a "
+            "professional account (Business or Creator).",
+            RECONNECT_STEP,
+        ),
+        ("Keep the account professional; switching it to personal ends every shop connection.",),
+        'Code 10 "The user is not an Instagram Business", or account_type from /me no longer BUSINESS or '
+        "MEDIA_CREATOR.",
     ),
     CauseId.INVALID_TOKEN: Cause(
         CauseId.INVALID_TOKEN,

@@ -43,6 +43,10 @@ TRANSIENT_CODES = frozenset({1, 2})
 # Message rules, most specific first: a cause and the phrases that give it away. Used when the code
 # does not decide. Phrases are regular expressions, matched case-insensitively.
 _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
+    (
+        CauseId.ACCOUNT_NOT_PROFESSIONAL,
+        (r"not an instagram business", r"not a (?:business|professional|creator) account"),
+    ),
     (CauseId.PASSWORD_CHANGED, (r"changed (?:their|the|your) password", r"password (?:was |has been )?changed")),
     (
         CauseId.APP_REMOVED,
@@ -66,6 +70,9 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"unconfirmed user",
             r"is inactive, checkpointed, or restricted",
             r"consent app blocking",
+            # 190 without a subcode for a user Meta holds at a checkpoint or no longer knows.
+            r"session key is malformed",
+            r"invalid user id",
         ),
     ),
     (
@@ -102,6 +109,11 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"must provide an app access token",
             r"invalid client_id",
             r"invalid app id",
+            # The operator's app: server calls must be signed, or it lacks access for this kind of call.
+            r"appsecret_proof",
+            r"unsupported request - method type",
+            r"insufficient developer role",
+            r"app (?:is )?in development mode",
         ),
     ),
     (
@@ -218,13 +230,18 @@ def classify_fields(
         return _of(CauseId.POLICY_BLOCK)
     if code in TRANSIENT_CODES:
         return _of(CauseId.PROVIDER_ERROR)
+    worded = cause_from_message(message)
+    if worded in (CauseId.ACCOUNT_NOT_PROFESSIONAL, CauseId.APP_MISCONFIGURED):
+        # Said in words under codes that otherwise mean other things (#10, #100): the words decide.
+        return _of(worded)
     if code == 10 or (code is not None and 200 <= code <= 299):
         return _of(CauseId.PERMISSIONS_CHANGED)
     if code == 24 and subcode == 2207006:
         return _of(CauseId.PERMISSIONS_CHANGED)
     if code in (3, 101):
         return _of(CauseId.APP_MISCONFIGURED)
-    if code == 102:
+    if code in (102, 2500):
+        # 2500: "An active access token must be used to query information about the current user".
         return _of(CauseId.INVALID_TOKEN)
     if code == 100:
         # "Invalid parameter": about the request, even when its text mentions permissions.

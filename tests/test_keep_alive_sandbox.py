@@ -75,3 +75,32 @@ def test_password_change_needs_a_reconnect(sandbox_world):
     output = servers.run_worker_cycle(env)
     assert "needs_reconnect (code 190, subcode 460)" in output
     assert "Disconnected by Instagram" in card(base, browser)
+
+
+def test_one_accounts_rate_limit_pauses_that_account_not_the_app(sandbox_world):
+    """Issue 14, part 6: the sandbox answers as Instagram does for one account (80002 with
+    X-Business-Use-Case-Usage): that connection pauses for the time Meta names; other shops go on."""
+    import sqlite3
+
+    base, browser, env = sandbox_world
+    press(base, browser, "reset")  # the tests above left it broken: connect it again first
+    token = csrf_token_from(browser.get(f"{base}/").text)
+    authorize = browser.post(f"{base}/instagram/connect", data={"csrf_token": token}, allow_redirects=False)
+    page = browser.get(authorize.headers["Location"])
+    browser.post(
+        authorize.headers["Location"],
+        data={"csrf_token": csrf_token_from(page.text), "new_username": "keepalive_shop", "decision": "allow"},
+    )
+    assert "Connected" in card(base, browser)
+    press(base, browser, "rate_limit")
+    token = csrf_token_from(browser.get(f"{base}/").text)
+    browser.post(f"{base}/instagram/test", data={"csrf_token": token})
+    after = card(base, browser)
+    assert "Having trouble, retrying" in after and "Paused until" in after
+    database = env["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM rate_limit_pauses WHERE scope = 'app'").fetchone() == (0,)
+        (paused_until,) = connection.execute(
+            "SELECT paused_until FROM instagram_connections WHERE username = 'keepalive_shop'"
+        ).fetchone()
+    assert paused_until is not None

@@ -5,6 +5,7 @@ Messages and shapes follow what Meta really sends (see shared/knowledge/meta-pla
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -134,8 +135,26 @@ def check_token(token: str | None, now: datetime, *, needs_scope: str | None = "
     if account.rate_limited_calls > 0:
         account.rate_limited_calls -= 1
         db.session.commit()
-        reply = graph_error(4, "(#4) Application request limit reached", is_transient=True)
-        reply.headers["X-App-Usage"] = '{"call_count":100,"total_cputime":12,"total_time":40}'
+        # One account's Business Use Case limit, as Instagram draws it: that account pauses, the app's
+        # other shops go on (an app-wide limit would be code 4 with X-App-Usage near 100%).
+        reply = graph_error(
+            80002,
+            "There have been too many calls to this Instagram account. Wait a bit and try again.",
+            is_transient=True,
+        )
+        reply.headers["X-Business-Use-Case-Usage"] = json.dumps(
+            {
+                account.instagram_user_id: [
+                    {
+                        "type": "instagram",
+                        "call_count": 100,
+                        "total_cputime": 12,
+                        "total_time": 40,
+                        "estimated_time_to_regain_access": 20,
+                    }
+                ]
+            }
+        )
         return row, reply
     if not account.app_authorized:
         return row, graph_error(

@@ -4,7 +4,7 @@ PYTHON ?= python3
 FLASK = $(VENV)/bin/flask --app wsgi
 PORT ?= 5000
 
-.PHONY: run test test-fast lint install clean promises screenshots bench
+.PHONY: run test test-fast lint install clean promises screenshots bench corpus
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: install
 ## The suite without browser tests and multi-process tests (markers `browser` and `slow`): the quick loop
 test-fast: install
 	$(VENV)/bin/pytest -n 4 -m "not browser and not slow"
+
+## How the classifier names the real-world Meta errors in tests/corpus/, per cause
+corpus: install
+	$(VENV)/bin/python tools/corpus_report.py
 
 ## Every promise in docs/promises.md with the tests that name it (exit 1 on a gap)
 promises: install

@@ -39,10 +39,60 @@ RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 341, *range(80000, 80010)})
 # App-wide throttles pause every call; the others pause one account.
 APP_WIDE_RATE_LIMIT_CODES = frozenset({4, 341})
 TRANSIENT_CODES = frozenset({1, 2})
+# Errors about what was requested or sent: unknown aliases (803), media (9004, 36000), user ids (9010).
+REQUEST_CODES = frozenset({803, 9004, 9010, 36000})
+# Limits that lift by themselves and that reconnecting cannot lift: Instagram's daily publishing
+# limit (2207042) and the messaging window (2534022).
+POLICY_SUBCODES = frozenset({2207042, 2534022})
+INSTAGRAM_SERVER_SUBCODES = frozenset({2207001})
+# An endpoint the Page cannot use (New Pages Experience), reported under the permission code 200.
+REQUEST_SUBCODES = frozenset({2069030})
 
 # Message rules, most specific first: a cause and the phrases that give it away. Used when the code
 # does not decide. Phrases are regular expressions, matched case-insensitively.
 _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
+    # The operator's own app, said in words: wins over the code it comes with (#1, #10, #100, #200).
+    (
+        CauseId.APP_MISCONFIGURED,
+        (
+            r"invalid platform app",
+            r"error validating client secret",
+            r"redirect_uri is identical",
+            r"invalid redirect_uri",
+            r"invalid scope",
+            r"mutually exclusive",
+            r"must provide an app access token",
+            r"invalid client[ _](?:id|secret)",
+            r"invalid app id",
+            r"not a sandbox user of this client",
+            r"does not match an approved application",
+            r"data use checkup",
+            r"is currently unavailable for this app",
+            r"app secret proof",
+            # An app token where a user or Page token belongs: the request reached the app's own node.
+            r"on node type \(Application\)",
+            r"(?:still )?in development mode",
+            r"app not set ?up",
+            r"app is not configured",
+            r"can't load url",
+            r"domain of this url isn't included",
+            r"error validating application",
+            r"invalid application id",
+            r"top level app id is invalid",
+            r"requires session when calling from a desktop app",
+            r"disabled for non-active apps",
+            r"permission \w+ is deprecated",
+            r"use of this endpoint must be reviewed",
+            # The operator's app: server calls must be signed, or it lacks access for this kind of call.
+            r"appsecret_proof",
+            r"unsupported request - method type",
+            r"insufficient developer role",
+            r"app (?:is )?in development mode",
+        ),
+    ),
+    # Graph's "Unsupported get request. Object ... does not exist, cannot be loaded due to missing
+    # permissions, or does not support this operation" is about the request, whatever else it lists.
+    (CauseId.REQUEST_ERROR, (r"unsupported (?:get|post|delete) request",)),
     (
         CauseId.ACCOUNT_NOT_PROFESSIONAL,
         (r"not an instagram business", r"not a (?:business|professional|creator) account"),
@@ -95,25 +145,11 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"appropriate role on the page",
             r"missing permission",
             r"requires the .* permission",
-        ),
-    ),
-    (
-        CauseId.APP_MISCONFIGURED,
-        (
-            r"invalid platform app",
-            r"error validating client secret",
-            r"redirect_uri is identical",
-            r"invalid redirect_uri",
-            r"invalid scope",
-            r"mutually exclusive",
-            r"must provide an app access token",
-            r"invalid client_id",
-            r"invalid app id",
-            # The operator's app: server calls must be signed, or it lacks access for this kind of call.
-            r"appsecret_proof",
-            r"unsupported request - method type",
-            r"insufficient developer role",
-            r"app (?:is )?in development mode",
+            r"not authori[sz]ed with this scope",
+            r"OAuthPermissionsException",
+            # Page tokens: the merchant's role on the Page or its Page permissions went.
+            r"administrator of the page",
+            r"must be granted before impersonating",
         ),
     ),
     (
@@ -128,7 +164,14 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
     ),
     (
         CauseId.POLICY_BLOCK,
-        (r"temporarily blocked", r"\(#368\)", r"policies violations", r"restricted (?:as|for) spam"),
+        (
+            r"temporarily blocked",
+            r"\(#368\)",
+            r"policies violations",
+            r"restricted (?:as|for) spam",
+            r"deemed abusive",
+            r"reported as abusive",
+        ),
     ),
     (
         CauseId.REQUEST_ERROR,
@@ -140,6 +183,18 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"deprecated",
             r"\(#100\)",
             r"invalid parameter",
+            r"must be one of the following values",
+            r"(?:user|object) cannot be found",
+            r"aliases you requested do not exist",
+            # The code exchange at connect time: a login link used twice or too late; logging in again works.
+            r"authorization code has been used",
+            r"code was not found or was already used",
+            r"authorization code (?:has )?expired",
+            r"invalid authorization code",
+            r"code was invalid or expired",
+            r"no matching instagram user",
+            r"invalid media id",
+            r"error code '?2207\d{3}",
         ),
     ),
     (
@@ -150,12 +205,16 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"cannot parse access token",
             r"malformed access token",
             r"OAuthAccessTokenException",
+            r"access_token provided is invalid",
+            r"an active access token must be used",
         ),
     ),
     (
         CauseId.PROVIDER_ERROR,
         (
             r"unexpected error has occurred",
+            r"unknown error (?:has )?occurred",
+            r"sorry, something went wrong",
             r"please retry",
             r"temporarily unavailable",
             r"service unavailable",
@@ -222,27 +281,37 @@ def classify_fields(
         return _of(by_text if by_text in RECONNECT_CAUSES else CauseId.INVALID_TOKEN)
     if code == 25 and subcode == 2207050:
         return _of(CauseId.ACCOUNT_CHECKPOINT)
-    if code == 4 and subcode == 2207051:
+    if (code == 4 and subcode == 2207051) or subcode in POLICY_SUBCODES:
         return _of(CauseId.POLICY_BLOCK)
+    if subcode in INSTAGRAM_SERVER_SUBCODES:
+        return _of(CauseId.PROVIDER_ERROR)
     if code in RATE_LIMIT_CODES:
         return _of(CauseId.RATE_LIMITED, app_wide=code in APP_WIDE_RATE_LIMIT_CODES)
     if code == 368:
         return _of(CauseId.POLICY_BLOCK)
-    if code in TRANSIENT_CODES:
-        return _of(CauseId.PROVIDER_ERROR)
     worded = cause_from_message(message)
     if worded in (CauseId.ACCOUNT_NOT_PROFESSIONAL, CauseId.APP_MISCONFIGURED):
-        # Said in words under codes that otherwise mean other things (#10, #100): the words decide.
+        # Said in words under codes that otherwise mean other things (#1, #10, #100, #200): the words
+        # decide ("Error validating client secret" arrives with code 1, a transient code).
         return _of(worded)
+    if subcode in REQUEST_SUBCODES:
+        return _of(CauseId.REQUEST_ERROR)
+    if code in TRANSIENT_CODES:
+        return _of(CauseId.PROVIDER_ERROR)
     if code == 10 or (code is not None and 200 <= code <= 299):
         return _of(CauseId.PERMISSIONS_CHANGED)
     if code == 24 and subcode == 2207006:
         return _of(CauseId.PERMISSIONS_CHANGED)
     if code in (3, 101):
         return _of(CauseId.APP_MISCONFIGURED)
+    if code == 2500 and worded == CauseId.REQUEST_ERROR:
+        return _of(CauseId.REQUEST_ERROR)  # "Unknown path components": the request, not the token
     if code in (102, 2500):
         # 2500: "An active access token must be used to query information about the current user".
         return _of(CauseId.INVALID_TOKEN)
+    if code in REQUEST_CODES or (subcode is not None and 2207000 <= subcode <= 2207999):
+        # Instagram's publishing errors (media type, size, format, upload): about what was sent.
+        return _of(CauseId.REQUEST_ERROR)
     if code == 100:
         # "Invalid parameter": about the request, even when its text mentions permissions.
         return _of(CauseId.REQUEST_ERROR)

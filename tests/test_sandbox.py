@@ -102,7 +102,7 @@ def test_connect_flow_speaks_metas_shapes(tester):
         ("log_out_everywhere", {}, 190, 467, 400),
         ("remove_permission", {}, 10, None, 400),
         ("expire_data_access", {}, 190, 493, 400),
-        ("rate_limit", {}, 4, None, 400),
+        ("rate_limit", {}, 80002, None, 400),  # one account's limit (Business Use Case), not the app's
         ("outage", {}, 2, None, 500),
         ("age_token", {"days": "61"}, 190, 463, 400),
     ],
@@ -119,6 +119,8 @@ def test_each_cause_button_makes_meta_answer_as_meta_does(tester, action, form, 
     assert error.fbtrace_id
     if action == "rate_limit":
         assert error.is_transient is True and error.usage.highest_percent == 100
+        assert error.usage.business and not error.usage.app  # X-Business-Use-Case-Usage, not X-App-Usage
+        assert error.usage.regain_access_minutes == 20
     if action == "outage":
         assert error.is_transient is True
 

@@ -113,7 +113,9 @@ def test_panel_shows_cause_confidence_evidence_and_checklist(client, merchant, d
     break_connection(db, connection)
     page = client.get("/").get_data(as_text=True)
     assert "What happened" in page and "The Instagram or Facebook password was changed" in page
-    assert "Certain" in page and "subcode 460" in page
+    # 190/460's own text names two reasons (a password change or a security reset): strong, not certain.
+    assert "Most likely" in page and "subcode 460" in page and "names two reasons" in page
+    assert "Certain" not in page
     assert "12 days old when it stopped working" in page
     assert "Reconnect Instagram" in page and "To keep it from happening again" in page
     assert 'href="/help/why-instagram-disconnects#password_changed"' in page

@@ -49,6 +49,10 @@ HISTORY_WINDOW = timedelta(days=30)
 
 
 CONFIDENCE_ORDER = {"certain": 0, "likely": 1, "possible": 2}
+# Subcodes whose own text in Meta's answer names more than one reason: strong evidence, not certainty.
+TWO_REASON_SUBCODES = {
+    460: "Meta's text for it names two reasons: a password change, or Meta changing the session for security reasons."
+}
 
 
 def explain_error(raw: str) -> dict:
@@ -191,6 +195,8 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
     doubts = _doubts(connection, cause_id, failure, connected, incident_started)
     if cause_id == CauseId.TOKEN_EXPIRED and failure is not None and failure.kind == "expired":
         add(CauseId.TOKEN_EXPIRED, "certain", failure.message)
+    elif code == 190 and subcode in TWO_REASON_SUBCODES:
+        add(cause_id, "likely", f"Instagram answered with error 190, subcode {subcode}. {TWO_REASON_SUBCODES[subcode]}")
     elif code == 190 and subcode in TOKEN_SUBCODES:
         meaning = "." if doubts else ", which means exactly this."
         add(cause_id, "certain", f"Instagram answered with error 190, subcode {subcode}{meaning}")

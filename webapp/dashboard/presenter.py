@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
+from webapp.services.connections.causes import CauseId
 from webapp.services.connections.checklist import checklist_ticks
 from webapp.services.connections.diagnosis import diagnose_connection, incident_key
 from webapp.services.keepalive.leases import ACTIVE_STATES, pause_in_force
@@ -175,7 +176,9 @@ class CardView:
 def card_view(connection: InstagramConnection | None, now: datetime) -> CardView:
     state = connection.state if connection else ConnectionState.NOT_CONNECTED
     expired = (
-        state == ConnectionState.NEEDS_RECONNECT and connection is not None and connection.cause == "token_expired"
+        state == ConnectionState.NEEDS_RECONNECT
+        and connection is not None
+        and connection.cause == CauseId.TOKEN_EXPIRED
     )
     label, icon = EXPIRED_LABEL if expired else STATE_LABELS[state]
     view = CardView(

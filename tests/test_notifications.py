@@ -100,7 +100,7 @@ def test_disconnect_mail_has_both_parts_the_cause_and_a_working_link(
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     for body in (text, html):
-        assert "The Instagram or Facebook password was changed" in body
+        assert "The Instagram password was changed" in body
         assert CANARY not in body  # promise 15: no token in any mail
     assert "style=" in html and "<table" in html  # inline styles that survive mail clients
     link = re.search(r"http://127\.0\.0\.1:5000(/instagram/reconnect/[\w.\-]+)", text).group(1)
@@ -413,7 +413,7 @@ def test_flapping_that_ends_broken_sends_one_summary_with_the_current_cause(mail
     }
     text = inbox.messages[-1].get_body(("plain",)).get_content()
     assert "came back and broke again 6 times, most recently at 26 Nov 2026, 12:05 UTC. It is disconnected now." in text
-    assert "Most likely reason: The Instagram or Facebook password was changed." in text
+    assert "Most likely reason: The Instagram password was changed." in text
     assert re.search(r"/instagram/reconnect/[\w.\-]+", text)
 
 

@@ -71,7 +71,7 @@ def test_break_mail_once_reconnect_restored(world):
     mail = inbox.messages[0]
     assert mail["To"] == DEMO_MERCHANT["email"]
     text = mail.get_body(("plain",)).get_content()
-    assert "Most likely reason: The Instagram or Facebook password was changed." in text
+    assert "Most likely reason: The Instagram password was changed." in text
 
     servers.run_worker_cycle(env)
     servers.run_worker_cycle(env)

@@ -112,7 +112,7 @@ def test_panel_shows_cause_confidence_evidence_and_checklist(client, merchant, d
     connection = make_connection(merchant.shop, issued_at=NOW - timedelta(days=12))
     break_connection(db, connection)
     page = client.get("/").get_data(as_text=True)
-    assert "What happened" in page and "The Instagram or Facebook password was changed" in page
+    assert "What happened" in page and "The Instagram password was changed" in page
     # 190/460's own text names two reasons (a password change or a security reset): strong, not certain.
     assert "Most likely" in page and "subcode 460" in page and "names two reasons" in page
     assert "Certain" not in page

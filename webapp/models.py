@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from flask import current_app, has_app_context
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, text
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, String, text
 from sqlalchemy.orm import DynamicMapped, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -142,6 +142,13 @@ class ConnectionState(StrEnum):
     NEEDS_RECONNECT = "needs_reconnect"
 
 
+class LoginPath(StrEnum):
+    """How the shop connected (DESIGN.md's `LOGIN_PATHS` values); members equal the strings stored in `login_path`."""
+
+    INSTAGRAM = "instagram"  # Instagram Business Login: the Instagram account's own token
+    FACEBOOK = "facebook"  # Facebook Login for Business: a Page's token and its linked Instagram account
+
+
 ACTOR_KINDS = ("merchant", "system", "support", "meta")
 
 
@@ -164,6 +171,7 @@ class InstagramConnection(Model):
     state: Mapped[str] = mapped_column(String(20), default=ConnectionState.NOT_CONNECTED)
     state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cause: Mapped[str | None] = mapped_column(String(40))
+    login_path: Mapped[str] = mapped_column(String(16), default=LoginPath.INSTAGRAM, server_default="instagram")
     instagram_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
     username: Mapped[str | None] = mapped_column(String(64))
     display_name: Mapped[str | None] = mapped_column(String(255))
@@ -206,6 +214,11 @@ class InstagramConnection(Model):
     # Incidents (a stretch of needs_reconnect) drive notifications: started, and the one just resolved.
     incident_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_incident_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The current trouble's diagnosis, worked out once when it began or changed (by the worker or
+    # Meta's callback) and read by the page, the mails and support alike: see
+    # services/connections/diagnosis.py (`store_diagnosis`, `current_diagnosis`).
+    diagnosis: Mapped[dict | None] = mapped_column(JSON)
+    diagnosed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     shop: Mapped[Shop] = relationship(back_populates="instagram_connection")
     connected_by: Mapped[User | None] = relationship()
@@ -268,6 +281,9 @@ class ConnectionEvent(Model):
     cause: Mapped[str | None] = mapped_column(String(40))
     meta_code: Mapped[int | None]
     meta_subcode: Mapped[int | None]
+    # Meta's own words for the account owner (error_user_title, error_user_msg), where it sent them.
+    meta_user_title: Mapped[str | None] = mapped_column(String(255))
+    meta_user_message: Mapped[str | None] = mapped_column(String(1000))
     message: Mapped[str] = mapped_column(String(1000), default="")
     instagram_user_id: Mapped[str | None] = mapped_column(String(64))
     ip_prefix: Mapped[str | None] = mapped_column(String(48))

@@ -85,7 +85,7 @@ def test_break_in_the_sandbox_see_the_cause_reconnect_in_one_click(page):
     page.get_by_role("button", name="Test connection now").click()
     expect(card.locator(".state-badge")).to_have_text(re.compile("Disconnected by Instagram"))
     panel = page.locator("#diagnosis-panel")
-    expect(panel).to_contain_text("The Instagram or Facebook password was changed")
+    expect(panel).to_contain_text("The Instagram password was changed")
     expect(panel).to_contain_text("Most likely")  # 190/460 names two reasons: strong evidence, not certainty
     expect(panel.locator(".checklist li")).to_have_count(3)
     panel.get_by_role("button", name=re.compile("^Mark as done: If you changed the password yourself")).click()

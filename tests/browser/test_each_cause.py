@@ -29,7 +29,7 @@ def live_dashboard(tmp_path_factory):
 
 # sandbox button, what the card says, the panel's title, whether reconnecting fixes it
 CAUSES = [
-    ("Change password", "Disconnected by Instagram", "The Instagram or Facebook password was changed", True),
+    ("Change password", "Disconnected by Instagram", "The Instagram password was changed", True),
     (
         "Put the account in a checkpoint",
         "Disconnected by Instagram",
@@ -37,7 +37,7 @@ CAUSES = [
         True,
     ),
     ("Log out everywhere", "Disconnected by Instagram", "Instagram ended the login session", True),
-    ("Remove a permission", "Disconnected by Instagram", "A permission or role was removed", True),
+    ("Remove a permission", "Disconnected by Instagram", "A permission was removed", True),
     (
         "Data access expired (90 days unused)",
         "Disconnected by Instagram",

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from webapp.models import ConnectionEvent, InstagramConnection
-from webapp.services.connections.causes import CAUSES, PATTERNS, RECONNECT_STEP, CauseId
+from webapp.services.connections.causes import CAUSES, PATTERNS, RECONNECT_STEP, CauseId, words_for
 from webapp.services.connections.diagnosis import diagnose, explain_error, permission_facts
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -535,3 +535,59 @@ def test_weak_spots_found_by_the_review(body, cause):
     answer = explain_error(json.dumps(body))
     assert answer["cause"] == cause
     assert answer["needs_reconnect"] == (cause not in ("app_misconfigured",))
+
+
+# Words that belong to Facebook Login for Business only (DESIGN.md: advice is path-aware).
+FACEBOOK_ONLY_WORDS = ("Page", "Business Suite", "Business Manager")
+
+
+def instagram_login_words(cause) -> list[str]:
+    return [cause.title, cause.explanation, *cause.checklist, *cause.prevention]
+
+
+@pytest.mark.parametrize("cause_id", list(CAUSES))
+def test_instagram_login_advice_never_sends_the_merchant_to_page_roles_or_business_manager(cause_id):
+    words = words_for(cause_id, "instagram")
+    for line in instagram_login_words(words):
+        for term in FACEBOOK_ONLY_WORDS:
+            assert term not in line, f"{cause_id}: {line!r}"
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS.values()), ids=list(PATTERNS))
+def test_patterns_give_advice_that_fits_both_paths(pattern):
+    for line in (pattern.explanation, *pattern.checklist):
+        for term in FACEBOOK_ONLY_WORDS:
+            assert term not in line
+
+
+@pytest.mark.parametrize("path", ["instagram", "facebook"])
+@pytest.mark.parametrize("cause_id", list(CAUSES))
+def test_no_explanation_promises_a_reminder_the_product_does_not_send(cause_id, path):
+    """Only the expiry warning exists today (issue 15 adds the data-access one on Facebook Login)."""
+    cause = words_for(cause_id, path)
+    for line in instagram_login_words(cause):
+        assert "remind" not in line.lower(), f"{cause_id} ({path}): {line!r}"
+
+
+def test_facebook_login_words_speak_of_the_page_and_log_in_with_facebook():
+    words = words_for(CauseId.PERMISSIONS_CHANGED, "facebook")
+    assert "Page" in words.title and any("Meta Business Suite" in step for step in words.checklist)
+    password = words_for(CauseId.PASSWORD_CHANGED, "facebook")
+    assert password.title == "The Facebook password was changed"
+    assert RECONNECT_STEP not in password.checklist and any("log in with Facebook" in s for s in password.checklist)
+    assert words_for(CauseId.RATE_LIMITED, "facebook") is CAUSES[CauseId.RATE_LIMITED]  # nothing differs
+
+
+def test_the_diagnosis_uses_the_words_of_the_connections_path():
+    for path, title in (
+        ("instagram", "A permission was removed"),
+        ("facebook", "A permission or Page role was removed"),
+    ):
+        connection = connection_with(cause="permissions_changed", login_path=path, last_error_code=200)
+        primary = diagnose(connection, [], NOW).primary
+        assert primary.cause.title == title
+
+
+def test_190_460_says_most_likely_and_names_both_readings():
+    cause = words_for(CauseId.PASSWORD_CHANGED, "instagram")
+    assert "likely reason, not the only one" in cause.explanation

@@ -12,7 +12,7 @@ from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
 from webapp.services.connections.causes import CauseId
 from webapp.services.connections.checklist import checklist_ticks
-from webapp.services.connections.diagnosis import diagnose_connection, incident_key
+from webapp.services.connections.diagnosis import current_diagnosis, incident_key
 from webapp.services.keepalive.leases import ACTIVE_STATES, pause_in_force
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
@@ -320,7 +320,7 @@ def recent_events(connection: InstagramConnection | None, limit: int) -> list[Co
 def merchant_dashboard(shop, now: datetime) -> dict:
     """What the merchant's dashboard page shows: the card and the diagnosis (history comes as a fragment)."""
     connection = shop.instagram_connection
-    diagnosis = diagnose_connection(connection, now)
+    diagnosis = current_diagnosis(connection, now)
     incident = incident_key(diagnosis)
     return {
         "shop": shop,

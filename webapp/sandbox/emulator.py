@@ -16,6 +16,7 @@ from webapp.extensions import db
 from webapp.models import ChecklistTick, ConnectionEvent, InstagramConnection
 from webapp.sandbox.models import ALL_SCOPES, SandboxAccount, SandboxCode, SandboxToken, token_hash
 from webapp.services.connections.causes import CauseId
+from webapp.services.connections.diagnosis import store_diagnosis
 from webapp.services.connections.state import fenced_write
 from webapp.services.keepalive.leases import ACTIVE_STATES
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
@@ -362,6 +363,8 @@ def nudge_linked_connections(account: SandboxAccount, now: datetime, shift_days:
     for connection in linked:
         if shift:
             _shift_history(connection, shift)
+            if connection.diagnosis:
+                store_diagnosis(connection, now)  # its evidence quotes the times that just moved
         connection.check_due_at = now
         connection.retry_at = None
         connection.paused_until = None

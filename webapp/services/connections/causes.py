@@ -6,10 +6,11 @@ and the platform's help article (shared/knowledge/).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 
+from webapp.models import LoginPath
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 
@@ -35,6 +36,21 @@ class CauseId(StrEnum):
 
 
 @dataclass(frozen=True)
+class FacebookWords:
+    """What a cause says differently to a shop that connected through Facebook Login for Business.
+
+    Page roles, Business Manager (Meta Business Suite) and the 90-day data-access window belong to
+    that path only: an Instagram Login merchant is never sent to check them. Empty fields keep the
+    cause's own words.
+    """
+
+    title: str = ""
+    explanation: str = ""
+    checklist: tuple[str, ...] | None = None
+    prevention: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Cause:
     id: CauseId
     title: str
@@ -45,6 +61,7 @@ class Cause:
     reconnect_fixes: bool = True
     # For causes that need nothing from the merchant: said once, never offered as a step to tick.
     nothing_to_do: str = ""
+    facebook: FacebookWords | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,9 @@ class Pattern:
 
 
 RECONNECT_STEP = "Press Reconnect below and log in to Instagram with the account this shop uses."
+FACEBOOK_RECONNECT_STEP = (
+    "Press Reconnect below, log in with Facebook and choose the Page linked to this shop's Instagram account."
+)
 
 # Meta lets an app read an account's data for this long after the owner last used it; connecting renews it.
 DATA_ACCESS_WINDOW = timedelta(days=90)
@@ -75,9 +95,10 @@ CAUSES: dict[str, Cause] = {
     ),
     CauseId.PASSWORD_CHANGED: Cause(
         CauseId.PASSWORD_CHANGED,
-        "The Instagram or Facebook password was changed",
-        "When the password of the Instagram account (or the Facebook account linked to it) changes, Instagram "
-        "ends every connection made before the change, including this one.",
+        "The Instagram password was changed",
+        "When the Instagram account's password changes, Instagram ends every connection made before the "
+        "change, including this one. Instagram gives the same answer when Meta resets the account's "
+        "sessions for security reasons, so a password change is the likely reason, not the only one.",
         (
             "If you changed the password yourself, nothing is wrong: just reconnect.",
             "If you did not change it, secure the account first: change the password in the Instagram app "
@@ -86,9 +107,27 @@ CAUSES: dict[str, Cause] = {
         ),
         (
             "Change the password only when you need to, and reconnect here right after you do.",
-            "Give team members their own access through Meta Business Suite instead of sharing the password.",
+            "Share the password with as few people as possible.",
         ),
         "Code 190, subcode 460. Ask whether anyone changed the password or reset it after a suspicious login.",
+        facebook=FacebookWords(
+            title="The Facebook password was changed",
+            explanation="When the password of the Facebook account that connected the shop changes, Facebook "
+            "ends every connection made before the change, including this one. Facebook gives the same answer "
+            "when Meta resets the account's sessions for security reasons, so a password change is the likely "
+            "reason, not the only one.",
+            checklist=(
+                "If you changed the password yourself, nothing is wrong: just reconnect.",
+                "If you did not change it, secure the account first: change the Facebook password and turn on "
+                "two-factor authentication.",
+                FACEBOOK_RECONNECT_STEP,
+            ),
+            prevention=(
+                "Change the password only when you need to, and reconnect here right after you do.",
+                "Give team members their own access to the Page through Meta Business Suite instead of sharing "
+                "the password.",
+            ),
+        ),
     ),
     CauseId.APP_REMOVED: Cause(
         CauseId.APP_REMOVED,
@@ -130,22 +169,40 @@ CAUSES: dict[str, Cause] = {
         ),
         (
             "Avoid logging in and out often, and switching between several accounts on the same device.",
-            "Do not share the login; give people their own access through Meta Business Suite.",
+            "Do not share the login with other people or tools.",
         ),
         "Code 190, subcode 467. Compare the shop's reconnect history (networks, browsers) in the timeline.",
+        facebook=FacebookWords(
+            prevention=(
+                "Avoid logging in and out often, and switching between several accounts on the same device.",
+                "Do not share the login; give people their own access to the Page through Meta Business Suite.",
+            ),
+        ),
     ),
     CauseId.PERMISSIONS_CHANGED: Cause(
         CauseId.PERMISSIONS_CHANGED,
-        "A permission or role was removed",
-        "The connection no longer has a permission it needs. Either a permission was turned off when "
-        "connecting, or the person's role on the linked Facebook Page or business changed.",
+        "A permission was removed",
+        "The connection no longer has a permission it needs: a permission was turned off when connecting, "
+        "or it was taken back later in the Instagram account's settings.",
         (
-            "Check that you are still an admin of the Instagram professional account and its linked Facebook "
-            "Page (Meta Business Suite, Settings, People).",
+            "In the Instagram app, open Settings, then Website permissions or Apps and websites, and check "
+            "what this app may still do.",
             "Press Reconnect and leave every requested permission switched on.",
         ),
-        ("Change Page roles with care; the person who connected the shop needs to keep their role.",),
+        ("Leave this app's permissions switched on while the shop uses Instagram.",),
         "Codes 10, 200-299 or 190/492. Compare the granted permissions in the technical details.",
+        facebook=FacebookWords(
+            title="A permission or Page role was removed",
+            explanation="The connection no longer has a permission it needs. Either a permission was turned off "
+            "when connecting, or the role of the person who connected on the linked Facebook Page or business "
+            "changed.",
+            checklist=(
+                "Check that you still have full control of the Facebook Page linked to the Instagram account "
+                "(Meta Business Suite, Settings, People).",
+                "Press Reconnect and leave every requested permission and Page switched on.",
+            ),
+            prevention=("Change Page roles with care; the person who connected the shop needs to keep their role.",),
+        ),
     ),
     CauseId.DATA_ACCESS_EXPIRED: Cause(
         CauseId.DATA_ACCESS_EXPIRED,
@@ -153,8 +210,14 @@ CAUSES: dict[str, Cause] = {
         f"Meta lets an app read an account's data for {DATA_ACCESS_WINDOW.days} days after the owner last used "
         "it. Instagram says that period ran out.",
         (RECONNECT_STEP,),
-        (f"Reconnecting renews the {DATA_ACCESS_WINDOW.days} days; we remind you before it matters.",),
-        "Code 190, subcode 493.",
+        (f"Reconnecting starts the {DATA_ACCESS_WINDOW.days} days again.",),
+        "Code 190, subcode 493. Meta documents the window for Facebook Login; on Instagram Login it is rare.",
+        facebook=FacebookWords(
+            explanation=f"Meta lets an app read a Page's and its Instagram account's data for "
+            f"{DATA_ACCESS_WINDOW.days} days after the person who connected last renewed access. That period "
+            "ran out.",
+            prevention=(f"Renewing access (or reconnecting) starts the {DATA_ACCESS_WINDOW.days} days again.",),
+        ),
     ),
     CauseId.ACCOUNT_NOT_PROFESSIONAL: Cause(
         CauseId.ACCOUNT_NOT_PROFESSIONAL,
@@ -257,8 +320,7 @@ PATTERNS: dict[str, Pattern] = {
         "security risk and resets sessions.",
         (
             "From now on, connect and log in from one computer on your usual network.",
-            "If several people manage the account, give each their own access in Meta Business Suite instead "
-            "of sharing the login.",
+            "If several people manage the account, do not share one login among them.",
         ),
     ),
     "frequent_reconnects": Pattern(
@@ -269,3 +331,20 @@ PATTERNS: dict[str, Pattern] = {
         ("Stay logged in to Instagram on your phone; avoid switching accounts in the same app.",),
     ),
 }
+
+
+def words_for(cause_id: str, path: str | None) -> Cause:
+    """The cause as told to a shop on its login path: Facebook Login's words where they differ."""
+    cause = CAUSES[cause_id]
+    words = cause.facebook
+    if path != LoginPath.FACEBOOK or words is None:
+        return cause
+    checklist = words.checklist if words.checklist is not None else cause.checklist
+    return replace(
+        cause,
+        title=words.title or cause.title,
+        explanation=words.explanation or cause.explanation,
+        checklist=tuple(FACEBOOK_RECONNECT_STEP if step == RECONNECT_STEP else step for step in checklist),
+        prevention=words.prevention if words.prevention is not None else cause.prevention,
+        facebook=None,
+    )

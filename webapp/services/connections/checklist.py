@@ -13,7 +13,7 @@ from webapp.models import (
     InstagramConnection,
     User,
 )
-from webapp.services.connections.diagnosis import diagnose_connection, incident_key
+from webapp.services.connections.diagnosis import current_diagnosis, incident_key
 
 
 def toggle_checklist_item(connection: InstagramConnection, incident: str, item: int, user: User, now: datetime) -> bool:
@@ -59,7 +59,7 @@ def tick_checklist_item(
     connection: InstagramConnection, submitted_incident: str | None, item: int, user, now: datetime
 ) -> None:
     """Toggle one step of the current incident's checklist; refuse a list from an earlier incident."""
-    current = incident_key(diagnose_connection(connection, now))
+    current = incident_key(current_diagnosis(connection, now))
     if current is None or submitted_incident != current:
         raise StaleChecklist()
     toggle_checklist_item(connection, current, item, user, now)

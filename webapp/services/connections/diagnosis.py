@@ -9,6 +9,7 @@ lowers the cause to "possible" and is shown beside it.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +19,20 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
-from webapp.services.connections.causes import CAUSES, DATA_ACCESS_WINDOW, PATTERNS, Cause, CauseId, Pattern
+from webapp.services.connections.causes import (
+    CAUSES,
+    DATA_ACCESS_WINDOW,
+    PATTERNS,
+    Cause,
+    CauseId,
+    Pattern,
+    words_for,
+)
 from webapp.services.meta.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 from webapp.services.meta.error_text import ParsedError, parse_raw_error
+
+log = logging.getLogger(__name__)
 
 # What our own calls (/me and the refresh) need: a permission error on them means one of these was taken away.
 REQUIRED_PERMISSIONS = ("instagram_business_basic",)
@@ -104,6 +115,9 @@ class RankedCause:
 class Diagnosis:
     causes: list[RankedCause]
     incident_started_at: datetime | None
+    # Meta's own words for the account owner (error_user_title, error_user_msg), where it sent them.
+    meta_user_title: str | None = None
+    meta_user_message: str | None = None
 
     @property
     def primary(self) -> RankedCause | None:
@@ -169,7 +183,7 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
     def add(cause_id: str, confidence: str, *evidence: str, pattern: str | None = None) -> RankedCause:
         entry = ranked.get(cause_id)
         if entry is None:
-            entry = ranked[cause_id] = RankedCause(CAUSES[cause_id], confidence, [])
+            entry = ranked[cause_id] = RankedCause(words_for(cause_id, connection.login_path), confidence, [])
         elif CONFIDENCE_ORDER[confidence] < CONFIDENCE_ORDER[entry.confidence]:
             entry.confidence = confidence
         entry.evidence += [line for line in evidence if line and line not in entry.evidence]
@@ -258,7 +272,13 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
         if entry.doubts:  # a confidence word never stands beside a fact that contradicts it
             entry.confidence = "possible"
     causes = sorted(ranked.values(), key=lambda c: CONFIDENCE_ORDER[c.confidence])
-    return Diagnosis(causes, incident_started)
+    told = failure if failure is not None and (failure.meta_user_title or failure.meta_user_message) else None
+    return Diagnosis(
+        causes,
+        incident_started,
+        meta_user_title=told.meta_user_title if told else None,
+        meta_user_message=told.meta_user_message if told else None,
+    )
 
 
 def _doubts(
@@ -370,6 +390,100 @@ def diagnose_connection(connection: InstagramConnection | None, now: datetime) -
         .limit(500)
     ).all()
     return diagnose(connection, list(events), now)
+
+
+# Bump when the stored shape changes: a record of another format is worked out again when read.
+RECORD_FORMAT = 1
+
+
+def as_record(diagnosis: Diagnosis, connection: InstagramConnection) -> dict:
+    """The diagnosis as JSON, with the state and cause it explains (a later change makes it stale)."""
+    return {
+        "format": RECORD_FORMAT,
+        "state": str(connection.state),
+        "cause": connection.cause,
+        "incident_started_at": diagnosis.incident_started_at.isoformat() if diagnosis.incident_started_at else None,
+        "meta_user_title": diagnosis.meta_user_title,
+        "meta_user_message": diagnosis.meta_user_message,
+        "causes": [
+            {
+                "cause": str(entry.cause.id),
+                "confidence": entry.confidence,
+                "evidence": entry.evidence,
+                "pattern": entry.pattern.id if entry.pattern else None,
+                "doubts": entry.doubts,
+            }
+            for entry in diagnosis.causes
+        ],
+    }
+
+
+def from_record(record: dict | None, connection: InstagramConnection) -> Diagnosis | None:
+    """The stored diagnosis, or None when there is none that explains the connection as it is now.
+
+    Only the findings are stored (which causes, how sure, the evidence); the words of each cause and
+    pattern come from the catalogue, so a better explanation reaches old incidents too.
+    """
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        return None
+    if record.get("state") != connection.state or record.get("cause") != connection.cause:
+        return None
+    try:
+        causes = [
+            RankedCause(
+                words_for(entry["cause"], connection.login_path),
+                entry["confidence"],
+                list(entry["evidence"]),
+                PATTERNS[entry["pattern"]] if entry.get("pattern") else None,
+                list(entry.get("doubts") or []),
+            )
+            for entry in record["causes"]
+        ]
+        started = record.get("incident_started_at")
+        return Diagnosis(
+            causes,
+            datetime.fromisoformat(started) if started else None,
+            meta_user_title=record.get("meta_user_title"),
+            meta_user_message=record.get("meta_user_message"),
+        )
+    except (KeyError, TypeError, ValueError):  # a cause or pattern no longer in the catalogue
+        return None
+
+
+def store_diagnosis(connection: InstagramConnection, now: datetime) -> Diagnosis:
+    """Work out the connection's diagnosis and keep it on the row; call it where its trouble begins or changes.
+
+    The worker's write-back and Meta's callbacks call it in the transaction that records the
+    failure, so the page, the mails and support read one answer and never work it out per request.
+    """
+    diagnosis = diagnose_connection(connection, now)
+    if diagnosis.causes:
+        connection.diagnosis, connection.diagnosed_at = as_record(diagnosis, connection), now
+    else:
+        connection.diagnosis = connection.diagnosed_at = None
+    return diagnosis
+
+
+def current_diagnosis(connection: InstagramConnection | None, now: datetime) -> Diagnosis:
+    """The stored diagnosis of the connection's trouble; worked out here only when none fits the row.
+
+    That happens for trouble recorded before diagnoses were stored, and it is logged: every writer
+    that changes a connection's trouble is meant to store its diagnosis.
+    """
+    if connection is None or connection.state in (ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED):
+        return Diagnosis([], None)
+    if connection.cause is None:
+        return Diagnosis([], None)
+    stored = from_record(connection.diagnosis, connection)
+    if stored is not None:
+        return stored
+    log.info(
+        "connection %s: no stored diagnosis fits %s/%s; working it out",
+        connection.id,
+        connection.state,
+        connection.cause,
+    )
+    return diagnose_connection(connection, now)
 
 
 def incident_key(diagnosis: Diagnosis) -> str | None:

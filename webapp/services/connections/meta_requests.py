@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, MetaCallback, PendingConnection
 from webapp.services.connections.causes import CauseId
+from webapp.services.connections.diagnosis import store_diagnosis
 from webapp.services.connections.state import META, fenced_write, forget_token, record_event, set_state
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> 
             instagram_user_id=instagram_user_id,
             message="Meta reported that this app was removed from the Instagram account's authorised apps.",
         )
+        store_diagnosis(connection, now)
         changed += 1
     callback.status = "completed"
     callback.completed_at = now

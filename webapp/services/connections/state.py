@@ -106,6 +106,8 @@ def set_state(connection: InstagramConnection, state: ConnectionState, now: date
         connection.incident_started_at = None
     elif state == ConnectionState.NOT_CONNECTED:
         connection.incident_started_at = connection.resolved_incident_at = None
+    if state in (ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED):
+        connection.diagnosis = connection.diagnosed_at = None  # no trouble left to explain
     connection.state = state
     connection.cause = cause
 

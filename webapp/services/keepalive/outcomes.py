@@ -22,6 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from webapp.extensions import db
 from webapp.models import ConnectionState, InstagramConnection, RateLimitPause
 from webapp.services.connections.causes import CauseId
+from webapp.services.connections.diagnosis import store_diagnosis
 from webapp.services.connections.state import META, SYSTEM, Actor, record_event, set_state, store_token
 from webapp.services.keepalive.leases import Claim, Work, drop_lease, safe_rollback
 from webapp.services.keepalive.policy import Policy, backoff, schedule_after_success
@@ -159,6 +160,21 @@ def _apply(
 ) -> Summary:
     if claim.work == Work.EXPIRE:
         return expire(connection, now)
+    summary = _apply_outcome(connection, claim, outcome, now, policy, vault, rng)
+    if connection.state != ConnectionState.HEALTHY:
+        store_diagnosis(connection, now)  # in the same transaction as the failure it explains
+    return summary
+
+
+def _apply_outcome(
+    connection: InstagramConnection,
+    claim: Claim,
+    outcome: Outcome | None,
+    now: datetime,
+    policy: Policy,
+    vault: TokenVault,
+    rng: random.Random,
+) -> Summary:
     if claim.unreadable or outcome is None:
         # Our own key configuration is wrong; the merchant can do nothing about it. Retry later.
         _record_failure(connection, now, policy, rng, cause=CauseId.APP_MISCONFIGURED)
@@ -263,6 +279,8 @@ def _failure_event(connection, kind: str, now: datetime, actor: Actor, classific
         cause=classification.cause,
         meta_code=error.code,
         meta_subcode=error.subcode,
+        meta_user_title=error.user_title[:255] if error.user_title else None,
+        meta_user_message=error.user_message[:1000] if error.user_message else None,
         message=error.message[:1000],
     )
 
@@ -322,4 +340,5 @@ def expire(connection: InstagramConnection, now: datetime) -> Summary:
     else:
         message = f"The token reached its {LONG_LIVED_TOKEN_LIFETIME.days}-day expiry without being refreshed."
     record_event(connection, "expired", now, SYSTEM, cause=CauseId.TOKEN_EXPIRED, message=message)
+    store_diagnosis(connection, now)
     return Summary.EXPIRED

@@ -92,9 +92,14 @@ class MetaApiError(Exception):
         is_transient: bool | None = None,
         failure: str = "error_response",
         usage: Usage | None = None,
+        user_title: str | None = None,
+        user_message: str | None = None,
     ):
         super().__init__(redact(message))
         self.message = redact(message)
+        # Meta's own words for the account owner (error_user_title, error_user_msg), shown to the merchant.
+        self.user_title = redact(user_title) if user_title else None
+        self.user_message = redact(user_message) if user_message else None
         self.http_status = http_status
         self.code = code
         self.subcode = subcode
@@ -108,6 +113,10 @@ class MetaApiError(Exception):
     def without(self, secrets: list[str]) -> MetaApiError:
         """Remove every secret the call sent from the message, in case Meta quoted one back (promise 34)."""
         self.message = remove_secrets(self.message, secrets)
+        if self.user_title:
+            self.user_title = remove_secrets(self.user_title, secrets)
+        if self.user_message:
+            self.user_message = remove_secrets(self.user_message, secrets)
         self.args = (self.message,)
         return self
 
@@ -126,6 +135,10 @@ def _int_or_none(value) -> int | None:
         return int(value) if value is not None and value != "" else None
     except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _text_or_none(value) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
 def parse_error_body(body: object, http_status: int | None = None, usage: Usage | None = None) -> MetaApiError | None:
@@ -152,6 +165,8 @@ def parse_error_body(body: object, http_status: int | None = None, usage: Usage 
             fbtrace_id=error.get("fbtrace_id"),
             is_transient=error.get("is_transient"),
             usage=usage,
+            user_title=_text_or_none(error.get("error_user_title")),
+            user_message=_text_or_none(error.get("error_user_msg")),
         )
     legacy = body.get("meta")
     if isinstance(legacy, dict) and "error_type" in legacy:  # legacy Instagram v1

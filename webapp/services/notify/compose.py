@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, render_template, url_for
 
 from webapp.models import InstagramConnection, User
-from webapp.services.connections.diagnosis import diagnose_connection
+from webapp.services.connections.diagnosis import current_diagnosis
 from webapp.services.notify.links import reconnect_token, unsubscribe_token
 
 if TYPE_CHECKING:  # planning imports this module to word its notices
@@ -21,7 +21,7 @@ def base_url(app: Flask) -> str:
 
 def compose_notice(app: Flask, notice: Notice, connection: InstagramConnection, person: User, now: datetime) -> dict:
     """Subject, text and HTML of one notice for one person, with working links."""
-    diagnosis = diagnose_connection(connection, now) if notice.kind != "restored" else None
+    diagnosis = current_diagnosis(connection, now) if notice.kind != "restored" else None
     primary = diagnosis.primary if diagnosis else None
     with app.test_request_context(base_url=base_url(app)):
         links = {
@@ -55,6 +55,8 @@ def compose_notice(app: Flask, notice: Notice, connection: InstagramConnection, 
             "confidence": primary.confidence if primary else None,
             "pattern": primary.pattern if primary else None,
             "checklist": primary.checklist if primary else [],
+            "meta_user_title": diagnosis.meta_user_title if diagnosis else None,
+            "meta_user_message": diagnosis.meta_user_message if diagnosis else None,
             "links": links,
             "expires_at": connection.token_expires_at,
             "failing_since": connection.failing_since,

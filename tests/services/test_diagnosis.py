@@ -67,6 +67,12 @@ EXAMPLES = {
         graph(10, "(#10) The user is not an Instagram Business", error_type="IGApiException"),
         "GraphRequestError: (#10) The user is not an Instagram Business",
     ),
+    "page_unlinked": (
+        # Meta sends no error for this: the Page simply has no instagram_business_account. These are the words
+        # integrations log when they find that (brightbean-studio#183, PBIConnectors#21 in tests/corpus/).
+        {"error": {"message": "No Instagram Business accounts were found for your account."}},
+        "The 'connected_instagram_account' field of the record was not found.",
+    ),
     "invalid_token": (
         graph(190, "Invalid OAuth access token - Cannot parse access token"),
         '{"meta": {"error_type": "OAuthAccessTokenException", "code": 400, "error_message": "The access_token provided is invalid."}}',

@@ -97,6 +97,15 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
         CauseId.ACCOUNT_NOT_PROFESSIONAL,
         (r"not an instagram business", r"not a (?:business|professional|creator) account"),
     ),
+    # Facebook Login: the Page no longer carries a linked Instagram account, or no Page the person manages does.
+    (
+        CauseId.PAGE_UNLINKED,
+        (
+            r"(?:connected_instagram_account|instagram_business_account)\b.{0,40}\b(?:not found|missing|null|empty)",
+            r"no instagram (?:business|professional) accounts? (?:were |was )?found",
+            r"(?:is|was) not linked to (?:a|the|any|your) (?:facebook )?page",
+        ),
+    ),
     (CauseId.PASSWORD_CHANGED, (r"changed (?:their|the|your) password", r"password (?:was |has been )?changed")),
     (
         CauseId.APP_REMOVED,

@@ -16,8 +16,8 @@ from webapp.services.connections.causes import CauseId
 from webapp.services.connections.diagnosis import explain_error
 
 CASES = load_cases()
-# DESIGN.md's ids: the catalogue's, and page_unlinked, which arrives with Facebook Login (issue 15).
-DESIGN_CAUSE_IDS = {str(cause) for cause in CauseId} | {"page_unlinked"}
+# DESIGN.md's ids, all in the catalogue.
+DESIGN_CAUSE_IDS = {str(cause) for cause in CauseId}
 OPEN_MISSES = (
     {
         line.split("#", 1)[0].strip()

@@ -26,6 +26,7 @@ class CauseId(StrEnum):
     PERMISSIONS_CHANGED = "permissions_changed"
     DATA_ACCESS_EXPIRED = "data_access_expired"
     ACCOUNT_NOT_PROFESSIONAL = "account_not_professional"
+    PAGE_UNLINKED = "page_unlinked"
     INVALID_TOKEN = "invalid_token"  # noqa: S105
     RATE_LIMITED = "rate_limited"
     POLICY_BLOCK = "policy_block"
@@ -62,6 +63,8 @@ class Cause:
     # For causes that need nothing from the merchant: said once, never offered as a step to tick.
     nothing_to_do: str = ""
     facebook: FacebookWords | None = None
+    # A cause that can happen on one login path only (a Page unlinked needs a Page: Facebook Login).
+    only_on: LoginPath | None = None
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,27 @@ CAUSES: dict[str, Cause] = {
         ("Keep the account professional; switching it to personal ends every shop connection.",),
         'Code 10 "The user is not an Instagram Business", or account_type from /me no longer BUSINESS or '
         "MEDIA_CREATOR.",
+    ),
+    CauseId.PAGE_UNLINKED: Cause(
+        CauseId.PAGE_UNLINKED,
+        "The Instagram account is no longer linked to your Facebook Page",
+        "This shop reaches Instagram through a Facebook Page. Meta says the Instagram account is no longer "
+        "linked to that Page, or the Page is no longer one you manage (it was unlinked, deleted or unpublished), "
+        "so the shop cannot reach the account through it.",
+        (
+            "On Facebook, open the shop's Page, then Settings, then Linked accounts, and check that the shop's "
+            "Instagram account is listed. If it is not, choose Connect account and log in to Instagram.",
+            "Or, in Meta Business Suite, open Settings, then Instagram accounts, and connect the account to the Page.",
+            "Check that the Page is still published and that you still manage it.",
+            FACEBOOK_RECONNECT_STEP,
+        ),
+        (
+            "Keep the Instagram account linked to the Page the shop uses; unlinking it, or deleting or "
+            "unpublishing the Page, ends the shop's connection.",
+        ),
+        "Facebook Login only: the Page has no instagram_business_account (connected_instagram_account), "
+        "/me/accounts no longer lists it, or it was deleted or unpublished. Check the Page and its link first.",
+        only_on=LoginPath.FACEBOOK,
     ),
     CauseId.INVALID_TOKEN: Cause(
         CauseId.INVALID_TOKEN,

@@ -47,6 +47,12 @@ POLICY_SUBCODES = frozenset({2207042, 2534022})
 INSTAGRAM_SERVER_SUBCODES = frozenset({2207001})
 # An endpoint the Page cannot use (New Pages Experience), reported under the permission code 200.
 REQUEST_SUBCODES = frozenset({2069030})
+# Graph's rules on what a Page's post may carry, reported under the permission code 200: the request broke
+# the rule, nobody lost a permission ("(#200) Posts where the actor is a page cannot also include a target_id").
+PAGE_POST_RULES = re.compile(r"posts? where the actor is a page", re.IGNORECASE)
+# "(#100) Object does not exist, cannot be loaded due to missing permission ... This endpoint requires the
+# 'pages_read_engagement' permission": the object is there, the token lacks the Page permission it names.
+ENDPOINT_NEEDS_PERMISSION = re.compile(r"endpoint requires the '[^']+'(?: or '[^']+')* permission", re.IGNORECASE)
 
 # Message rules, most specific first: a cause and the phrases that give it away. Used when the code
 # does not decide. Phrases are regular expressions, matched case-insensitively.
@@ -82,12 +88,22 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"requires session when calling from a desktop app",
             r"disabled for non-active apps",
             r"permission \w+ is deprecated",
-            r"use of this endpoint must be reviewed",
+            # A feature the app must be reviewed or verified for: "(#10) To use 'Page Public Content Access',
+            # your use of this endpoint must be reviewed" / "... your app needs to be owned by a verified business".
+            r"use of this endpoint must be rev",
+            r"to use '[^']+', your app needs",
             # The operator's app: server calls must be signed, or it lacks access for this kind of call.
             r"appsecret_proof",
             r"unsupported request - method type",
             r"insufficient developer role",
             r"app (?:is )?in development mode",
+            # The code exchange names the redirect URI after these words; log lines often cut them off.
+            r"error validating verification code",
+            # A call that carried no user token (an app token, or none): Graph answers 2500 with these words.
+            # A user token that expired or was revoked gets 190 instead, so this is our request, not the merchant.
+            r"an active access token must be used",
+            # A Page post sent with a user token where the Page's own token belongs.
+            r"as the page itself",
         ),
     ),
     # Graph's "Unsupported get request. Object ... does not exist, cannot be loaded due to missing
@@ -96,6 +112,15 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
     (
         CauseId.ACCOUNT_NOT_PROFESSIONAL,
         (r"not an instagram business", r"not a (?:business|professional|creator) account"),
+    ),
+    # Facebook Login: the Page no longer carries a linked Instagram account, or no Page the person manages does.
+    (
+        CauseId.PAGE_UNLINKED,
+        (
+            r"(?:connected_instagram_account|instagram_business_account)\b.{0,40}\b(?:not found|missing|null|empty)",
+            r"no instagram (?:business|professional) accounts? (?:were |was )?found",
+            r"(?:is|was) not linked to (?:a|the|any|your) (?:facebook )?page",
+        ),
     ),
     (CauseId.PASSWORD_CHANGED, (r"changed (?:their|the|your) password", r"password (?:was |has been )?changed")),
     (
@@ -149,6 +174,7 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"OAuthPermissionsException",
             # Page tokens: the merchant's role on the Page or its Page permissions went.
             r"administrator of the page",
+            r"sufficient administrative permission",
             r"must be granted before impersonating",
         ),
     ),
@@ -171,6 +197,9 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"restricted (?:as|for) spam",
             r"deemed abusive",
             r"reported as abusive",
+            # Instagram's error-code reference: 4/2207051 (spam restriction) and 9/2207042 (daily publishing cap).
+            r"we restrict certain activity to protect our community",
+            r"maximum number of posts that is allowed to be published",
         ),
     ),
     (
@@ -184,6 +213,7 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"\(#100\)",
             r"invalid parameter",
             r"must be one of the following values",
+            r"should not be passed to",  # "client_secret should not be passed to /oauth/token": invalid_request
             r"(?:user|object) cannot be found",
             r"aliases you requested do not exist",
             # The code exchange at connect time: a login link used twice or too late; logging in again works.
@@ -206,13 +236,13 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"malformed access token",
             r"OAuthAccessTokenException",
             r"access_token provided is invalid",
-            r"an active access token must be used",
         ),
     ),
     (
         CauseId.PROVIDER_ERROR,
         (
             r"unexpected error has occurred",
+            r"instagram server error",  # -1/2207001 in Instagram's error-code reference
             r"unknown error (?:has )?occurred",
             r"sorry, something went wrong",
             r"please retry",
@@ -298,6 +328,8 @@ def classify_fields(
         return _of(CauseId.REQUEST_ERROR)
     if code in TRANSIENT_CODES:
         return _of(CauseId.PROVIDER_ERROR)
+    if message and PAGE_POST_RULES.search(message):
+        return _of(CauseId.REQUEST_ERROR)
     if code == 10 or (code is not None and 200 <= code <= 299):
         return _of(CauseId.PERMISSIONS_CHANGED)
     if code == 24 and subcode == 2207006:
@@ -307,13 +339,15 @@ def classify_fields(
     if code == 2500 and worded == CauseId.REQUEST_ERROR:
         return _of(CauseId.REQUEST_ERROR)  # "Unknown path components": the request, not the token
     if code in (102, 2500):
-        # 2500: "An active access token must be used to query information about the current user".
+        # 2500's "An active access token must be used..." is ours (no user token sent) and decided above by its words.
         return _of(CauseId.INVALID_TOKEN)
     if code in REQUEST_CODES or (subcode is not None and 2207000 <= subcode <= 2207999):
         # Instagram's publishing errors (media type, size, format, upload): about what was sent.
         return _of(CauseId.REQUEST_ERROR)
+    if code == 100 and message and ENDPOINT_NEEDS_PERMISSION.search(message):
+        return _of(CauseId.PERMISSIONS_CHANGED)
     if code == 100:
-        # "Invalid parameter": about the request, even when its text mentions permissions.
+        # "Invalid parameter": about the request, even when its text mentions permissions in passing.
         return _of(CauseId.REQUEST_ERROR)
     if is_transient:
         return _of(CauseId.PROVIDER_ERROR)

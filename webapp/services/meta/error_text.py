@@ -40,6 +40,8 @@ _TYPE = re.compile(
 _MESSAGE = re.compile(
     r"[\"']?(?:message|error_message|error_description)[\"']?\s*[:=]\s*[\"']([^\"']+)[\"']", re.IGNORECASE
 )
+# Meta's flat OAuth field: in a wrapper's log line ("message: 'Failed to obtain access token'") it is Meta's own words.
+_FLAT_MESSAGE = re.compile(r"[\"']?error_message[\"']?\s*[:=]\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
 
 
 def _first_int(patterns: list[str], text: str) -> int | None:
@@ -120,7 +122,7 @@ def parse_raw_error(raw: str) -> ParsedError:
                 http_status=error.http_status,
                 is_transient=error.is_transient if isinstance(error.is_transient, bool) else None,
             )
-    message = _MESSAGE.search(text)
+    message = _FLAT_MESSAGE.search(text) or _MESSAGE.search(text)
     type_match = _TYPE.search(text)
     transient = re.search(r"is_transient[\"']?\s*[:=]\s*true", text, re.IGNORECASE) is not None
     return ParsedError(

@@ -5,7 +5,9 @@
 Seeds PostgreSQL (10k shops, 1M events by default), starts gunicorn exactly as the Procfile does
 (production config), and drives it from a second process with keep-alive HTTP clients on loopback.
 Prints p50/p99, requests per second, the ratios to the trivial route and the gunicorn workers'
-memory after the run. DESIGN.md's budgets: fragment at most 3x, dashboard at most 5x the trivial route.
+memory after the run. DESIGN.md's budgets: fragment at most 2x, dashboard at most 3x the trivial route,
+for a broken shop (its diagnosis stored as the worker stores it) and a healthy shop alike. A second
+broken shop without a stored diagnosis shows what working it out on every request would cost.
 """
 
 from __future__ import annotations
@@ -38,6 +40,21 @@ from webapp.config import normalise_database_url  # noqa: E402
 BIN = Path(sys.executable).parent
 MERCHANT_EMAIL, MERCHANT_PASSWORD = "owner42@shop42.example", "load-test-merchant-1"
 HEALTHY_EMAIL = "owner43@shop43.example"
+UNSTORED_EMAIL = "owner44@shop44.example"
+# The worker stores a broken connection's diagnosis in the transaction that records the failure; the
+# seed writes rows directly, so the bench stores it for shop 42 the same way (shop 44 keeps none).
+STORE_DIAGNOSIS = """
+from sqlalchemy import select
+from webapp import clock, create_app
+from webapp.extensions import db
+from webapp.models import InstagramConnection
+from webapp.services.connections.diagnosis import store_diagnosis
+app = create_app()
+with app.app_context():
+    connection = db.session.scalar(select(InstagramConnection).where(InstagramConnection.shop_id == 42))
+    store_diagnosis(connection, clock.now())
+    db.session.commit()
+"""
 
 
 def login(port: int, email: str = MERCHANT_EMAIL) -> str:
@@ -165,7 +182,7 @@ def main() -> int:
         seed(uri, args.shops, args.events_per_shop, key)
     engine = create_engine(uri)
     with engine.begin() as connection:
-        for email in (MERCHANT_EMAIL, HEALTHY_EMAIL):
+        for email in (MERCHANT_EMAIL, HEALTHY_EMAIL, UNSTORED_EMAIL):
             connection.execute(
                 text("UPDATE users SET password_hash = :h WHERE email = :e"),
                 {"h": generate_password_hash(MERCHANT_PASSWORD), "e": email},
@@ -173,10 +190,12 @@ def main() -> int:
         connection.execute(text("UPDATE instagram_connections SET state = 'healthy', cause = NULL WHERE shop_id = 43"))
         connection.execute(
             text(
-                "UPDATE instagram_connections SET state = 'needs_reconnect', cause = 'password_changed', last_error_code = 190, last_error_subcode = 460 WHERE shop_id = 42"
+                "UPDATE instagram_connections SET state = 'needs_reconnect', cause = 'password_changed', "
+                "last_error_code = 190, last_error_subcode = 460, diagnosis = NULL WHERE shop_id IN (42, 44)"
             )
         )
     engine.dispose()
+    subprocess.run([sys.executable, "-c", STORE_DIAGNOSIS], cwd=ROOT, env=env, check=True)
 
     server = subprocess.Popen(
         ["gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"],
@@ -190,6 +209,7 @@ def main() -> int:
         cookie = login(port)
         with_session = {"Cookie": f"session={cookie}"}
         healthy_session = {"Cookie": f"session={login(port, HEALTHY_EMAIL)}"}
+        unstored_session = {"Cookie": f"session={login(port, UNSTORED_EMAIL)}"}
         routes = {
             "trivial (/healthz)": ("/healthz", {}),
             "status fragment (/card, HX-Request)": (
@@ -198,6 +218,7 @@ def main() -> int:
             ),
             "full dashboard (/), broken shop": ("/", with_session),
             "full dashboard (/), healthy shop": ("/", healthy_session),
+            "dashboard, broken, diagnosis not stored": ("/", unstored_session),
             "history fragment (/activity)": ("/activity", {**with_session, "HX-Request": "true"}),
         }
         for path, headers in routes.values():  # warm every route once
@@ -222,11 +243,12 @@ def main() -> int:
         )
     print("gunicorn worker memory after the run: " + ", ".join(f"{m:.0f} MB" for m in memory))
     fragment = results["status fragment (/card, HX-Request)"]["p50"] / trivial["p50"]
-    dashboard = results["full dashboard (/), broken shop"]["p50"] / trivial["p50"]
-    ok = fragment <= 3 and dashboard <= 5
+    broken = results["full dashboard (/), broken shop"]["p50"] / trivial["p50"]
+    healthy = results["full dashboard (/), healthy shop"]["p50"] / trivial["p50"]
+    ok = fragment <= 2 and broken <= 3 and healthy <= 3
     print(
-        f"RESULT fragment {fragment:.2f}x (budget 3x), dashboard {dashboard:.2f}x (budget 5x): "
-        + ("within budget" if ok else "OUTSIDE budget")
+        f"RESULT fragment {fragment:.2f}x (budget 2x), dashboard broken {broken:.2f}x / healthy {healthy:.2f}x "
+        "(budget 3x): " + ("within budget" if ok else "OUTSIDE budget")
     )
     return 0 if ok else 1
 

@@ -23,6 +23,17 @@ def connection_of(db, user) -> InstagramConnection:
     return db.session.scalar(select(InstagramConnection).where(InstagramConnection.shop_id == user.shop_id))
 
 
+def nothing_connected(db, user) -> bool:
+    """No token and no link: a refused login may only have left its record (a not-connected row and an event)."""
+    connection = connection_of(db, user)
+    return connection is None or (
+        connection.token_ciphertext is None
+        and connection.state == "not_connected"
+        and connection.instagram_user_id is None
+        and connection.connected_at is None
+    )
+
+
 def test_connect_starts_with_a_post_and_redirects_to_instagram(client, auth, merchant):
     response, state, query = start_connect(client, auth.csrf_token("/"))
     assert response.status_code == 302
@@ -124,7 +135,7 @@ def test_bad_state_is_refused_and_nothing_is_stored(app, client, auth, merchant,
         AuthActions(other).login_as(merchant)
         response = other.get(f"/instagram/callback?code=c&state={state}")
         assert response.status_code == 400
-        assert connection_of(db, merchant) is None
+        assert nothing_connected(db, merchant)
         return
     else:
         with client.session_transaction() as session:
@@ -133,7 +144,7 @@ def test_bad_state_is_refused_and_nothing_is_stored(app, client, auth, merchant,
     response = client.get(url)
     assert response.status_code == 400
     assert "Nothing was changed" in response.get_data(as_text=True)
-    assert connection_of(db, merchant) is None
+    assert nothing_connected(db, merchant)
     calls = 1 if bad_state == "replayed" else 0
     assert len(meta.exchanged_codes) == calls
 
@@ -145,7 +156,7 @@ def test_cancel_changes_nothing(client, auth, merchant, meta, db):
     )
     assert response.status_code == 302
     assert "You cancelled the Instagram login. Nothing was changed." in client.get("/").get_data(as_text=True)
-    assert connection_of(db, merchant) is None and meta.exchanged_codes == []
+    assert nothing_connected(db, merchant) and meta.exchanged_codes == []
 
 
 def test_reused_code_gets_a_clear_message(client, auth, merchant, requests_mock, db):
@@ -161,7 +172,7 @@ def test_reused_code_gets_a_clear_message(client, auth, merchant, requests_mock,
     response = connect(client, auth)
     assert response.status_code == 302
     assert "the link was already used or has expired" in client.get("/").get_data(as_text=True)
-    assert connection_of(db, merchant) is None
+    assert nothing_connected(db, merchant)
 
 
 def test_reconnect_same_account_updates_in_place_and_keeps_history(client, auth, merchant, meta, db):

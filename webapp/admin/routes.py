@@ -1,8 +1,8 @@
-"""Administrators: staff accounts and the audit log."""
+"""Administrators: staff accounts, the audit log and the app's health at Meta."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -13,9 +13,12 @@ from wtforms.validators import DataRequired, Length
 from webapp.auth.decorators import admin_required
 from webapp.auth.forms import no_control_characters
 from webapp.extensions import db
+from webapp.htmx import is_fragment_request, vary_on_htmx
+from webapp.instagram.oauth import callback_url
 from webapp.models import STAFF_ROLES, AuditEntry, User
 from webapp.request_input import id_argument, page_number
-from webapp.services import accounts, audit
+from webapp.services import accounts, app_health, audit
+from webapp.services.runtime import instagram_client, keep_alive_policy
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -28,6 +31,10 @@ class StaffForm(FlaskForm):
     role = SelectField("Role", choices=[SelectChoice("support", "Support"), SelectChoice("admin", "Admin")])
     password = PasswordField("First password", validators=[DataRequired(message="Set a first password.")])
     submit = SubmitField("Create staff login")
+
+
+class CheckAppForm(FlaskForm):
+    submit = SubmitField("Check the app")
 
 
 @bp.route("/staff", methods=["GET", "POST"])
@@ -110,3 +117,36 @@ def audit_log():
     page = page_number()
     pagination = db.paginate(query, page=page, per_page=50, error_out=True)
     return render_template("admin/audit.html", pagination=pagination, actor=actor, action=action, shop=shop)
+
+
+def _app_health_page(check: app_health.AppCheck | None = None):
+    errors = app_health.recent_errors(g.now)
+    return render_template(
+        "admin/app_health.html",
+        errors=errors,
+        counts=app_health.count_by_fixer(errors),
+        limits=app_health.rate_limits(g.now, keep_alive_policy()),
+        facts=app_health.config_facts(current_app.config, callback_url()),
+        form=CheckAppForm(),
+        check=check,
+    )
+
+
+@bp.get("/app-health")
+@admin_required
+def app_health_page():
+    """The app's recent errors at Meta, its rate limits, its settings, and a button to check it."""
+    return _app_health_page()
+
+
+@bp.post("/app-health/check")
+@admin_required
+def check_app():
+    """Ask Meta whether it recognises the app; the answer replaces the check panel (or the page without JS)."""
+    CheckAppForm()  # CSRFProtect has already checked the token
+    check = app_health.check_app(instagram_client(), callback_url(), g.now, actor=current_user)
+    if is_fragment_request():
+        return vary_on_htmx(
+            current_app.make_response(render_template("admin/_app_check.html", form=CheckAppForm(), check=check))
+        )
+    return vary_on_htmx(current_app.make_response(_app_health_page(check)))

@@ -12,6 +12,7 @@ from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
 from webapp.services.connections.causes import CauseId
 from webapp.services.connections.checklist import checklist_ticks
+from webapp.services.connections.connect_errors import REFUSAL_KINDS, Step
 from webapp.services.connections.diagnosis import current_diagnosis, incident_key
 from webapp.services.keepalive.leases import ACTIVE_STATES, pause_in_force
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
@@ -75,7 +76,14 @@ CONFIDENCE_WORDS = {"certain": "Certain", "likely": "Most likely", "possible": "
 # Which events each timeline filter shows.
 EVENT_GROUPS = {
     "problems": ("refresh_failed", "check_failed", "expired", "deauthorized", "token_unreadable"),
-    "connections": ("connected", "reconnected", "switched_account", "disconnected", "instagram_data_deleted"),
+    "connections": (
+        "connected",
+        "reconnected",
+        "switched_account",
+        "disconnected",
+        "instagram_data_deleted",
+        *REFUSAL_KINDS.values(),
+    ),
     "upkeep": ("refreshed", "checked"),
 }
 
@@ -103,6 +111,10 @@ EVENT_TITLES = {
     "expired": "Token expired",
     "token_unreadable": "Stored token unreadable",
     "support_viewed": "Dashboard viewed",  # followed by "by support"
+    REFUSAL_KINDS[Step.LOGIN_PAGE]: "Connecting stopped at Instagram's login page",
+    REFUSAL_KINDS[Step.REPLY_CHECK]: "Connecting refused: the reply was not for this login",
+    REFUSAL_KINDS[Step.CODE_EXCHANGE]: "Connecting refused by Instagram",
+    REFUSAL_KINDS[Step.FINISH]: "Connecting could not be finished",
 }
 
 

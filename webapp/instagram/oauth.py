@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from authlib.integrations.flask_client import FlaskIntegration, FlaskOAuth2App, OAuth
-from flask import Flask, current_app, url_for
+from flask import Flask, current_app, session, url_for
 
 from webapp.services.meta.client import TokenGrant
 from webapp.services.runtime import instagram_client
@@ -68,6 +68,20 @@ def init_instagram_login(app: Flask) -> None:
 
 def instagram_login() -> InstagramLoginApp:
     return current_app.extensions["authlib.integrations.flask_client"].create_client("instagram")
+
+
+def take_reply_state(state: str | None) -> bool:
+    """True when `state` belongs to a login this browser started and has not used; it is used up now.
+
+    Authlib checks it for replies with a code; a reply with an error carries no code, so the
+    callback asks here before it records the refusal (a forged error link is not Meta's answer).
+    """
+    if not state:
+        return False
+    framework = instagram_login().framework
+    ours = framework.get_state_data(session, state) is not None
+    framework.clear_state_data(session, state)
+    return ours
 
 
 def callback_url() -> str:

@@ -12,9 +12,9 @@ from webapp.auth.decorators import merchant_required, owner_only
 from webapp.dashboard import fragments
 from webapp.extensions import limiter
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
-from webapp.instagram.oauth import callback_url, grant_from, instagram_login
+from webapp.instagram.oauth import callback_url, grant_from, instagram_login, take_reply_state
 from webapp.models import ConnectionState
-from webapp.services.connections import linking, state
+from webapp.services.connections import connect_errors, linking, state
 from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive import manual
 from webapp.services.keepalive.leases import Work
@@ -57,34 +57,26 @@ def connect():
 @merchant_required
 @owner_only
 def callback():
-    if request.args.get("error"):
-        if request.args.get("error") == "access_denied":
-            flash("You cancelled the Instagram login. Nothing was changed.", "info")
-        else:
-            flash("Instagram did not complete the login. Nothing was changed; you can try again.", "warning")
-        return redirect(url_for("dashboard.index"))
-    if not request.args.get("code"):
+    """Instagram's reply to the login: finish the connection, or say why not and who can fix it."""
+    args = request.args
+    reply_secrets = [args.get("code", ""), args.get("state", "")]
+    if args.get("error"):
+        refusal = connect_errors.from_login_page(
+            args["error"], args.get("error_reason"), args.get("error_description"), reply_secrets
+        )
+        return _refused(refusal, record=take_reply_state(args.get("state")))
+    if not args.get("code"):
         abort(400, description="This page expects a reply from Instagram's login. Start again from your dashboard.")
     try:
         short_grant = grant_from(instagram_login().authorize_access_token())
     except MismatchingStateError:
-        abort(
-            400,
-            description="This Instagram login was not started from this browser, was already used, or took too long. "
-            "Nothing was changed. Start again from your dashboard.",
-        )
-    except OAuthError:
-        abort(
-            400, description="Instagram's reply was incomplete. Nothing was changed. Start again from your dashboard."
-        )
+        return _refused(connect_errors.from_reply_check(state_mismatch=True, detail="state did not match"), status=400)
+    except OAuthError as error:
+        detail = f"incomplete reply: {error.error}"
+        return _refused(connect_errors.from_reply_check(state_mismatch=False, detail=detail), status=400)
     except MetaApiError as error:
         log.warning("code exchange refused by Meta: %r", error)
-        flash(
-            "Instagram did not accept this login (the link was already used or has expired). "
-            "Nothing was changed. Please connect again.",
-            "error",
-        )
-        return redirect(url_for("dashboard.index"))
+        return _refused(connect_errors.from_meta_error(connect_errors.Step.CODE_EXCHANGE, error, reply_secrets))
     try:
         linked = linking.complete_connect(
             shop=current_user.shop,
@@ -100,13 +92,21 @@ def callback():
         return redirect(url_for("instagram.switch"))
     except MetaApiError as error:
         log.warning("finishing the Instagram connection failed: %r", error)
-        flash(
-            "Instagram accepted the login but then refused to give access. Nothing was changed. Please try again.",
-            "error",
-        )
-        return redirect(url_for("dashboard.index"))
+        return _refused(connect_errors.from_meta_error(connect_errors.Step.FINISH, error, reply_secrets))
     planning.plan(current_app, g.now, connection_ids=[linked.connection.id])  # a "restored" notice, if due
     flash(_linked_message(linked), "success")
+    return redirect(url_for("dashboard.index"))
+
+
+def _refused(refusal: connect_errors.ConnectRefusal, *, status: int = 302, record: bool = True):
+    """Record the refusal, then tell the merchant: on the dashboard, or on an error page (400)."""
+    if record:
+        connect_errors.record(
+            refusal, shop=current_user.shop, user=current_user, now=g.now, client_fingerprint=_client_fingerprint()
+        )
+    if status == 400:
+        abort(400, description=refusal.message)
+    flash(refusal.message, refusal.level)
     return redirect(url_for("dashboard.index"))
 
 

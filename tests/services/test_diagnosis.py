@@ -723,3 +723,14 @@ def test_classes_the_corpus_taught(raw, cause):
 )
 def test_the_new_rules_leave_their_neighbours_alone(raw, cause):
     assert explain_error(raw)["cause"] == cause
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Redirect URI does not match registered redirect URI", "Redirect URI doesn't match original redirect URI"],
+)
+def test_a_redirect_uri_refused_at_connect_is_the_operators_app(message):
+    """Instagram's flat OAuth shape at the code exchange (found by the connect-time refusals' tests)."""
+    body = json.dumps({"error_type": "OAuthException", "code": 400, "error_message": message})
+    answer = explain_error(body)
+    assert answer["cause"] == "app_misconfigured" and answer["needs_reconnect"] is False

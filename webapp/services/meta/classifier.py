@@ -65,6 +65,9 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"error validating client secret",
             r"redirect_uri is identical",
             r"invalid redirect_uri",
+            # Instagram's flat OAuth shape: "Redirect URI does not match registered redirect URI",
+            # "Redirect URI doesn't match original redirect URI".
+            r"redirect uri (?:does not|doesn't) match",
             r"invalid scope",
             r"mutually exclusive",
             r"must provide an app access token",

@@ -43,7 +43,7 @@ def test_a_refused_login_appears_on_the_app_health_page(client, app, auth, merch
     assert "Invalid platform app ([redacted])" in page
     assert CODE not in page
     assert "connecting: exchanging the login code" in page
-    assert "Us: the app's settings at Meta" in page
+    assert "Us (the app's settings at Meta)" in page
     assert "Tea House" in page
 
 

@@ -60,9 +60,9 @@ STEP_WORDS = {
     Step.FINISH: "finishing the connection (long-lived token, profile)",
 }
 FIXER_WORDS = {
-    Fixer.MERCHANT: "The merchant",
-    Fixer.OPERATOR: "Us: the app's settings at Meta",
-    Fixer.NOBODY: "Nobody: Meta's side, it passes",
+    Fixer.MERCHANT: "the merchant",
+    Fixer.OPERATOR: "us (the app's settings at Meta)",
+    Fixer.NOBODY: "nobody (Meta's side; it passes)",
 }
 
 NOTHING_CHANGED = "Nothing was changed."

@@ -193,3 +193,37 @@ def test_check_fails_against_the_sandbox_when_the_secret_is_not_the_apps(sandbox
     sent_secret["client_secret"] = "a-secret-reset-since"
     page = text_of(press_check(client, auth))
     assert "Failed: Meta refused the app's own settings." in page and "Invalid platform app" in page
+
+
+def test_usage_meta_reports_is_kept_and_shown(app, client, db, admin, requests_mock, pinned_clock):
+    """The keep-alive keeps the usage headers of each answer; the page shows the app's and the busiest accounts'."""
+    import json
+    import random
+
+    from tests.factories import make_connection
+    from webapp.services.keepalive import leases, outcomes
+    from webapp.services.keepalive.policy import Policy
+
+    connection = make_connection(
+        make_shop(name="Rose Garden"),
+        username="rose_garden",
+        issued_at=pinned_clock - timedelta(days=2),
+        refresh_due_at=pinned_clock + timedelta(days=5),
+        check_due_at=pinned_clock,
+    )
+    usage = {connection.instagram_user_id or "1784": [{"type": "instagram", "call_count": 64, "total_time": 12}]}
+    requests_mock.get(
+        f"{app.config['INSTAGRAM_GRAPH_BASE']}/{app.config['INSTAGRAM_GRAPH_VERSION']}/me",
+        json={"user_id": "1784", "username": "rose_garden"},
+        headers={
+            "X-App-Usage": json.dumps({"call_count": 41, "total_time": 7}),
+            "X-Business-Use-Case-Usage": json.dumps(usage),
+        },
+    )
+    policy, vault = Policy(), app.extensions["token_vault"]
+    for claim in leases.claim_due(owner="w", now=pinned_clock, limit=10, policy=policy, vault=vault):
+        outcome = outcomes.call_meta(claim, app.extensions["instagram_client"])
+        outcomes.record_outcome(claim, outcome, now=pinned_clock, policy=policy, vault=vault, rng=random.Random(1))
+    page = text_of(client.get("/admin/app-health"))
+    assert "The app's quota: 41% used" in page and "call_count 41%" in page
+    assert "Rose Garden" in page and "64%" in page

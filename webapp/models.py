@@ -219,6 +219,11 @@ class InstagramConnection(Model):
     # services/connections/diagnosis.py (`store_diagnosis`, `current_diagnosis`).
     diagnosis: Mapped[dict | None] = mapped_column(JSON)
     diagnosed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Meta's usage headers on the latest answer about this account (X-App-Usage for the app,
+    # X-Business-Use-Case-Usage for the account) and the highest percentage in them: the app health page.
+    usage: Mapped[dict | None] = mapped_column(JSON)
+    usage_percent: Mapped[int | None]
+    usage_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     shop: Mapped[Shop] = relationship(back_populates="instagram_connection")
     connected_by: Mapped[User | None] = relationship()

@@ -41,6 +41,10 @@ KEEPALIVE_WORDS = {
 # Keep-alive failures that are the app's, not one merchant's: its settings, or Meta's trouble.
 APP_CAUSES = (CauseId.APP_MISCONFIGURED, CauseId.PROVIDER_ERROR)
 
+# Usage figures older than this say nothing about now; the busiest accounts shown at most.
+USAGE_WINDOW = timedelta(hours=1)
+BUSIEST_SHOWN = 10
+
 # The check sends this as the login code: Meta knows no such code, so it can only refuse it. How it
 # refuses tells whether it recognised the app's id and secret first.
 CHECK_CODE = "app-health-check-not-a-real-code"
@@ -136,6 +140,29 @@ class PausedAccount:
 
 
 @dataclass(frozen=True)
+class AccountUsage:
+    """One account's share of its own limit, from the X-Business-Use-Case-Usage header Meta sent last."""
+
+    shop_id: int
+    shop_name: str
+    username: str | None
+    percent: int
+    seen_at: datetime
+
+
+@dataclass(frozen=True)
+class AppUsage:
+    """The app's share of its limit, from the X-App-Usage header Meta sent last (when it sends one)."""
+
+    figures: dict  # call_count, total_cputime, total_time: percentages
+    seen_at: datetime
+
+    @property
+    def percent(self) -> int:
+        return int(max((v for v in self.figures.values() if isinstance(v, int | float)), default=0))
+
+
+@dataclass(frozen=True)
 class RateLimits:
     """Meta's limits as the keep-alive last met them."""
 
@@ -144,6 +171,8 @@ class RateLimits:
     paused_accounts: list[PausedAccount]
     paused_account_count: int
     slowdown_percent: int
+    app_usage: AppUsage | None = None
+    busiest_accounts: list[AccountUsage] = field(default_factory=list)
 
 
 def rate_limits(now: datetime, policy: Policy, *, limit: int = 20) -> RateLimits:
@@ -157,13 +186,42 @@ def rate_limits(now: datetime, policy: Policy, *, limit: int = 20) -> RateLimits
         .limit(limit)
     ).all()
     count = db.session.execute(select(func.count()).select_from(paused.subquery())).scalar_one()
+    busiest = db.session.execute(
+        select(
+            Shop.id,
+            Shop.name,
+            InstagramConnection.username,
+            InstagramConnection.usage_percent,
+            InstagramConnection.usage_seen_at,
+        )
+        .join(InstagramConnection, InstagramConnection.shop_id == Shop.id)
+        .where(InstagramConnection.usage_percent > 0, InstagramConnection.usage_seen_at >= now - USAGE_WINDOW)
+        .order_by(InstagramConnection.usage_percent.desc(), InstagramConnection.usage_seen_at.desc())
+        .limit(BUSIEST_SHOWN)
+    ).all()
     return RateLimits(
         app_paused_until=app_paused_until(now),
         last_app_pause=db.session.get(RateLimitPause, "app"),
         paused_accounts=[PausedAccount(*row) for row in rows],
         paused_account_count=count,
         slowdown_percent=policy.slowdown_percent,
+        app_usage=_latest_app_usage(now),
+        busiest_accounts=[AccountUsage(*row) for row in busiest],
     )
+
+
+def _latest_app_usage(now: datetime) -> AppUsage | None:
+    """X-App-Usage as Meta sent it last within USAGE_WINDOW (the same figures reach every connection)."""
+    row = db.session.execute(
+        select(InstagramConnection.usage, InstagramConnection.usage_seen_at)
+        .where(InstagramConnection.usage_seen_at >= now - USAGE_WINDOW)
+        .order_by(InstagramConnection.usage_seen_at.desc())
+        .limit(20)
+    ).all()
+    for usage, seen_at in row:
+        if isinstance(usage, dict) and isinstance(usage.get("app"), dict) and usage["app"]:
+            return AppUsage(usage["app"], seen_at)
+    return None
 
 
 @dataclass(frozen=True)

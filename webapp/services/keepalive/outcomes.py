@@ -304,7 +304,10 @@ def _record_failure(connection, now, policy, rng, *, cause: CauseId) -> bool:
 
 
 def _apply_usage(connection, usage: Usage, now: datetime, policy: Policy) -> None:
-    """Slow down before Meta's quota runs out (headers near 100%)."""
+    """Keep the figures for the app health page, and slow down before Meta's quota runs out (near 100%)."""
+    if usage.app or usage.business:
+        connection.usage = {"app": usage.app, "business": usage.business}
+        connection.usage_percent, connection.usage_seen_at = usage.highest_percent, now
     if usage.highest_percent >= policy.slowdown_percent:
         minutes = usage.regain_access_minutes
         pause = timedelta(minutes=minutes) if minutes else policy.rate_limit_pause / 3

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from testbed.client import csrf_token_from
-from webapp.services.meta.client import InstagramClient, MetaApiError
+from webapp.services.meta.client import AccountNotProfessional, InstagramClient, MetaApiError
 
 pytestmark = pytest.mark.slow
 _names = itertools.count(1)
@@ -123,6 +123,29 @@ def test_each_cause_button_makes_meta_answer_as_meta_does(tester, action, form, 
         assert error.usage.regain_access_minutes == 20
     if action == "outage":
         assert error.is_transient is True
+
+
+def test_switching_to_a_personal_account_shows_in_account_type(tester):
+    name = fresh_name()
+    token = tester.long_lived_token(name)
+    tester.press(name, "switch_to_personal")
+    with pytest.raises(AccountNotProfessional) as caught:
+        tester.client.me(token)
+    assert caught.value.account_type == "PERSONAL"
+    tester.press(name, "reset")
+    assert tester.client.me(token).account_type == "BUSINESS"
+
+
+def test_the_sandbox_refuses_a_field_graph_does_not_have(tester):
+    """Issue 14, part 7: the client drops a refused optional field and asks again with user_id,username."""
+    token = tester.long_lived_token(fresh_name())
+    response = requests.get(
+        f"{tester.base_url}/sandbox/graph/v23.0/me",
+        params={"fields": "user_id,ig_id", "access_token": token},
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("(#100) Tried accessing nonexisting field (ig_id)")
 
 
 def test_refresh_follows_the_24_hour_and_expiry_rules(tester):

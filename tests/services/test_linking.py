@@ -68,3 +68,13 @@ def test_a_new_connection_follows_the_configured_policy(app, merchant, requests_
     connection = log_in(app, merchant, policy=policy).connection
     assert connection.refresh_due_at == NOW + timedelta(days=2)
     assert connection.check_due_at == NOW + timedelta(minutes=30)
+
+
+def test_a_personal_account_is_refused_at_connect_and_nothing_is_stored(app, merchant, requests_mock):
+    from webapp.services.meta.client import AccountNotProfessional
+
+    FakeInstagram(requests_mock, account_type="PERSONAL").install()
+    with pytest.raises(AccountNotProfessional):
+        log_in(app, merchant)
+    connection = merchant.shop.instagram_connection
+    assert connection is None or (connection.state == "not_connected" and not connection.has_token)

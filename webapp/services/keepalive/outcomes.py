@@ -195,6 +195,8 @@ def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> Summa
             connection.username = profile.username
         if profile.profile_picture_url:
             connection.profile_picture_url = profile.profile_picture_url
+        if profile.account_type:
+            connection.account_type = profile.account_type
         kind, message = "checked", "Health check passed."
         summary = Summary.CHECKED
     connection.last_checked_at = now

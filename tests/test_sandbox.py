@@ -86,7 +86,9 @@ def test_connect_flow_speaks_metas_shapes(tester):
     long = tester.client.exchange_for_long_lived(short.access_token)
     assert long.expires_in == 60 * 24 * 3600 and long.token_type == "bearer"
     profile = tester.client.me(long.access_token)
-    assert profile.username == name and profile.account_type == "BUSINESS" and profile.user_id == short.user_id
+    assert profile.username == name and profile.account_type == "BUSINESS"
+    # Three different numbers for one account, as Meta gives them (issue 14, part 5).
+    assert profile.scoped_id is not None and len({profile.user_id, profile.scoped_id, short.user_id}) == 3
     with pytest.raises(MetaApiError) as caught:
         tester.client.exchange_code(code, tester.redirect_uri)
     assert caught.value.message == "Matching code was not found or was already used"

@@ -122,6 +122,14 @@ def test_a_check_that_finds_a_personal_account_records_account_not_professional(
     assert "PERSONAL" in event.message and "professional" in event.message
 
 
+def test_a_check_learns_the_app_scoped_id_it_did_not_know(app, db, vault, meta_client, requests_mock):
+    connection = make_connection(issued_at=NOW - timedelta(days=2), check_due_at=NOW - timedelta(minutes=1))
+    assert connection.instagram_scoped_id is None
+    requests_mock.get(f"{GRAPH}/v23.0/me", json={"user_id": connection.instagram_user_id, "id": "9900000000000042"})
+    assert run_cycle(app, vault, meta_client) == ["checked"]
+    assert reload(db, connection).instagram_scoped_id == "9900000000000042"
+
+
 def test_nothing_due_means_no_call(app, db, vault, meta_client, requests_mock):
     make_connection(issued_at=NOW - timedelta(days=1), check_due_at=NOW + timedelta(hours=1))
     assert run_cycle(app, vault, meta_client) == []

@@ -112,7 +112,7 @@ def exchange_code(form: dict, client_id: str, client_secret: str, now: datetime)
     db.session.commit()
     return SandboxReply(
         200,
-        {"data": [{"access_token": token, "user_id": code.account.instagram_user_id, "permissions": code.scopes}]},
+        {"data": [{"access_token": token, "user_id": code.account.login_user_id, "permissions": code.scopes}]},
     )
 
 
@@ -254,7 +254,7 @@ def me(args: dict, now: datetime) -> SandboxReply:
     account = row.account
     fields = [f.strip() for f in (args.get("fields") or "id,username").split(",") if f.strip()]
     profile = {
-        "id": account.instagram_user_id,
+        "id": account.scoped_id,
         "user_id": account.instagram_user_id,
         "username": account.username,
         "name": account.display_name,
@@ -269,7 +269,7 @@ def me(args: dict, now: datetime) -> SandboxReply:
             error_type="IGApiException",
         )
     body = {key: value for key, value in profile.items() if key in fields and value is not None}
-    body.setdefault("id", account.instagram_user_id)  # Graph always answers with the node's id
+    body.setdefault("id", account.scoped_id)  # Graph always answers with the node's id
     reply = SandboxReply(200, body)
     reply.headers["X-App-Usage"] = '{"call_count":2,"total_cputime":1,"total_time":3}'
     return reply

@@ -14,7 +14,11 @@ class FakeInstagram:
     """Registers Meta's endpoints on requests-mock for one Instagram account."""
 
     requests_mock: object
+    # Three different numbers for one account, as Meta gives them: /me's user_id (the account's own),
+    # /me's id (app-scoped) and the code exchange's user_id.
     user_id: str = "17841400000000001"
+    scoped_id: str | None = "9170000000000001"
+    login_user_id: str = "2710000000000001"
     username: str | None = "bloom_and_stem"
     name: str | None = "Bloom & Stem"
     picture: str | None = "https://scontent.cdninstagram.com/bloom.jpg"
@@ -31,6 +35,7 @@ class FakeInstagram:
             json={"access_token": self.long_token, "token_type": "bearer", "expires_in": 5183944},
         )
         profile = {
+            "id": self.scoped_id,
             "user_id": self.user_id,
             "username": self.username,
             "name": self.name,
@@ -43,7 +48,8 @@ class FakeInstagram:
     def _code_exchange(self, request, context):
         form = parse_qs(request.text)
         self.exchanged_codes.append((form["code"][0], form["redirect_uri"][0]))
-        return {"data": [{"access_token": self.short_token, "user_id": self.user_id, "permissions": self.permissions}]}
+        grant = {"access_token": self.short_token, "user_id": self.login_user_id, "permissions": self.permissions}
+        return {"data": [grant]}
 
 
 def start_connect(client, csrf_token: str):

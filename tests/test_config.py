@@ -193,3 +193,21 @@ def test_the_quiet_period_is_a_config_value(value, minutes):
 def test_a_negative_quiet_period_is_refused():
     with pytest.raises(ConfigError, match="NOTICE_QUIET_MINUTES"):
         load_config({"NOTICE_QUIET_MINUTES": "-5"})
+
+
+@pytest.mark.parametrize(("value", "version"), [(None, "v23.0"), ("", "v23.0"), ("v24.0", "v24.0"), (" v9.1 ", "v9.1")])
+def test_the_graph_api_version_is_a_config_value(value, version):
+    env = {} if value is None else {"INSTAGRAM_GRAPH_VERSION": value}
+    assert load_config(env)["INSTAGRAM_GRAPH_VERSION"] == version
+
+
+@pytest.mark.parametrize("value", ["23.0", "v23", "V23.0", "v23.0/", "v123.0", "v23.0.1", "latest", "v23.0/me?x="])
+def test_a_malformed_graph_api_version_stops_start_up(value):
+    """Issue 14, part 7: a bad version would make every health check call a path Meta does not serve."""
+    with pytest.raises(
+        ConfigError, match="^INSTAGRAM_GRAPH_VERSION must be a Graph API version such as v23.0"
+    ) as refusal:
+        load_config({"INSTAGRAM_GRAPH_VERSION": value})
+    assert repr(value.strip()) in str(refusal.value) and "\n" not in str(refusal.value)
+    with pytest.raises(ConfigError, match="INSTAGRAM_GRAPH_VERSION"):
+        load_config({**PRODUCTION_ENV, "INSTAGRAM_GRAPH_VERSION": value})

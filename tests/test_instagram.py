@@ -175,6 +175,19 @@ def test_reused_code_gets_a_clear_message(client, auth, merchant, requests_mock,
     assert nothing_connected(db, merchant)
 
 
+def test_a_personal_account_is_told_plainly_to_switch_to_a_professional_one(client, auth, merchant, meta, db):
+    """Issue 14: account_type from /me not professional is account_not_professional, said at connect."""
+    meta.account_type = "PERSONAL"
+    meta.install()
+    response = connect(client, auth)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    page = client.get("/").get_data(as_text=True)
+    assert "This Instagram account is a personal account" in page
+    assert "switch to a professional account. Then connect again. Nothing was changed." in page
+    connection = connection_of(db, merchant)
+    assert connection is None or (connection.state == "not_connected" and not connection.has_token)
+
+
 def test_reconnect_same_account_updates_in_place_and_keeps_history(client, auth, merchant, meta, db):
     connect(client, auth)
     first = connection_of(db, merchant)

@@ -159,3 +159,53 @@ def test_signed_fields_of_the_wrong_type_or_length_get_400(client, connected, db
     assert body["error"] == "invalid signed_request" and body["detail"]
     assert connection(db).state == "healthy" and connection(db).has_token
     assert db.session.scalar(select(func.count(MetaCallback.id))) == 0
+
+
+# The three numbers Meta gives the account `connected` connects (tests/instagram_helpers.py).
+ACCOUNT_IDS = {
+    "me-user-id": USER_ID,
+    "me-app-scoped-id": "9170000000000001",
+    "code-exchange-user-id": "2710000000000001",
+}
+
+
+@pytest.mark.parametrize("sent", ACCOUNT_IDS.values(), ids=ACCOUNT_IDS.keys())
+def test_deauthorize_finds_the_connection_by_any_of_its_ids(client, connected, db, sent):
+    """Issue 14, part 5: Meta does not document which id its callback carries for Instagram Login."""
+    row = connection(db)
+    assert (row.instagram_user_id, row.instagram_scoped_id, row.login_user_id) == tuple(ACCOUNT_IDS.values())
+    response = client.post("/instagram/deauthorize", data={"signed_request": signed(user_id=sent)})
+    assert response.get_json()["connections_changed"] == 1
+    assert (connection(db).state, connection(db).cause) == ("needs_reconnect", "app_removed")
+
+
+@pytest.mark.parametrize("sent", ACCOUNT_IDS.values(), ids=ACCOUNT_IDS.keys())
+def test_data_deletion_finds_the_connection_by_any_of_its_ids_and_deletes_them_all(client, connected, db, sent):
+    response = client.post("/instagram/data-deletion", data={"signed_request": signed(user_id=sent)})
+    assert response.status_code == 200
+    row = connection(db)
+    assert (row.instagram_user_id, row.instagram_scoped_id, row.login_user_id) == (None, None, None)
+    assert row.state == "not_connected" and row.token_ciphertext is None
+
+
+def test_a_callback_for_another_account_changes_nothing(client, connected, db):
+    for path in ("/instagram/deauthorize", "/instagram/data-deletion"):
+        assert client.post(path, data={"signed_request": signed(user_id="17841400000000002")}).status_code == 200
+    assert connection(db).state == "healthy" and connection(db).login_user_id == "2710000000000001"
+
+
+def test_data_deletion_removes_a_parked_switch_found_by_its_login_id(client, auth, connected, db, requests_mock):
+    """The account waiting for 'switch' is deleted too, whichever of its ids Meta sends."""
+    from tests.instagram_helpers import FakeInstagram, connect
+    from webapp.models import PendingConnection
+
+    FakeInstagram(
+        requests_mock, user_id="17841400000000077", scoped_id="9170000000000077", login_user_id="2710000000000077"
+    ).install()
+    assert connect(client, auth).headers["Location"].endswith("/instagram/switch")
+    pending = db.session.scalar(select(PendingConnection))
+    assert (pending.instagram_scoped_id, pending.login_user_id) == ("9170000000000077", "2710000000000077")
+    client.post("/instagram/data-deletion", data={"signed_request": signed(user_id="2710000000000077")})
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count(PendingConnection.id))) == 0
+    assert connection(db).state == "healthy" and connection(db).has_token  # the shop's own account stays

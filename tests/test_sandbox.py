@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from testbed.client import csrf_token_from
-from webapp.services.meta.client import InstagramClient, MetaApiError
+from webapp.services.meta.client import AccountNotProfessional, InstagramClient, MetaApiError
 
 pytestmark = pytest.mark.slow
 _names = itertools.count(1)
@@ -86,7 +86,9 @@ def test_connect_flow_speaks_metas_shapes(tester):
     long = tester.client.exchange_for_long_lived(short.access_token)
     assert long.expires_in == 60 * 24 * 3600 and long.token_type == "bearer"
     profile = tester.client.me(long.access_token)
-    assert profile.username == name and profile.account_type == "BUSINESS" and profile.user_id == short.user_id
+    assert profile.username == name and profile.account_type == "BUSINESS"
+    # Three different numbers for one account, as Meta gives them (issue 14, part 5).
+    assert profile.scoped_id is not None and len({profile.user_id, profile.scoped_id, short.user_id}) == 3
     with pytest.raises(MetaApiError) as caught:
         tester.client.exchange_code(code, tester.redirect_uri)
     assert caught.value.message == "Matching code was not found or was already used"
@@ -123,6 +125,29 @@ def test_each_cause_button_makes_meta_answer_as_meta_does(tester, action, form, 
         assert error.usage.regain_access_minutes == 20
     if action == "outage":
         assert error.is_transient is True
+
+
+def test_switching_to_a_personal_account_shows_in_account_type(tester):
+    name = fresh_name()
+    token = tester.long_lived_token(name)
+    tester.press(name, "switch_to_personal")
+    with pytest.raises(AccountNotProfessional) as caught:
+        tester.client.me(token)
+    assert caught.value.account_type == "PERSONAL"
+    tester.press(name, "reset")
+    assert tester.client.me(token).account_type == "BUSINESS"
+
+
+def test_the_sandbox_refuses_a_field_graph_does_not_have(tester):
+    """Issue 14, part 7: the client drops a refused optional field and asks again with user_id,username."""
+    token = tester.long_lived_token(fresh_name())
+    response = requests.get(
+        f"{tester.base_url}/sandbox/graph/v23.0/me",
+        params={"fields": "user_id,ig_id", "access_token": token},
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("(#100) Tried accessing nonexisting field (ig_id)")
 
 
 def test_refresh_follows_the_24_hour_and_expiry_rules(tester):

@@ -681,3 +681,16 @@ def test_audit_page_filters(client, auth, db, shop):
     assert "staff.login" in page and "boss@support.example (admin)" in page
     assert "1 entries" in page or "entries" in page
     assert client.get("/admin/audit?page=99").status_code == 404
+
+
+def test_the_shop_page_shows_every_instagram_id_for_support(client, shop, agent, db):
+    """Issue 14, part 5: Meta's callbacks and merchants quote any of the account's numbers."""
+    connection = shop.instagram_connection
+    connection.instagram_scoped_id, connection.login_user_id = "9170000000000001", None
+    db.session.commit()
+    page = client.get(f"/support/shops/{shop.id}").get_data(as_text=True)
+    ids = " ".join(page.split('id="instagram-ids">')[1].split("</p>")[0].split())
+    assert ids == (
+        f"Instagram ids: account {connection.instagram_user_id} (/me user_id) · "
+        "app-scoped 9170000000000001 (/me id) · login unknown (code exchange user_id)"
+    )

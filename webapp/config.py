@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -154,7 +155,7 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "INSTAGRAM_CLIENT_SECRET": instagram_client_secret,
         "INSTAGRAM_SANDBOX": sandbox,
         "INSTAGRAM_SCOPES": env.get("INSTAGRAM_SCOPES", "instagram_business_basic"),
-        "INSTAGRAM_GRAPH_VERSION": env.get("INSTAGRAM_GRAPH_VERSION", "v23.0"),
+        "INSTAGRAM_GRAPH_VERSION": graph_version(env),
         **meta_urls,
         "SANDBOX_BASE_URL": sandbox_base,
         "INSTAGRAM_HTTP_TIMEOUT": float(env.get("INSTAGRAM_HTTP_TIMEOUT", "10")),
@@ -252,6 +253,22 @@ def log_level(env: Mapping[str, str]) -> str:
     if level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}.")
     return level
+
+
+DEFAULT_GRAPH_VERSION = "v23.0"
+GRAPH_VERSION = re.compile(r"v\d{1,2}\.\d")
+
+
+def graph_version(env: Mapping[str, str]) -> str:
+    """INSTAGRAM_GRAPH_VERSION, the Graph API version in every /me URL; a malformed one stops start-up."""
+    version = (env.get("INSTAGRAM_GRAPH_VERSION") or DEFAULT_GRAPH_VERSION).strip()
+    if not GRAPH_VERSION.fullmatch(version):
+        # Otherwise every health check would call a path Meta does not serve, and fail as a request error.
+        raise ConfigError(
+            f"INSTAGRAM_GRAPH_VERSION must be a Graph API version such as {DEFAULT_GRAPH_VERSION} "
+            f"(v, major, dot, minor), got {version!r}."
+        )
+    return version
 
 
 # A lease must outlive the worst case of the work it covers: one call to Meta that runs to its

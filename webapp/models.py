@@ -172,7 +172,15 @@ class InstagramConnection(Model):
     state_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cause: Mapped[str | None] = mapped_column(String(40))
     login_path: Mapped[str] = mapped_column(String(16), default=LoginPath.INSTAGRAM, server_default="instagram")
+    # Meta gives one Instagram professional account several numbers, all kept: Meta's callbacks
+    # (deauthorize, data deletion) do not document which one they carry, so they match any of them.
+    # - instagram_user_id: /me's `user_id`, the professional account's own id ("Get started" with
+    #   Instagram Login); webhooks carry it as entry.id. The same for every app; what "same account" means.
+    # - instagram_scoped_id: /me's `id`, the app-scoped id (IG User reference: "App-scoped User ID").
+    # - login_user_id: the code exchange's `user_id` (Business Login: "Instagram-scoped user ID").
     instagram_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    instagram_scoped_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    login_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
     username: Mapped[str | None] = mapped_column(String(64))
     display_name: Mapped[str | None] = mapped_column(String(255))
     profile_picture_url: Mapped[str | None] = mapped_column(String(1024))
@@ -308,7 +316,10 @@ class PendingConnection(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The parked account's ids, as on InstagramConnection (a data deletion finds it by any of them).
     instagram_user_id: Mapped[str] = mapped_column(String(64))
+    instagram_scoped_id: Mapped[str | None] = mapped_column(String(64))
+    login_user_id: Mapped[str | None] = mapped_column(String(64))
     username: Mapped[str | None] = mapped_column(String(64))
     profile_json: Mapped[str] = mapped_column(db.Text)
     token_ciphertext: Mapped[str] = mapped_column(db.Text)

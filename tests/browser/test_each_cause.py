@@ -148,3 +148,39 @@ def test_a_rate_limit_pauses_calls_and_test_now_waits_for_the_pause(browser, tmp
         assert_no_csp_violations(page)
         assert_no_raw_token(page)
         context.close()
+
+
+def test_a_personal_account_is_named_and_reconnecting_asks_for_a_professional_one(browser, live_dashboard):
+    """Issue 14: account_type PERSONAL is account_not_professional; reconnecting works once it is professional."""
+    context = browser.new_context(base_url=live_dashboard)
+    context.add_init_script(CSP_LISTENER)
+    page = context.new_page()
+    page.csp_console_messages = []
+    log_in(page, DEMO_MERCHANT)
+    ensure_connected(page)
+
+    press(page, "Switch to a personal account")
+    page.goto("/")
+    page.get_by_role("button", name="Test connection now").click()
+    card = page.locator("#instagram-card")
+    expect(card.locator(".state-badge")).to_have_text(re.compile("Disconnected by Instagram"))
+    expect(page.locator("#diagnosis-panel")).to_contain_text(
+        "The Instagram account is no longer a professional account"
+    )
+
+    # Still personal: the login is refused in plain words and nothing changes.
+    page.locator("#diagnosis-panel").get_by_role("button", name="Reconnect Instagram").click()
+    page.get_by_role("button", name="Allow").click()
+    page.wait_for_url(DASHBOARD)
+    expect(page.get_by_text("This Instagram account is a personal account")).to_be_visible()
+    expect(card.locator(".state-badge")).to_have_text(re.compile("Disconnected by Instagram"))
+
+    press(page, "Clear every problem")  # back to a Business account
+    page.goto("/")
+    page.locator("#diagnosis-panel").get_by_role("button", name="Reconnect Instagram").click()
+    page.get_by_role("button", name="Allow").click()
+    page.wait_for_url(DASHBOARD)
+    expect(page.get_by_text("Connection restored: @bloom_and_stem is connected again.")).to_be_visible()
+    assert_no_csp_violations(page)
+    assert_no_raw_token(page)
+    context.close()

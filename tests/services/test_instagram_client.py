@@ -7,7 +7,13 @@ import json
 import pytest
 import requests
 
-from webapp.services.meta.client import InstagramClient, MetaApiError, parse_error_body
+from webapp.services.meta.classifier import classify_error
+from webapp.services.meta.client import (
+    AccountNotProfessional,
+    InstagramClient,
+    MetaApiError,
+    parse_error_body,
+)
 
 API = "https://api.instagram.com"
 GRAPH = "https://graph.instagram.com"
@@ -99,6 +105,111 @@ def test_me_reads_the_profile_and_usage(client, requests_mock):
     assert profile.usage.highest_percent == 91
     assert profile.usage.regain_access_minutes == 12
     assert "user_id" in requests_mock.last_request.qs["fields"][0]
+
+
+def test_me_asks_for_documented_fields_and_keeps_both_ids(client, requests_mock):
+    """Issue 14, parts 5 and 7: user_id and username, then optional fields; /me's id is a different number."""
+    requests_mock.get(
+        f"{GRAPH}/v23.0/me", json={"user_id": "17841405822304914", "id": "9912345678901234", "username": "bloom"}
+    )
+    profile = client.me("IGAAlong")
+    fields = requests_mock.last_request.qs["fields"][0].split(",")
+    assert fields[:2] == ["user_id", "username"]
+    assert set(fields) == {"user_id", "username", "id", "name", "profile_picture_url", "account_type"}
+    assert (profile.user_id, profile.scoped_id) == ("17841405822304914", "9912345678901234")
+
+
+NONEXISTING_FIELD = {
+    "error": {
+        "message": "(#100) Tried accessing nonexisting field (account_type) on node type (User)",
+        "type": "IGApiException",
+        "code": 100,
+        "fbtrace_id": "AxY",
+    }
+}
+
+
+def test_a_refused_optional_field_is_dropped_once_and_not_asked_again(client, requests_mock):
+    """Issue 14, part 7: one retry with the required fields; this client then stops asking for it."""
+
+    def answer(request, context):
+        if "account_type" in request.qs["fields"][0]:
+            context.status_code = 400
+            return NONEXISTING_FIELD
+        return {"user_id": "17841405822304914", "username": "bloom", "id": "99"}
+
+    requests_mock.get(f"{GRAPH}/v23.0/me", json=answer)
+    assert client.me("IGAAlong").user_id == "17841405822304914"
+    asked = [request.qs["fields"][0] for request in requests_mock.request_history]
+    assert len(asked) == 2 and asked[1] == "user_id,username"
+    assert client.refused_profile_fields == {"account_type"}
+
+    profile = client.me("IGAAlong")
+    assert requests_mock.call_count == 3
+    assert requests_mock.last_request.qs["fields"][0] == "user_id,username,id,name,profile_picture_url"
+    assert profile.scoped_id == "99" and profile.account_type is None
+
+
+def test_a_field_refusal_that_names_no_field_we_asked_drops_every_optional_one(client, requests_mock):
+    refusal = {"error": {**NONEXISTING_FIELD["error"], "message": "(#100) Tried accessing nonexisting field ()"}}
+    requests_mock.get(
+        f"{GRAPH}/v23.0/me",
+        [{"status_code": 400, "json": refusal}, {"json": {"user_id": "1784", "username": "bloom"}}],
+    )
+    assert client.me("IGAAlong").username == "bloom"
+    assert client.refused_profile_fields == {"id", "name", "profile_picture_url", "account_type"}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "(#100) Tried accessing nonexisting field (user_id) on node type (User)",  # a required field
+        "(#100) The parameter fields is invalid",  # code 100, but no field refused
+    ],
+)
+def test_other_refusals_are_not_retried(client, requests_mock, message):
+    body = {"error": {**NONEXISTING_FIELD["error"], "message": message}}
+    requests_mock.get(f"{GRAPH}/v23.0/me", status_code=400, json=body)
+    with pytest.raises(MetaApiError, match="#100"):
+        client.me("IGAAlong")
+    assert requests_mock.call_count == 1 and client.refused_profile_fields == frozenset()
+
+
+def test_a_retry_that_fails_too_raises_its_own_error(client, requests_mock):
+    token_error = {"error": {"message": "Error validating access token", "type": "OAuthException", "code": 190}}
+    requests_mock.get(
+        f"{GRAPH}/v23.0/me",
+        [{"status_code": 400, "json": NONEXISTING_FIELD}, {"status_code": 400, "json": token_error}],
+    )
+    with pytest.raises(MetaApiError) as caught:
+        client.me("IGAAlong")
+    assert caught.value.code == 190 and requests_mock.call_count == 2
+
+
+@pytest.mark.parametrize("account_type", ["BUSINESS", "MEDIA_CREATOR", "SOMETHING_NEW", None])
+def test_professional_or_unknown_account_types_pass(client, requests_mock, account_type):
+    body = {"user_id": "1784", "username": "bloom", "account_type": account_type}
+    requests_mock.get(f"{GRAPH}/v23.0/me", json={k: v for k, v in body.items() if v})
+    assert client.me("IGAAlong").account_type == account_type
+
+
+def test_a_personal_account_is_refused_as_not_professional(client, requests_mock):
+    """account_type PERSONAL is the same fact as Meta's '(#10) The user is not an Instagram Business'."""
+    requests_mock.get(f"{GRAPH}/v23.0/me", json={"user_id": "1784", "username": "bloom", "account_type": "PERSONAL"})
+    with pytest.raises(AccountNotProfessional) as caught:
+        client.me("IGAAlong")
+    assert caught.value.account_type == "PERSONAL" and "PERSONAL" in str(caught.value)
+    classification = classify_error(caught.value)
+    assert classification.cause == "account_not_professional" and classification.needs_reconnect
+
+
+@pytest.mark.parametrize("body", [{"id": "99", "username": "bloom"}, {"user_id": {"id": "1"}}, {"user_id": ""}])
+def test_a_profile_without_the_account_id_is_malformed(client, requests_mock, body):
+    """/me's id is the app-scoped id, not the account's: it never stands in for a missing user_id."""
+    requests_mock.get(f"{GRAPH}/v23.0/me", json=body)
+    with pytest.raises(MetaApiError) as caught:
+        client.me("IGAAlong")
+    assert caught.value.failure == "malformed"
 
 
 @pytest.mark.parametrize(

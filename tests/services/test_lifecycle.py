@@ -104,6 +104,32 @@ def test_check_when_only_the_check_is_due(app, db, vault, meta_client, requests_
     assert row.username == "renamed" and row.last_checked_at == NOW and row.last_check_ok
 
 
+def test_a_check_that_finds_a_personal_account_records_account_not_professional(
+    app, db, vault, meta_client, requests_mock
+):
+    """Issue 14: account_type from /me no longer professional is the account_not_professional cause."""
+    connection = make_connection(issued_at=NOW - timedelta(days=2), check_due_at=NOW - timedelta(minutes=1))
+    requests_mock.get(
+        f"{GRAPH}/v23.0/me",
+        json={"user_id": connection.instagram_user_id, "username": "bloom", "account_type": "PERSONAL"},
+    )
+    assert run_cycle(app, vault, meta_client) == ["needs_reconnect"]
+    row = reload(db, connection)
+    assert (row.state, row.cause) == ("needs_reconnect", "account_not_professional")
+    assert row.due_at is None  # no more calls with this token until the merchant reconnects
+    event = db.session.scalars(select(ConnectionEvent).order_by(ConnectionEvent.id.desc())).first()
+    assert (event.kind, event.cause, event.actor_kind) == ("check_failed", "account_not_professional", "meta")
+    assert "PERSONAL" in event.message and "professional" in event.message
+
+
+def test_a_check_learns_the_app_scoped_id_it_did_not_know(app, db, vault, meta_client, requests_mock):
+    connection = make_connection(issued_at=NOW - timedelta(days=2), check_due_at=NOW - timedelta(minutes=1))
+    assert connection.instagram_scoped_id is None
+    requests_mock.get(f"{GRAPH}/v23.0/me", json={"user_id": connection.instagram_user_id, "id": "9900000000000042"})
+    assert run_cycle(app, vault, meta_client) == ["checked"]
+    assert reload(db, connection).instagram_scoped_id == "9900000000000042"
+
+
 def test_nothing_due_means_no_call(app, db, vault, meta_client, requests_mock):
     make_connection(issued_at=NOW - timedelta(days=1), check_due_at=NOW + timedelta(hours=1))
     assert run_cycle(app, vault, meta_client) == []

@@ -22,11 +22,11 @@ def merchant():
     return make_user(shop=make_shop(name="Bloom & Stem"))
 
 
-def log_in(app, merchant, now=NOW, policy: Policy = Policy()) -> linking.Linked:
+def log_in(app, merchant, now=NOW, short_grant: TokenGrant | None = None, policy: Policy = Policy()) -> linking.Linked:
     return linking.complete_connect(
         shop=merchant.shop,
         user=merchant,
-        short_grant=TokenGrant(access_token="IGQVshort"),
+        short_grant=short_grant or TokenGrant(access_token="IGQVshort"),
         client=app.extensions["instagram_client"],
         vault=app.extensions["token_vault"],
         now=now,
@@ -68,3 +68,91 @@ def test_a_new_connection_follows_the_configured_policy(app, merchant, requests_
     connection = log_in(app, merchant, policy=policy).connection
     assert connection.refresh_due_at == NOW + timedelta(days=2)
     assert connection.check_due_at == NOW + timedelta(minutes=30)
+
+
+def connection_with(**ids):
+    from webapp.models import InstagramConnection
+
+    return InstagramConnection(**ids)
+
+
+@pytest.mark.parametrize(
+    "stored,login,expected",
+    [
+        # The account's own id decides when both sides have it, even if an app-scoped id changed.
+        ({"instagram_user_id": "1784A", "instagram_scoped_id": "OLD"}, None, True),
+        ({"instagram_user_id": "1784B"}, "LOGIN", False),
+        # Connections from before the other ids were kept compare what they have, kind with kind.
+        ({"instagram_scoped_id": "SCOPED"}, None, True),
+        ({"login_user_id": "LOGIN"}, "LOGIN", True),
+        ({"login_user_id": "OTHER"}, "LOGIN", False),
+        # Never across kinds: an account id equal to another kind's number is not the same account.
+        ({"instagram_user_id": "LOGIN"}, "LOGIN", False),
+        ({}, "LOGIN", None),
+    ],
+)
+def test_same_account_compares_ids_kind_with_kind(stored, login, expected):
+    from webapp.services.meta.client import Profile
+
+    profile = Profile(user_id="1784A", scoped_id="SCOPED")
+    assert linking.same_account(connection_with(**stored), profile, login) is expected
+
+
+def test_a_login_stores_all_three_ids(app, merchant, requests_mock):
+    meta = FakeInstagram(requests_mock).install()
+    connection = log_in(app, merchant, short_grant=TokenGrant(access_token="IGQVshort", user_id=meta.login_user_id))
+    connection = connection.connection
+    assert (connection.instagram_user_id, connection.instagram_scoped_id, connection.login_user_id) == (
+        meta.user_id,
+        meta.scoped_id,
+        meta.login_user_id,
+    )
+
+
+def test_a_login_whose_other_ids_are_new_is_still_the_same_account(app, merchant, requests_mock):
+    """A new Meta app gives new app-scoped ids; the account's own id says it is the same account."""
+    meta = FakeInstagram(requests_mock).install()
+    log_in(app, merchant, short_grant=TokenGrant(access_token="IGQVshort", user_id=meta.login_user_id))
+    meta.scoped_id, meta.login_user_id = "9170000000000999", "2710000000000999"
+    meta.install()
+    again = log_in(
+        app, merchant, NOW + timedelta(days=1), TokenGrant(access_token="IGQVshort", user_id="2710000000000999")
+    )
+    assert again.kind == "reconnected"
+    assert (again.connection.instagram_scoped_id, again.connection.login_user_id) == (
+        "9170000000000999",
+        "2710000000000999",
+    )
+
+
+def test_a_switch_replaces_every_id_with_the_new_accounts(app, merchant, requests_mock):
+    meta = FakeInstagram(requests_mock).install()
+    log_in(app, merchant, short_grant=TokenGrant(access_token="IGQVshort", user_id=meta.login_user_id))
+    meta.user_id, meta.scoped_id, meta.username = "17841499999999999", None, "other_shop"
+    meta.install()
+    with pytest.raises(linking.AccountSwitchRequired):
+        log_in(app, merchant, NOW + timedelta(minutes=1), TokenGrant(access_token="IGQVshort", user_id="2719"))
+    switched = linking.confirm_switch(
+        shop=merchant.shop,
+        user=merchant,
+        vault=app.extensions["token_vault"],
+        now=NOW + timedelta(minutes=2),
+        client_fingerprint=FINGERPRINT,
+        policy=Policy(),
+    ).connection
+    # The old account's app-scoped id must not stay behind: a callback for it would hit the new account.
+    assert (switched.instagram_user_id, switched.instagram_scoped_id, switched.login_user_id) == (
+        "17841499999999999",
+        None,
+        "2719",
+    )
+
+
+def test_a_personal_account_is_refused_at_connect_and_nothing_is_stored(app, merchant, requests_mock):
+    from webapp.services.meta.client import AccountNotProfessional
+
+    FakeInstagram(requests_mock, account_type="PERSONAL").install()
+    with pytest.raises(AccountNotProfessional):
+        log_in(app, merchant)
+    connection = merchant.shop.instagram_connection
+    assert connection is None or (connection.state == "not_connected" and not connection.has_token)

@@ -113,7 +113,7 @@ def exchange_code(form: dict, client_id: str, client_secret: str, now: datetime)
     db.session.commit()
     return SandboxReply(
         200,
-        {"data": [{"access_token": token, "user_id": code.account.instagram_user_id, "permissions": code.scopes}]},
+        {"data": [{"access_token": token, "user_id": code.account.login_user_id, "permissions": code.scopes}]},
     )
 
 
@@ -244,22 +244,33 @@ def refresh(args: dict, now: datetime) -> SandboxReply:
     )
 
 
+# IG User fields the sandbox knows but does not fill in; any other field is refused as Graph does.
+OTHER_USER_FIELDS = frozenset({"biography", "followers_count", "follows_count", "media_count", "website"})
+
+
 def me(args: dict, now: datetime) -> SandboxReply:
     row, error = check_token(args.get("access_token"), now)
     if error:
         return error
     account = row.account
-    fields = {f.strip() for f in (args.get("fields") or "id,username").split(",")}
+    fields = [f.strip() for f in (args.get("fields") or "id,username").split(",") if f.strip()]
     profile = {
-        "id": account.instagram_user_id,
+        "id": account.scoped_id,
         "user_id": account.instagram_user_id,
         "username": account.username,
         "name": account.display_name,
         "account_type": account.account_type,
         "profile_picture_url": None,
     }
+    unknown = [name for name in fields if name not in profile and name not in OTHER_USER_FIELDS]
+    if unknown:
+        return graph_error(
+            100,
+            f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (User)",
+            error_type="IGApiException",
+        )
     body = {key: value for key, value in profile.items() if key in fields and value is not None}
-    body.setdefault("id", account.instagram_user_id)
+    body.setdefault("id", account.scoped_id)  # Graph always answers with the node's id
     reply = SandboxReply(200, body)
     reply.headers["X-App-Usage"] = '{"call_count":2,"total_cputime":1,"total_time":3}'
     return reply
@@ -280,6 +291,7 @@ ACTIONS = {
     "rate_limit": ("Rate-limit the next 5 calls", CauseId.RATE_LIMITED),
     "outage": ("Start or end an outage", CauseId.PROVIDER_ERROR),
     "age_token": ("Move the clock forward", CauseId.TOKEN_EXPIRED),
+    "switch_to_personal": ("Switch to a personal account", CauseId.ACCOUNT_NOT_PROFESSIONAL),
     "reset": ("Clear every problem", None),
 }
 
@@ -313,7 +325,11 @@ def apply_action(account: SandboxAccount, action: str, days: int = 0) -> str:
     elif action == "age_token":
         account.clock_offset_days += days
         result = f"Clock moved forward {days} day(s); now {account.clock_offset_days} day(s) ahead."
+    elif action == "switch_to_personal":
+        account.account_type = "PERSONAL"
+        result = "Switched to a personal account: /me answers account_type PERSONAL."
     elif action == "reset":
+        account.account_type = "BUSINESS"
         account.checkpointed = account.data_access_expired = account.outage = False
         account.removed_scopes = ""
         account.rate_limited_calls = 0

@@ -24,6 +24,12 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _derived_id(first_digit: str, kind: str, account_id: str) -> str:
+    """A 17-digit id of its own kind for the account: stable, and unlike its other ids."""
+    digest = hashlib.sha256(f"{kind}:{account_id}".encode()).digest()
+    return first_digit + str(int.from_bytes(digest[:8]) % 10**16).zfill(16)
+
+
 class SandboxAccount(Model):
     """A pretend Instagram professional account and the switches that reproduce Meta's revocations."""
 
@@ -48,6 +54,19 @@ class SandboxAccount(Model):
 
     def __repr__(self) -> str:
         return f"<SandboxAccount @{self.username}>"
+
+    # Meta gives one account several ids, each a different number (InstagramConnection says which is
+    # which); the sandbox does too, so code that mixes them up fails its tests. instagram_user_id is
+    # /me's `user_id`; the other two are derived from it so that they need no columns of their own.
+    @property
+    def scoped_id(self) -> str:
+        """/me's `id`, the app-scoped id."""
+        return _derived_id("9", "scoped", self.instagram_user_id)
+
+    @property
+    def login_user_id(self) -> str:
+        """The code exchange's `user_id`."""
+        return _derived_id("2", "login", self.instagram_user_id)
 
     @property
     def scopes(self) -> list[str]:

@@ -71,8 +71,12 @@ def act(account_id: int, action: str):
 
 
 def _send_deauthorize(account: SandboxAccount) -> str:
-    """POST a correctly signed deauthorize callback to the dashboard, as Meta would."""
-    payload = {"user_id": account.instagram_user_id, "algorithm": "HMAC-SHA256", "issued_at": int(time.time())}
+    """POST a correctly signed deauthorize callback to the dashboard, as Meta would.
+
+    Which of the account's ids Meta puts in it is not documented for Instagram Login; Meta's own
+    callbacks carry an app-scoped id, so the sandbox sends the login's, which is not /me's `user_id`.
+    """
+    payload = {"user_id": account.login_user_id, "algorithm": "HMAC-SHA256", "issued_at": int(time.time())}
     body = {"signed_request": signed_request.sign(payload, current_app.config["INSTAGRAM_CLIENT_SECRET"])}
     target = request.host_url.rstrip("/") + url_for("meta_requests.deauthorize")
     try:

@@ -70,9 +70,33 @@ def _parked_profile(profile: Profile, permissions: tuple[str, ...]) -> str:
     return json.dumps({**details, "permissions": list(permissions)})
 
 
-def _update_profile(connection: InstagramConnection, profile: Profile, permissions: tuple[str, ...]) -> None:
+def same_account(connection: InstagramConnection, profile: Profile, login_user_id: str | None) -> bool | None:
+    """Whether a login is the account the shop is linked to; None when no id is known on both sides.
+
+    Meta gives one account several ids (see InstagramConnection), so ids are compared kind with kind,
+    never across kinds. The account's own id decides when both sides have it: an app-scoped id would
+    change with the app, the account's own would not.
+    """
+    pairs = (
+        (connection.instagram_user_id, profile.user_id),
+        (connection.instagram_scoped_id, profile.scoped_id),
+        (connection.login_user_id, login_user_id),
+    )
+    for stored, new in pairs:
+        if stored and new:
+            return stored == new
+    return None
+
+
+def _update_profile(
+    connection: InstagramConnection, profile: Profile, permissions: tuple[str, ...], login_user_id: str | None
+) -> None:
     """Copy what Meta sent; an empty value never overwrites a stored one (promise 22)."""
     connection.instagram_user_id = profile.user_id
+    if profile.scoped_id:
+        connection.instagram_scoped_id = profile.scoped_id
+    if login_user_id:
+        connection.login_user_id = login_user_id
     for attribute in ("username", "profile_picture_url", "account_type"):
         value = getattr(profile, attribute)
         if value:
@@ -97,7 +121,8 @@ def complete_connect(
     """Finish the login: long-lived token, profile, then store; a different account must be confirmed.
 
     Raises AccountSwitchRequired (with the new account parked, encrypted) when the shop is still linked
-    to another Instagram account, and MetaApiError when Meta refuses a step.
+    to another Instagram account, AccountNotProfessional (nothing stored) when /me says the account is a
+    personal one, and MetaApiError when Meta refuses a step.
     """
     long_grant = client.exchange_for_long_lived(short_grant.access_token)
     profile = client.me(long_grant.access_token)
@@ -122,13 +147,15 @@ def _store_connect(
 ) -> Linked:
     """Store what Meta granted; park it instead when the shop is linked to another account."""
     connection = connection_for(shop)
-    linked_elsewhere = connection.instagram_user_id and connection.instagram_user_id != profile.user_id
+    linked_elsewhere = same_account(connection, profile, short_grant.user_id) is False
     if linked_elsewhere and connection.state != ConnectionState.NOT_CONNECTED:
         db.session.execute(db.delete(PendingConnection).where(PendingConnection.shop_id == shop.id))
         pending = PendingConnection(
             shop_id=shop.id,
             user_id=user.id,
             instagram_user_id=profile.user_id,
+            instagram_scoped_id=profile.scoped_id,
+            login_user_id=short_grant.user_id,
             username=profile.username,
             profile_json=_parked_profile(profile, short_grant.permissions),
             token_ciphertext=vault.encrypt(long_grant.access_token),
@@ -143,6 +170,7 @@ def _store_connect(
     kind = _apply_new_token(
         connection,
         profile,
+        short_grant.user_id,
         short_grant.permissions,
         long_grant.access_token,
         expires_at,
@@ -159,6 +187,7 @@ def _store_connect(
 def _apply_new_token(
     connection: InstagramConnection,
     profile: Profile,
+    login_user_id: str | None,
     permissions: tuple[str, ...],
     token: str,
     expires_at: datetime,
@@ -172,12 +201,12 @@ def _apply_new_token(
     """Store the new token and profile as a fresh, healthy start; return the kind of event recorded."""
     if switched_from:
         kind = "switched_account"
-    elif connection.connected_at is not None and connection.instagram_user_id == profile.user_id:
+    elif connection.connected_at is not None and same_account(connection, profile, login_user_id):
         kind = "reconnected"
     else:
         kind = "connected"
     previous_state = connection.state
-    _update_profile(connection, profile, permissions)
+    _update_profile(connection, profile, permissions, login_user_id)
     store_token(connection, token, vault, issued_at=now, expires_at=expires_at)
     # A refresh still in flight for the old token loses its lease with this write (promise 33).
     connection.lease_owner = connection.lease_expires_at = None
@@ -241,14 +270,16 @@ def confirm_switch(
     profile = Profile(**details)
     old_username = connection.username or "the previous account"
     token = vault.decrypt(pending.token_ciphertext)
-    # A new account's profile replaces the old one entirely, not field by field.
+    # A new account's profile and ids replace the old ones entirely, not field by field.
     connection.username = connection.display_name = connection.profile_picture_url = connection.account_type = None
+    connection.instagram_scoped_id = connection.login_user_id = None
     connection.granted_permissions = ""
     expires_at = pending.token_expires_at or now + LONG_LIVED_TOKEN_LIFETIME
     previous_state = connection.state
     kind = _apply_new_token(
         connection,
         profile,
+        pending.login_user_id,
         permissions,
         token,
         expires_at,

@@ -1,6 +1,8 @@
 """What Meta asks of us: a deauthorize (the app was removed) and a data deletion request.
 
-Each request is applied once: the same signed request again changes nothing.
+Each request is applied once: the same signed request again changes nothing. Its `user_id` may be
+any of the ids Meta gives the account (Meta does not document which for Instagram Login), so it
+finds connections and parked switches by any of them.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ import logging
 import secrets
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, MetaCallback, PendingConnection
 from webapp.services.connections.causes import CauseId
 from webapp.services.connections.diagnosis import store_diagnosis
-from webapp.services.connections.state import META, fenced_write, forget_token, record_event, set_state
+from webapp.services.connections.state import META, fenced_write, forget_token, known_as, record_event, set_state
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,7 @@ def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> 
         return 0
     issued = issued_at or int(now.timestamp())
     changed = 0
-    connections = db.session.scalars(
-        select(InstagramConnection).where(InstagramConnection.instagram_user_id == instagram_user_id)
-    ).all()
+    connections = db.session.scalars(select(InstagramConnection).where(known_as(instagram_user_id))).all()
     for connection in connections:
         # issued_at has whole seconds; a deauthorize from the same second as the connect still counts.
         if connection.connected_at and issued < int(connection.connected_at.timestamp()):
@@ -95,12 +95,11 @@ def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime)
                 MetaCallback.issued_at == issued_at,
             )
         ).scalar_one()
-    connections = db.session.scalars(
-        select(InstagramConnection).where(InstagramConnection.instagram_user_id == instagram_user_id)
-    ).all()
+    connections = db.session.scalars(select(InstagramConnection).where(known_as(instagram_user_id))).all()
     for connection in connections:
         forget_token(connection)
-        connection.instagram_user_id = connection.username = connection.display_name = None
+        connection.instagram_user_id = connection.instagram_scoped_id = connection.login_user_id = None
+        connection.username = connection.display_name = None
         connection.profile_picture_url = connection.account_type = None
         connection.granted_permissions = ""
         set_state(connection, ConnectionState.NOT_CONNECTED, now)
@@ -117,7 +116,15 @@ def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime)
             message="Instagram data deleted at the account owner's request "
             f"(confirmation {callback.confirmation_code}).",
         )
-    db.session.execute(db.delete(PendingConnection).where(PendingConnection.instagram_user_id == instagram_user_id))
+    db.session.execute(
+        db.delete(PendingConnection).where(
+            or_(
+                PendingConnection.instagram_user_id == instagram_user_id,
+                PendingConnection.instagram_scoped_id == instagram_user_id,
+                PendingConnection.login_user_id == instagram_user_id,
+            )
+        )
+    )
     callback.status = "completed"
     callback.completed_at = now
     callback.connections_affected = len(connections)

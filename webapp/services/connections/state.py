@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
@@ -140,9 +140,14 @@ def forget_token(connection: InstagramConnection) -> None:
     connection.schedule()
 
 
-def connection_ids_for(instagram_user_id: str) -> list[int]:
-    return list(
-        db.session.scalars(
-            select(InstagramConnection.id).where(InstagramConnection.instagram_user_id == instagram_user_id)
-        )
+def known_as(meta_user_id: str) -> ColumnElement[bool]:
+    """Connections Meta may mean by this id: it has several for one account and does not say which it sent."""
+    return or_(
+        InstagramConnection.instagram_user_id == meta_user_id,
+        InstagramConnection.instagram_scoped_id == meta_user_id,
+        InstagramConnection.login_user_id == meta_user_id,
     )
+
+
+def connection_ids_for(meta_user_id: str) -> list[int]:
+    return list(db.session.scalars(select(InstagramConnection.id).where(known_as(meta_user_id))))

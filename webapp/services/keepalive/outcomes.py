@@ -211,6 +211,11 @@ def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> Summa
             connection.username = profile.username
         if profile.profile_picture_url:
             connection.profile_picture_url = profile.profile_picture_url
+        if profile.account_type:
+            connection.account_type = profile.account_type
+        # Connections made before the app-scoped id was kept learn it here, so Meta's callbacks find them.
+        if profile.scoped_id and not connection.instagram_scoped_id and profile.user_id == connection.instagram_user_id:
+            connection.instagram_scoped_id = profile.scoped_id
         kind, message = "checked", "Health check passed."
         summary = Summary.CHECKED
     connection.last_checked_at = now

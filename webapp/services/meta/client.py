@@ -5,6 +5,7 @@ No Flask imports: the web app, the worker and the sandbox tests all use it the s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -14,7 +15,19 @@ from webapp.logging_filters import redact, remove_secrets
 from webapp.services.meta import bounded_json
 from webapp.services.meta.http_deadline import deadline_session
 
-PROFILE_FIELDS = "user_id,username,name,profile_picture_url,account_type"
+# /me asks for what Meta documents. `user_id` and `username` come from Instagram Login's "Get started"
+# (the professional account's id and name); the rest are optional: `id` (the app-scoped id), `name`
+# and `profile_picture_url` from the IG User reference, and `account_type`, which Meta documents only
+# for the retired Basic Display API. Should Meta refuse an optional field, /me is asked again with
+# the required ones only, and this client stops asking for the refused field (InstagramClient.me).
+PROFILE_REQUIRED_FIELDS = ("user_id", "username")
+PROFILE_OPTIONAL_FIELDS = ("id", "name", "profile_picture_url", "account_type")
+PROFILE_FIELDS = ",".join(PROFILE_REQUIRED_FIELDS + PROFILE_OPTIONAL_FIELDS)
+# Graph's refusal of a field: "(#100) Tried accessing nonexisting field (account_type) on node type (User)".
+NONEXISTING_FIELD = re.compile(r"nonexisting field(?:s)?\s*\(([^)]*)\)", re.IGNORECASE)
+# account_type's documented values (Basic Display's User reference) are BUSINESS, MEDIA_CREATOR and
+# PERSONAL. Only PERSONAL says "not professional"; a value Meta never documented disconnects nobody.
+PERSONAL_ACCOUNT_TYPE = "PERSONAL"
 # Meta's rule: a long-lived token lasts 60 days from its issue or its last refresh.
 LONG_LIVED_TOKEN_LIFETIME = timedelta(days=60)
 SECRET_PARAMETERS = frozenset({"access_token", "client_secret", "code", "fb_exchange_token", "input_token"})
@@ -68,13 +81,25 @@ class TokenGrant:
 
 @dataclass(frozen=True)
 class Profile:
+    """What /me says about the token's account.
+
+    `user_id` is /me's `user_id`, the Instagram professional account's id (the id webhooks carry as
+    `entry.id`); `scoped_id` is /me's `id`, the app-scoped id. Meta documents them as different numbers.
+    """
+
     user_id: str
     username: str | None = None
     name: str | None = None
     profile_picture_url: str | None = None
     account_type: str | None = None
+    scoped_id: str | None = None
     # The usage headers of the answer it came in (not part of the profile's identity).
     usage: Usage = field(default_factory=Usage, compare=False)
+
+    @property
+    def is_personal(self) -> bool:
+        """Meta says the account is a personal one; an absent or undocumented account_type says nothing."""
+        return (self.account_type or "").upper() == PERSONAL_ACCOUNT_TYPE
 
 
 class MetaApiError(Exception):
@@ -128,6 +153,31 @@ class MetaApiError(Exception):
 
     def as_dict(self) -> dict:
         return {"code": self.code, "subcode": self.subcode, "type": self.type, "message": self.message}
+
+
+class AccountNotProfessional(MetaApiError):
+    """/me answered, but for a personal account: the Instagram API serves only professional accounts.
+
+    Meta itself refuses such an account with "(#10) The user is not an Instagram Business"; this is the
+    same fact read from account_type, and the classifier names both `account_not_professional`.
+    """
+
+    def __init__(self, account_type: str, *, usage: Usage | None = None):
+        super().__init__(
+            f"Instagram reports the account type {account_type}: not a professional account (Business or Creator).",
+            usage=usage,
+        )
+        self.account_type = account_type
+
+
+def refused_fields(error: MetaApiError) -> set[str] | None:
+    """The fields a Graph error says do not exist (an empty set when it names none), or None for other errors."""
+    if error.code != 100:
+        return None
+    match = NONEXISTING_FIELD.search(error.message)
+    if match is None:
+        return None
+    return {name.strip() for name in match.group(1).split(",") if name.strip()}
 
 
 def _int_or_none(value) -> int | None:
@@ -224,6 +274,8 @@ class InstagramClient:
         self.graph_version = graph_version
         self.timeout = timeout
         self.session = session or deadline_session(timeout)
+        # Optional /me fields Meta refused for this app; replaced whole, so threads never see half a set.
+        self.refused_profile_fields: frozenset[str] = frozenset()
 
     def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
         """Exchange an authorization code for a short-lived token (valid one hour)."""
@@ -266,22 +318,45 @@ class InstagramClient:
         return self._grant(body, usage)
 
     def me(self, token: str) -> Profile:
-        """Fetch the professional account behind the token."""
-        body, usage = self._call(
-            "GET",
-            f"{self.graph_base}/{self.graph_version}/me",
-            params={"fields": PROFILE_FIELDS, "access_token": token},
-        )
-        user_id = body.get("user_id") or body.get("id")
-        if not user_id:
-            raise MetaApiError("profile response has no user id", failure="malformed")
-        return Profile(
+        """Fetch the professional account behind the token.
+
+        Raises AccountNotProfessional when Meta says the account is a personal one, and MetaApiError
+        when the call fails. An optional field Meta refuses is dropped: /me is asked once more with
+        the required fields only, and the refused field is not asked for again.
+        """
+        optional = [name for name in PROFILE_OPTIONAL_FIELDS if name not in self.refused_profile_fields]
+        try:
+            body, usage = self._profile(token, [*PROFILE_REQUIRED_FIELDS, *optional])
+        except MetaApiError as error:
+            refused = refused_fields(error)
+            if refused is None or not optional or refused & set(PROFILE_REQUIRED_FIELDS):
+                raise
+            # A refusal that names no field we asked for optionally: stop asking for all of them.
+            named = refused & set(optional)
+            self.refused_profile_fields = self.refused_profile_fields | (named or set(optional))
+            body, usage = self._profile(token, list(PROFILE_REQUIRED_FIELDS))
+        user_id = body.get("user_id")
+        if not user_id or isinstance(user_id, dict | list | bool):
+            raise MetaApiError("profile response has no user_id", failure="malformed", usage=usage)
+        scoped_id = body.get("id")
+        profile = Profile(
             user_id=str(user_id),
             username=body.get("username") or None,
             name=body.get("name") or None,
             profile_picture_url=body.get("profile_picture_url") or None,
             account_type=body.get("account_type") or None,
+            scoped_id=str(scoped_id) if scoped_id and not isinstance(scoped_id, dict | list | bool) else None,
             usage=usage,
+        )
+        if profile.is_personal:
+            raise AccountNotProfessional(str(profile.account_type), usage=usage)
+        return profile
+
+    def _profile(self, token: str, fields: list[str]) -> tuple[dict, Usage]:
+        return self._call(
+            "GET",
+            f"{self.graph_base}/{self.graph_version}/me",
+            params={"fields": ",".join(fields), "access_token": token},
         )
 
     def _grant(self, body: dict, usage: Usage) -> TokenGrant:

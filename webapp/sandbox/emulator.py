@@ -318,7 +318,7 @@ def apply_action(account: SandboxAccount, action: str, days: int = 0) -> str:
         result = "Data access expired (190/493)."
     elif action == "rate_limit":
         account.rate_limited_calls = 5
-        result = "The next 5 calls answer code 4 (rate limited)."
+        result = "The next 5 calls about this account answer code 80002 (its own rate limit; other shops go on)."
     elif action == "outage":
         account.outage = not account.outage
         result = "Outage started: calls answer HTTP 500, code 2." if account.outage else "Outage over."

@@ -69,8 +69,9 @@ class Claim:
 
 
 def app_paused_until(now: datetime) -> datetime | None:
-    pause = db.session.get(RateLimitPause, "app")
-    return pause.until if pause is not None and pause.until > now else None
+    # One column, no ORM object: the card's poll asks this on every request.
+    until = db.session.scalar(select(RateLimitPause.until).where(RateLimitPause.scope == "app"))
+    return until if until is not None and until > now else None
 
 
 def pause_in_force(connection: InstagramConnection, now: datetime) -> datetime | None:

@@ -1,0 +1,103 @@
+"""Adversarial review of issue 14's changes: each test names the bug it shows."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import TEST_CLIENT_SECRET
+from tests.instagram_helpers import FakeInstagram, connect
+from webapp.models import ConnectionEvent, InstagramConnection
+from webapp.services.meta.signed_request import sign
+
+GRAPH = "https://graph.instagram.com"
+USER_ID = "17841400000000001"
+USERNAME = "bloom_and_stem"
+
+
+@pytest.fixture
+def instagram_account() -> dict:
+    return {"user_id": USER_ID, "username": USERNAME}
+
+
+def the_connection(db) -> InstagramConnection:
+    db.session.expire_all()
+    return db.session.scalar(select(InstagramConnection))
+
+
+def signed(user_id=USER_ID):
+    return sign({"user_id": user_id, "algorithm": "HMAC-SHA256", "issued_at": int(time.time())}, TEST_CLIENT_SECRET)
+
+
+def fail_check(client, auth, requests_mock, body, status=400, headers=None):
+    requests_mock.get(f"{GRAPH}/v23.0/me", status_code=status, json=body, headers=headers or {})
+    response = client.post("/instagram/test", data={"csrf_token": auth.csrf_token("/")})
+    assert response.status_code in (200, 302)
+
+
+def test_data_deletion_leaves_the_accounts_id_in_the_stored_usage_headers(client, auth, connected, requests_mock, db):
+    """Bug: 0012 keeps X-Business-Use-Case-Usage on the connection, keyed by the Instagram account's id;
+    a data-deletion request clears the ids and profile but not `usage`, so the account's id survives."""
+    usage = {USER_ID: [{"type": "instagram", "call_count": 100, "estimated_time_to_regain_access": 5}]}
+    body = {"error": {"message": "Too many calls", "type": "OAuthException", "code": 80002, "is_transient": True}}
+    fail_check(client, auth, requests_mock, body, headers={"X-Business-Use-Case-Usage": json.dumps(usage)})
+    assert USER_ID in json.dumps(the_connection(db).usage)  # kept, as 0012 intends
+    response = client.post("/instagram/data-deletion", data={"signed_request": signed()})
+    assert response.status_code == 200
+    row = the_connection(db)
+    assert row.instagram_user_id is None  # the ids are gone...
+    assert USER_ID not in json.dumps(row.usage)  # ...but not from the usage headers
+
+
+def test_data_deletion_leaves_metas_words_for_the_owner_on_the_events(client, auth, connected, requests_mock, db):
+    """Bug: 0011 keeps error_user_title/error_user_msg on connection_events; a data-deletion request
+    replaces each event's message and id but leaves these two columns (Meta's words to that account owner)."""
+    body = {
+        "error": {
+            "message": "Error validating access token: The user is enrolled in a blocking, logged-in checkpoint",
+            "type": "OAuthException",
+            "code": 190,
+            "error_subcode": 490,
+            "error_user_title": f"@{USERNAME}, confirm your identity",
+            "error_user_msg": f"Log in to Instagram as @{USERNAME} and follow the steps.",
+        }
+    }
+    fail_check(client, auth, requests_mock, body)
+    assert client.post("/instagram/data-deletion", data={"signed_request": signed()}).status_code == 200
+    db.session.expire_all()
+    leftovers = [
+        (e.kind, e.meta_user_title, e.meta_user_message)
+        for e in db.session.scalars(select(ConnectionEvent))
+        if USERNAME in (e.meta_user_title or "") + (e.meta_user_message or "")
+    ]
+    assert leftovers == []
+
+
+def test_data_deletion_misses_the_accounts_events_on_a_shop_that_switched_away(
+    client, auth, connected, requests_mock, db
+):
+    """Bug: request_data_deletion scrubs only the events of connections still linked to the account;
+    a shop that switched to another account keeps the first account's id and name in its history."""
+    other = FakeInstagram(
+        requests_mock,
+        user_id="17841400000000999",
+        scoped_id="9170000000000999",
+        login_user_id="2710000000000999",
+        username="other_account",
+        long_token="IGAAlong-lived-token-0999",
+    ).install()
+    connect(client, auth, code="code-999")
+    client.post("/instagram/switch", data={"csrf_token": auth.csrf_token("/instagram/switch")})
+    row = the_connection(db)
+    assert row.instagram_user_id == other.user_id, "the switch did not go through"
+    assert client.post("/instagram/data-deletion", data={"signed_request": signed()}).status_code == 200
+    db.session.expire_all()
+    mentions = [
+        (e.kind, e.instagram_user_id, e.message)
+        for e in db.session.scalars(select(ConnectionEvent))
+        if e.instagram_user_id == USER_ID or USERNAME in (e.message or "")
+    ]
+    assert mentions == []

@@ -16,6 +16,7 @@ from webapp.services.meta.signed_request import sign
 GRAPH = "https://graph.instagram.com"
 USER_ID = "17841400000000001"
 USERNAME = "bloom_and_stem"
+REPEATS = 60  # forged refusals one merchant sends in the App health test
 
 
 @pytest.fixture
@@ -101,3 +102,47 @@ def test_data_deletion_misses_the_accounts_events_on_a_shop_that_switched_away(
         if e.instagram_user_id == USER_ID or USERNAME in (e.message or "")
     ]
     assert mentions == []
+
+
+def test_a_forged_callback_link_with_a_made_up_state_records_no_refusal(client, merchant, db):
+    """Bug: a link to /instagram/callback?code=..&state=<made up>, opened by a logged-in merchant (SameSite=Lax
+    lets a top-level navigation from any site carry the cookie), records a connect_refused_reply_check event
+    in the shop's history and on the admins' App health page. The error-reply branch checks the state
+    first ("a forged error link is not Meta's answer", take_reply_state); the code-reply branch records anyway."""
+    for attempt in range(3):
+        client.get(f"/instagram/callback?code=anything&state=forged-{attempt}")
+    kinds = db.session.scalars(select(ConnectionEvent.kind)).all()
+    assert kinds == []
+
+
+def test_one_merchant_cannot_push_the_apps_real_errors_off_the_app_health_page(client, auth, merchant, db, now):
+    """Bug: refused logins are recorded without any limit, with Meta's (here: the merchant's own) words and a
+    cause classified from them; App health lists only the newest 50. A merchant who starts logins and
+    answers each with ?error=...&error_description=<any text> (their own valid state) fills the list with
+    operator-level alarms and hides the app's real errors."""
+    from urllib.parse import quote
+
+    from tests.factories import make_shop, make_user
+    from tests.instagram_helpers import start_connect
+    from webapp.services.connections.causes import CauseId
+    from webapp.services.connections.state import SYSTEM, connection_for, record_event
+
+    real = connection_for(make_shop(name="Rose Garden"))
+    record_event(
+        real,
+        "check_failed",
+        now,
+        SYSTEM,
+        cause=CauseId.APP_MISCONFIGURED,
+        meta_code=3,
+        message="(#3) Application does not have the capability to make this API call.",
+    )
+    db.session.commit()
+    forged = quote("Error validating verification code. Please make sure your redirect_uri is identical")
+    for _ in range(REPEATS):
+        _, state, _ = start_connect(client, auth.csrf_token("/"))
+        client.get(f"/instagram/callback?error=invalid_request&error_description={forged}&state={state}")
+    auth.logout()
+    auth.login_as(make_user(role="admin", email="boss@support.example"))
+    page = client.get("/admin/app-health").get_data(as_text=True)
+    assert "does not have the capability" in page

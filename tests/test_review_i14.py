@@ -146,3 +146,58 @@ def test_one_merchant_cannot_push_the_apps_real_errors_off_the_app_health_page(c
     auth.login_as(make_user(role="admin", email="boss@support.example"))
     page = client.get("/admin/app-health").get_data(as_text=True)
     assert "does not have the capability" in page
+
+
+PASSWORD_CHANGED = {
+    "error": {
+        "message": "Error validating access token: The session has been invalidated because the user changed "
+        "their password or Facebook has changed the session for security reasons.",
+        "type": "OAuthException",
+        "code": 190,
+        "error_subcode": 460,
+    }
+}
+OUTAGE = {
+    "error": {
+        "message": "An unexpected error has occurred. Please retry your request later.",
+        "code": 2,
+        "type": "OAuthException",
+        "is_transient": True,
+    }
+}
+
+
+def test_a_passing_outage_during_test_now_is_not_quoted_as_evidence_of_the_break(
+    client, auth, connected, requests_mock, db
+):
+    """Bug: "Test now" on a broken connection that meets a passing outage keeps it broken (right) but
+    overwrites last_error_message, and store_diagnosis then stores the outage's text as
+    "Instagram's message" beside the password change: the page, mail and support quote the wrong error."""
+    fail_check(client, auth, requests_mock, PASSWORD_CHANGED)
+    row = the_connection(db)
+    assert (row.state, row.cause) == ("needs_reconnect", "password_changed")
+    fail_check(client, auth, requests_mock, OUTAGE, status=500)
+    row = the_connection(db)
+    assert (row.state, row.cause) == ("needs_reconnect", "password_changed")
+    evidence = " ".join(row.diagnosis["causes"][0]["evidence"])
+    assert "unexpected error" not in evidence, evidence
+
+
+def test_test_now_failing_again_for_the_same_reason_keeps_the_checklist_ticks(
+    client, auth, pinned_clock, connected, requests_mock, db
+):
+    """Bug: the incident key of checklist ticks is the newest failure event of the cause, not the incident's
+    start (connection.incident_started_at). A merchant ticks a step, presses "Test now" to see whether it
+    helped, Instagram refuses again for the same reason: the stored diagnosis gets a new key and the ticks vanish."""
+    import re
+    from datetime import timedelta
+
+    from webapp import clock
+
+    fail_check(client, auth, requests_mock, PASSWORD_CHANGED)
+    incident = re.search(r'name="incident" value="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+    client.post("/checklist", data={"csrf_token": auth.csrf_token("/"), "item": 0, "incident": incident})
+    assert 'aria-pressed="true"' in client.get("/").get_data(as_text=True)
+    clock.pin(pinned_clock + timedelta(minutes=5))  # five minutes later the merchant tests again
+    fail_check(client, auth, requests_mock, PASSWORD_CHANGED)
+    assert 'aria-pressed="true"' in client.get("/").get_data(as_text=True)

@@ -201,3 +201,25 @@ def test_test_now_failing_again_for_the_same_reason_keeps_the_checklist_ticks(
     clock.pin(pinned_clock + timedelta(minutes=5))  # five minutes later the merchant tests again
     fail_check(client, auth, requests_mock, PASSWORD_CHANGED)
     assert 'aria-pressed="true"' in client.get("/").get_data(as_text=True)
+
+
+def test_a_deauthorize_for_a_parked_accounts_id_drops_the_parked_switch(client, auth, connected, db, requests_mock):
+    """Bug (claimed by 5b3c799, "Meta's deauthorize and data-deletion callbacks match a connection or a parked
+    switch by any of them"): apply_deauthorize never looks at pending_connections. The account waiting for
+    "switch" removes the app; confirming the switch within 15 minutes still stores its revoked token as healthy."""
+    from webapp.models import PendingConnection
+
+    parked = FakeInstagram(
+        requests_mock,
+        user_id="17841400000000077",
+        scoped_id="9170000000000077",
+        login_user_id="2710000000000077",
+        username="parked_account",
+        long_token="IGAAlong-lived-token-0077",
+    ).install()
+    assert connect(client, auth, code="code-077").headers["Location"].endswith("/instagram/switch")
+    assert (
+        client.post("/instagram/deauthorize", data={"signed_request": signed(parked.login_user_id)}).status_code == 200
+    )
+    db.session.expire_all()
+    assert db.session.scalar(select(PendingConnection)) is None

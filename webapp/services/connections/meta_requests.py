@@ -107,7 +107,12 @@ def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime)
         db.session.execute(
             db.update(ConnectionEvent)
             .where(ConnectionEvent.connection_id == connection.id)
-            .values(instagram_user_id=None, message="(Instagram details deleted at the account owner's request)")
+            .values(
+                instagram_user_id=None,
+                meta_user_title=None,
+                meta_user_message=None,
+                message="(Instagram details deleted at the account owner's request)",
+            )
         )
         record_event(
             connection,

@@ -102,11 +102,17 @@ def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime)
         connection.username = connection.display_name = None
         connection.profile_picture_url = connection.account_type = None
         connection.granted_permissions = ""
+        connection.usage = connection.usage_percent = connection.usage_seen_at = None  # keyed by the account's id
         set_state(connection, ConnectionState.NOT_CONNECTED, now)
         db.session.execute(
             db.update(ConnectionEvent)
             .where(ConnectionEvent.connection_id == connection.id)
-            .values(instagram_user_id=None, message="(Instagram details deleted at the account owner's request)")
+            .values(
+                instagram_user_id=None,
+                meta_user_title=None,
+                meta_user_message=None,
+                message="(Instagram details deleted at the account owner's request)",
+            )
         )
         record_event(
             connection,

@@ -76,7 +76,10 @@ def callback():
     try:
         short_grant = grant_from(instagram_login().authorize_access_token())
     except MismatchingStateError:
-        return _refused(connect_errors.from_reply_check(state_mismatch=True, detail="state did not match"), status=400)
+        # Not a reply to a login this browser started (or one already used): nothing to record, since a
+        # link anyone can forge must not fill the shop's history or the app health page.
+        refusal = connect_errors.from_reply_check(state_mismatch=True, detail="state did not match")
+        return _refused(refusal, status=400, record=False)
     except OAuthError as error:
         detail = f"incomplete reply: {error.error}"
         return _refused(connect_errors.from_reply_check(state_mismatch=False, detail=detail), status=400)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Row, and_, func, or_, select
 
 from webapp.extensions import db
 from webapp.logging_filters import redact
@@ -83,20 +83,22 @@ def recent_errors(now: datetime, *, days: int = 30, limit: int = 50) -> list[App
             ConnectionEvent.meta_code.in_(APP_WIDE_RATE_LIMIT_CODES),
         ),
     )
-    rows = db.session.execute(
-        select(ConnectionEvent, Shop.id, Shop.name)
-        .join(InstagramConnection, InstagramConnection.id == ConnectionEvent.connection_id)
-        .join(Shop, Shop.id == InstagramConnection.shop_id)
-        .where(
-            ConnectionEvent.occurred_at >= now - timedelta(days=days),
-            or_(
-                ConnectionEvent.kind.in_(REFUSAL_KINDS.values()),
-                and_(ConnectionEvent.kind.in_(KEEPALIVE_FAILURE_KINDS), app_wide),
-            ),
-        )
-        .order_by(ConnectionEvent.occurred_at.desc(), ConnectionEvent.id.desc())
-        .limit(limit)
-    ).all()
+    # Refused logins and the keep-alive's failures are read separately, each up to `limit`: a merchant
+    # answering many logins of their own with made-up error words cannot push the app's failures off.
+    rows: list[Row[tuple[ConnectionEvent, int, str]]] = []
+    for kinds in (
+        ConnectionEvent.kind.in_(REFUSAL_KINDS.values()),
+        and_(ConnectionEvent.kind.in_(KEEPALIVE_FAILURE_KINDS), app_wide),
+    ):
+        rows += db.session.execute(
+            select(ConnectionEvent, Shop.id, Shop.name)
+            .join(InstagramConnection, InstagramConnection.id == ConnectionEvent.connection_id)
+            .join(Shop, Shop.id == InstagramConnection.shop_id)
+            .where(ConnectionEvent.occurred_at >= now - timedelta(days=days), kinds)
+            .order_by(ConnectionEvent.occurred_at.desc(), ConnectionEvent.id.desc())
+            .limit(limit)
+        ).all()
+    rows.sort(key=lambda row: (row[0].occurred_at, row[0].id), reverse=True)
     errors = []
     for event, shop_id, shop_name in rows:
         step = STEP_OF_KIND.get(event.kind)

@@ -192,7 +192,7 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
         return entry
 
     failure = next((e for e in reversed(current) if e.cause == connection.cause), None)
-    incident_started = failure.occurred_at if failure else connection.state_changed_at
+    incident_started = _incident_start(connection, failure)
     deauthorized = next((e for e in reversed(current) if e.kind == "deauthorized"), None)
     if deauthorized:
         add(
@@ -308,6 +308,16 @@ def _doubts(
                 f"{_age(left)} later: it had not reached its end, so we are not sure."
             ]
     return []
+
+
+def _incident_start(connection: InstagramConnection, failure: ConnectionEvent | None) -> datetime | None:
+    """When this stretch of trouble began: the key of its checklist ticks, so a later failure for the same
+    reason (a "Test now", a retry) keeps them."""
+    if connection.state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is not None:
+        return connection.incident_started_at
+    if connection.state in (ConnectionState.DEGRADED, ConnectionState.EXPIRING) and connection.failing_since:
+        return connection.failing_since
+    return failure.occurred_at if failure else connection.state_changed_at
 
 
 def _incident_began(

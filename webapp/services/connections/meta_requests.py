@@ -11,7 +11,7 @@ import logging
 import secrets
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
@@ -75,6 +75,7 @@ def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> 
         )
         store_diagnosis(connection, now)
         changed += 1
+    _drop_parked_switches(instagram_user_id)  # its token is the one Meta just revoked
     callback.status = "completed"
     callback.completed_at = now
     callback.connections_affected = changed
@@ -96,6 +97,10 @@ def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime)
             )
         ).scalar_one()
     connections = db.session.scalars(select(InstagramConnection).where(known_as(instagram_user_id))).all()
+    ids = {instagram_user_id} | {
+        known for c in connections for known in (c.instagram_user_id, c.instagram_scoped_id, c.login_user_id) if known
+    }
+    _scrub_switched_away_history(ids, {c.id for c in connections})
     for connection in connections:
         forget_token(connection)
         connection.instagram_user_id = connection.instagram_scoped_id = connection.login_user_id = None
@@ -111,7 +116,7 @@ def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime)
                 instagram_user_id=None,
                 meta_user_title=None,
                 meta_user_message=None,
-                message="(Instagram details deleted at the account owner's request)",
+                message=DELETED_DETAILS,
             )
         )
         record_event(
@@ -122,17 +127,52 @@ def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime)
             message="Instagram data deleted at the account owner's request "
             f"(confirmation {callback.confirmation_code}).",
         )
-    db.session.execute(
-        db.delete(PendingConnection).where(
-            or_(
-                PendingConnection.instagram_user_id == instagram_user_id,
-                PendingConnection.instagram_scoped_id == instagram_user_id,
-                PendingConnection.login_user_id == instagram_user_id,
-            )
-        )
-    )
+    _drop_parked_switches(instagram_user_id)
     callback.status = "completed"
     callback.completed_at = now
     callback.connections_affected = len(connections)
     db.session.commit()
     return callback
+
+
+DELETED_DETAILS = "(Instagram details deleted at the account owner's request)"
+
+
+def _scrub_switched_away_history(ids: set[str], still_linked: set[int]) -> None:
+    """Scrub the account from the history of shops that switched to another account since.
+
+    Their events up to the switch away (which names the account) are the account's; later ones belong
+    to the account the shop uses now and stay as they are.
+    """
+    rows = db.session.execute(
+        select(ConnectionEvent.connection_id, func.max(ConnectionEvent.occurred_at))
+        .where(ConnectionEvent.instagram_user_id.in_(ids), ConnectionEvent.connection_id.not_in(still_linked or {0}))
+        .group_by(ConnectionEvent.connection_id)
+    ).all()
+    for connection_id, last_seen in rows:
+        switch = db.session.scalar(
+            select(func.min(ConnectionEvent.occurred_at)).where(
+                ConnectionEvent.connection_id == connection_id,
+                ConnectionEvent.kind.in_(("switched_account", "connected")),
+                ConnectionEvent.occurred_at >= last_seen,
+                ConnectionEvent.instagram_user_id.is_(None) | ConnectionEvent.instagram_user_id.not_in(ids),
+            )
+        )
+        db.session.execute(
+            db.update(ConnectionEvent)
+            .where(ConnectionEvent.connection_id == connection_id, ConnectionEvent.occurred_at <= (switch or last_seen))
+            .values(instagram_user_id=None, meta_user_title=None, meta_user_message=None, message=DELETED_DETAILS)
+        )
+
+
+def _drop_parked_switches(meta_user_id: str) -> None:
+    """A switch to this account waiting for the merchant's confirmation cannot go ahead: drop it."""
+    db.session.execute(
+        db.delete(PendingConnection).where(
+            or_(
+                PendingConnection.instagram_user_id == meta_user_id,
+                PendingConnection.instagram_scoped_id == meta_user_id,
+                PendingConnection.login_user_id == meta_user_id,
+            )
+        )
+    )

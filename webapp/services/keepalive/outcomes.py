@@ -235,8 +235,14 @@ def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> Summa
 
 def _apply_failure(connection, outcome, classification: Classification, now, policy, rng) -> Summary:
     error = outcome.error
-    connection.last_error_code, connection.last_error_subcode = error.code, error.subcode
-    connection.last_error_message = error.message[:1000]
+    passing_trouble_on_a_break = (
+        connection.state == ConnectionState.NEEDS_RECONNECT and not classification.needs_reconnect
+    )
+    if not passing_trouble_on_a_break:
+        # A passing outage met while testing an already broken connection is not the break's evidence:
+        # Meta's answer that ended the connection stays the one the diagnosis quotes.
+        connection.last_error_code, connection.last_error_subcode = error.code, error.subcode
+        connection.last_error_message = error.message[:1000]
     connection.last_checked_at = now
     connection.last_check_ok = False
     if outcome.work == Work.REFRESH:

@@ -140,6 +140,7 @@ def test_bad_state_is_refused_and_nothing_is_stored(app, client, auth, merchant,
     else:
         with client.session_transaction() as session:
             session[f"_state_instagram_{state}"]["exp"] = time.time() - 1
+            session.modified = True  # a nested change; the cookie goes out only when the session says it changed
         url = f"/instagram/callback?code=c&state={state}"
     response = client.get(url)
     assert response.status_code == 400

@@ -136,6 +136,9 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "SESSION_COOKIE_SECURE": production,
         "REMEMBER_COOKIE_SECURE": production,
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=_int(env, "SESSION_ABSOLUTE_HOURS", 12)),
+        # Flask re-signs a permanent session's cookie on every response by default; the idle clock is
+        # moved at most once a minute (security.session_expired), and the cookie goes out only then.
+        "SESSION_REFRESH_EACH_REQUEST": False,
         "SESSION_IDLE_MINUTES": _int(env, "SESSION_IDLE_MINUTES", 60),
         "SESSION_ABSOLUTE_HOURS": _int(env, "SESSION_ABSOLUTE_HOURS", 12),
         "PREFERRED_URL_SCHEME": "https" if production else "http",

@@ -117,6 +117,8 @@ def record_outcome(
                 drop_lease(claim)
                 return Summary.LEASE_LOST
             summary = _apply(connection, claim, outcome, now, policy, vault, rng)
+            if connection.state != ConnectionState.HEALTHY:
+                store_diagnosis(connection, now)  # in the same transaction as the trouble it explains
             connection.lease_owner = connection.lease_expires_at = None
             db.session.commit()
             return summary
@@ -160,21 +162,6 @@ def _apply(
 ) -> Summary:
     if claim.work == Work.EXPIRE:
         return expire(connection, now)
-    summary = _apply_outcome(connection, claim, outcome, now, policy, vault, rng)
-    if connection.state != ConnectionState.HEALTHY:
-        store_diagnosis(connection, now)  # in the same transaction as the failure it explains
-    return summary
-
-
-def _apply_outcome(
-    connection: InstagramConnection,
-    claim: Claim,
-    outcome: Outcome | None,
-    now: datetime,
-    policy: Policy,
-    vault: TokenVault,
-    rng: random.Random,
-) -> Summary:
     if claim.unreadable or outcome is None:
         # Our own key configuration is wrong; the merchant can do nothing about it. Retry later.
         _record_failure(connection, now, policy, rng, cause=CauseId.APP_MISCONFIGURED)

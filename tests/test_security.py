@@ -9,8 +9,8 @@ from webapp import create_app
 
 # Meta calls these server-to-server with a signed_request instead of a browser session.
 CSRF_EXEMPT_ENDPOINTS = {"meta_requests.deauthorize", "meta_requests.data_deletion"}
-# The sandbox stands in for Meta's token endpoint, which the dashboard calls server-to-server.
-SANDBOX_CSRF_EXEMPT_ENDPOINTS = {"sandbox.access_token"}
+# The sandbox stands in for Meta's token endpoints (both apps'), which the dashboard calls server-to-server.
+SANDBOX_CSRF_EXEMPT_ENDPOINTS = {"sandbox.access_token", "sandbox_facebook.access_token"}
 
 
 def state_changing_rules(app):

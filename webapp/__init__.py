@@ -31,6 +31,7 @@ from webapp.logging_filters import install_redaction
 from webapp.meta_requests.routes import bp as meta_requests_bp
 from webapp.notifications.routes import bp as notifications_bp
 from webapp.sandbox import models as sandbox_models  # noqa: F401  (and the sandbox's tables)
+from webapp.sandbox.facebook_routes import bp as sandbox_facebook_bp
 from webapp.sandbox.routes import bp as sandbox_bp
 from webapp.security import apply_security_headers, content_security_policy, refuse_nul_bytes
 from webapp.services.runtime import init_runtime
@@ -114,6 +115,7 @@ def register_blueprints(app: Flask) -> None:
     if app.config["INSTAGRAM_SANDBOX"]:
         # Never in production: load_config refuses INSTAGRAM_SANDBOX there.
         app.register_blueprint(sandbox_bp)
+        app.register_blueprint(sandbox_facebook_bp)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from webapp import clock
 from webapp.extensions import db
 from webapp.models import ROLES, InstagramConnection, Shop
+from webapp.sandbox import facebook as sandbox_facebook
 from webapp.services import accounts
 from webapp.services.connections.diagnosis import explain_error
 from webapp.services.connections.key_rotation import rotate_token_keys
@@ -85,6 +86,8 @@ def seed_command():
             accounts.create_user(role=role, shop=user_shop, now=now, **spec)
             created.append(spec["email"])
     db.session.commit()
+    if current_app.config["INSTAGRAM_SANDBOX"] and sandbox_facebook.seed_demo_user(now):
+        created.append(sandbox_facebook.DEMO_USER)  # the sandbox's Facebook user with two Pages
     click.echo("Demo data " + ("created." if created else "already present; nothing changed."))
     click.echo(demo_logins_text())
 

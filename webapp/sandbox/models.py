@@ -1,4 +1,5 @@
-"""The sandbox's own state: fake Instagram accounts, codes and tokens (tokens stored only as hashes)."""
+"""The sandbox's own state: fake Instagram accounts and Facebook users with Pages, their codes and tokens
+(tokens stored only as hashes)."""
 
 from __future__ import annotations
 
@@ -101,3 +102,112 @@ class SandboxToken(Model):
     superseded: Mapped[bool] = mapped_column(default=False)
 
     account: Mapped[SandboxAccount] = relationship()
+
+
+# The Facebook side: Facebook Login for Business, where the Instagram account hangs off a Page.
+
+FACEBOOK_SCOPES = (
+    "instagram_basic",
+    "pages_show_list",
+    "pages_read_engagement",
+    "business_management",
+)
+# A Page admin's tasks as /me/accounts lists them; the "lower the role" button leaves only ANALYZE.
+FULL_PAGE_TASKS = ("ANALYZE", "ADVERTISE", "MODERATE", "CREATE_CONTENT", "MANAGE")
+
+
+class SandboxFacebookUser(Model):
+    """A pretend Facebook user, who manages Pages, and the switches that reproduce Meta's revocations."""
+
+    __tablename__ = "sandbox_facebook_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    facebook_user_id: Mapped[str] = mapped_column(String(32), unique=True)  # app-scoped, as /me's `id`
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    password_version: Mapped[int] = mapped_column(default=1)
+    app_authorized: Mapped[bool] = mapped_column(default=False)
+    checkpointed: Mapped[bool] = mapped_column(default=False)
+    granted_scopes: Mapped[str] = mapped_column(String(512), default="")
+    # The Pages the person let the app reach in the dialog (debug_token's granular target_ids).
+    granted_page_ids: Mapped[str] = mapped_column(String(512), default="")
+    data_access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    pages: Mapped[list[SandboxFacebookPage]] = relationship(
+        back_populates="user", order_by="SandboxFacebookPage.id", cascade="all, delete-orphan"
+    )
+
+    def __repr__(self) -> str:
+        return f"<SandboxFacebookUser {self.name!r}>"
+
+    @property
+    def scopes(self) -> list[str]:
+        return [s for s in self.granted_scopes.split(",") if s]
+
+    @property
+    def granted_pages(self) -> list[str]:
+        return [p for p in self.granted_page_ids.split(",") if p]
+
+
+class SandboxFacebookPage(Model):
+    """A Page the user has a role on, and the Instagram Business account linked to it (if any)."""
+
+    __tablename__ = "sandbox_facebook_pages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("sandbox_facebook_users.id", ondelete="CASCADE"), index=True)
+    page_id: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    tasks: Mapped[str] = mapped_column(String(120), default=",".join(FULL_PAGE_TASKS))  # "" = no role at all
+    published: Mapped[bool] = mapped_column(default=True)
+    deleted: Mapped[bool] = mapped_column(default=False)
+    # The account stays known when unlinked, so that "clear every problem" links the same one back.
+    instagram_account_id: Mapped[str | None] = mapped_column(String(32))
+    instagram_username: Mapped[str | None] = mapped_column(String(64))
+    instagram_linked: Mapped[bool] = mapped_column(default=False)
+
+    user: Mapped[SandboxFacebookUser] = relationship(back_populates="pages")
+
+    def __repr__(self) -> str:
+        return f"<SandboxFacebookPage {self.name!r}>"
+
+    @property
+    def task_list(self) -> list[str]:
+        return [t for t in self.tasks.split(",") if t]
+
+    @property
+    def linked_instagram(self) -> dict | None:
+        if self.instagram_linked and self.instagram_account_id:
+            return {"id": self.instagram_account_id, "username": self.instagram_username}
+        return None
+
+
+class SandboxFacebookCode(Model):
+    __tablename__ = "sandbox_facebook_codes"
+
+    code: Mapped[str] = mapped_column(String(256), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("sandbox_facebook_users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[SandboxFacebookUser] = relationship()
+
+
+class SandboxFacebookToken(Model):
+    """A user or Page token, kept only as its hash, with the user's state at the time it was issued."""
+
+    __tablename__ = "sandbox_facebook_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("sandbox_facebook_users.id", ondelete="CASCADE"), index=True)
+    page_id: Mapped[int | None] = mapped_column(ForeignKey("sandbox_facebook_pages.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))  # short | long | page
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: no date (a Page token)
+    password_version: Mapped[int]
+    scopes: Mapped[str] = mapped_column(String(512))
+
+    user: Mapped[SandboxFacebookUser] = relationship()
+    page: Mapped[SandboxFacebookPage | None] = relationship()

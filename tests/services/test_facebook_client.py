@@ -350,7 +350,7 @@ def test_the_app_builds_its_facebook_client_from_config(app):
 
     built = facebook_client()
     assert (built.app_id, built.app_secret) == (app.config["FACEBOOK_APP_ID"], app.config["FACEBOOK_APP_SECRET"])
-    assert built.graph_base == "https://graph.facebook.com" and built.graph_version == app.config[
-        "FACEBOOK_GRAPH_VERSION"
-    ]
+    assert (
+        built.graph_base == "https://graph.facebook.com" and built.graph_version == app.config["FACEBOOK_GRAPH_VERSION"]
+    )
     assert built.timeout == app.config["INSTAGRAM_HTTP_TIMEOUT"]

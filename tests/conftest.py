@@ -52,11 +52,15 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_TOKEN_KEY = "Xo0ZxJ1m9bVb3vH8w7cU2ZQ2r9n3tq5l1s8k0j6h4gA="
 TEST_CLIENT_ID = "990011223344"
 TEST_CLIENT_SECRET = "test-instagram-app-secret"
+TEST_FACEBOOK_APP_ID = "551100223344"
+TEST_FACEBOOK_APP_SECRET = "test-facebook-app-secret"
 # Meta's real URLs: requests-mock answers there, and anything unregistered fails the test.
 META_URLS = {
     "INSTAGRAM_AUTHORIZE_URL": "https://www.instagram.com/oauth/authorize",
     "INSTAGRAM_API_BASE": "https://api.instagram.com",
     "INSTAGRAM_GRAPH_BASE": "https://graph.instagram.com",
+    "FACEBOOK_AUTHORIZE_URL": "https://www.facebook.com/v23.0/dialog/oauth",
+    "FACEBOOK_GRAPH_BASE": "https://graph.facebook.com",
 }
 
 
@@ -143,6 +147,8 @@ def app_config(database_uri, tmp_path) -> dict:
         "INSTAGRAM_SANDBOX": False,
         "INSTAGRAM_CLIENT_ID": TEST_CLIENT_ID,
         "INSTAGRAM_CLIENT_SECRET": TEST_CLIENT_SECRET,
+        "FACEBOOK_APP_ID": TEST_FACEBOOK_APP_ID,
+        "FACEBOOK_APP_SECRET": TEST_FACEBOOK_APP_SECRET,
         "PASSWORD_HASH_METHOD": factories.TEST_PASSWORD_HASH_METHOD,
         **META_URLS,
     }

@@ -211,3 +211,94 @@ def test_a_malformed_graph_api_version_stops_start_up(value):
     assert repr(value.strip()) in str(refusal.value) and "\n" not in str(refusal.value)
     with pytest.raises(ConfigError, match="INSTAGRAM_GRAPH_VERSION"):
         load_config({**PRODUCTION_ENV, "INSTAGRAM_GRAPH_VERSION": value})
+
+
+FACEBOOK_CREDENTIALS = {"FACEBOOK_APP_ID": "551100", "FACEBOOK_APP_SECRET": "fb-secret"}
+INSTAGRAM_CREDENTIALS = {"INSTAGRAM_CLIENT_ID": "123", "INSTAGRAM_CLIENT_SECRET": "abc"}
+
+
+@pytest.mark.parametrize(
+    ("env", "paths"),
+    [
+        ({}, ("instagram", "facebook")),  # the sandbox plays both apps
+        (INSTAGRAM_CREDENTIALS, ("instagram",)),
+        (FACEBOOK_CREDENTIALS, ("facebook",)),
+        ({**INSTAGRAM_CREDENTIALS, **FACEBOOK_CREDENTIALS}, ("instagram", "facebook")),
+        ({"LOGIN_PATHS": "facebook"}, ("facebook",)),
+        ({"LOGIN_PATHS": " Facebook , instagram,facebook "}, ("facebook", "instagram")),
+        ({**FACEBOOK_CREDENTIALS, "LOGIN_PATHS": "facebook"}, ("facebook",)),
+    ],
+)
+def test_login_paths_default_to_the_paths_with_credentials(env, paths):
+    assert load_config(env)["LOGIN_PATHS"] == paths
+
+
+def test_facebook_credentials_alone_turn_the_sandbox_off_by_default():
+    config = load_config(FACEBOOK_CREDENTIALS)
+    assert config["INSTAGRAM_SANDBOX"] is False
+    assert (config["FACEBOOK_APP_ID"], config["FACEBOOK_APP_SECRET"]) == ("551100", "fb-secret")
+    assert config["FACEBOOK_GRAPH_BASE"] == "https://graph.facebook.com"
+    assert config["FACEBOOK_AUTHORIZE_URL"] == "https://www.facebook.com/v23.0/dialog/oauth"
+
+
+def test_the_sandbox_stands_in_for_the_facebook_app():
+    config = load_config({})
+    assert config["FACEBOOK_APP_ID"] and config["FACEBOOK_APP_SECRET"]
+    assert config["FACEBOOK_APP_SECRET"] != config["INSTAGRAM_CLIENT_SECRET"]
+    assert config["FACEBOOK_GRAPH_BASE"].endswith("/sandbox/facebook/graph")
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({"LOGIN_PATHS": "facebook"}, "FACEBOOK_APP_ID, FACEBOOK_APP_SECRET are not set"),
+        ({"LOGIN_PATHS": "facebook", "FACEBOOK_APP_ID": "1"}, "FACEBOOK_APP_SECRET is not set"),
+        ({"LOGIN_PATHS": "instagram,facebook", **FACEBOOK_CREDENTIALS}, "INSTAGRAM_CLIENT_ID, INSTAGRAM_CLIENT_SECRET"),
+    ],
+)
+def test_a_listed_path_without_its_credentials_stops_start_up_outside_the_sandbox(env, missing):
+    with pytest.raises(ConfigError, match=f"^LOGIN_PATHS offers .*{missing}") as refusal:
+        load_config({**env, "INSTAGRAM_SANDBOX": "0"})
+    assert "\n" not in str(refusal.value)
+    # The sandbox stands in for both apps, so there the same list starts.
+    listed = tuple(path.strip() for path in env["LOGIN_PATHS"].split(","))
+    assert load_config({**env, "INSTAGRAM_SANDBOX": "1"})["LOGIN_PATHS"] == listed
+
+
+@pytest.mark.parametrize("value", ["threads", "instagram,", "instagram;facebook", ","])
+def test_an_unknown_login_path_stops_start_up(value):
+    with pytest.raises(ConfigError, match="^LOGIN_PATHS must list instagram, facebook or both"):
+        load_config({"LOGIN_PATHS": value})
+
+
+def test_production_with_only_the_facebook_app_needs_no_instagram_credentials():
+    env = {k: v for k, v in PRODUCTION_ENV.items() if not k.startswith("INSTAGRAM_")} | FACEBOOK_CREDENTIALS
+    config = load_config(env)
+    assert config["LOGIN_PATHS"] == ("facebook",) and config["INSTAGRAM_SANDBOX"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"LOGIN_PATHS": "instagram,facebook"}, "set FACEBOOK_APP_ID, FACEBOOK_APP_SECRET as config vars"),
+        ({"FACEBOOK_APP_ID": "1"}, "set FACEBOOK_APP_SECRET as config vars"),
+    ],
+)
+def test_production_refuses_a_path_without_its_credentials(extra, message):
+    with pytest.raises(ConfigError, match=f"^Production start refused: {message}"):
+        load_config({**PRODUCTION_ENV, **extra})
+
+
+def test_facebook_scopes_and_login_configuration_are_config_values():
+    config = load_config({})
+    assert config["FACEBOOK_SCOPES"] == "instagram_basic,pages_show_list,pages_read_engagement,business_management"
+    assert config["FACEBOOK_LOGIN_CONFIG_ID"] is None
+    config = load_config({"FACEBOOK_SCOPES": "instagram_basic,pages_show_list", "FACEBOOK_LOGIN_CONFIG_ID": " 77 "})
+    assert (config["FACEBOOK_SCOPES"], config["FACEBOOK_LOGIN_CONFIG_ID"]) == ("instagram_basic,pages_show_list", "77")
+
+
+@pytest.mark.parametrize("value", ["24.0", "latest", "v24.0/"])
+def test_a_malformed_facebook_graph_version_stops_start_up(value):
+    with pytest.raises(ConfigError, match="^FACEBOOK_GRAPH_VERSION must be a Graph API version such as v23.0"):
+        load_config({"FACEBOOK_GRAPH_VERSION": value})
+    assert load_config({"FACEBOOK_GRAPH_VERSION": "v24.0"})["FACEBOOK_GRAPH_VERSION"] == "v24.0"

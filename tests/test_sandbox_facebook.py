@@ -24,7 +24,13 @@ ACCOUNT_FIELDS = "id,name,access_token,tasks,instagram_business_account{id,usern
 
 @pytest.fixture
 def app_config(app_config):
-    return {**app_config, "INSTAGRAM_SANDBOX": True}
+    # The sandbox's own Facebook app, as config.py sets it when no real credentials are given.
+    return {
+        **app_config,
+        "INSTAGRAM_SANDBOX": True,
+        "FACEBOOK_APP_ID": SANDBOX_APP_ID,
+        "FACEBOOK_APP_SECRET": SANDBOX_APP_SECRET,
+    }
 
 
 def dialog_url(**params) -> str:

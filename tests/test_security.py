@@ -8,7 +8,12 @@ from tests.factories import make_user
 from webapp import create_app
 
 # Meta calls these server-to-server with a signed_request instead of a browser session.
-CSRF_EXEMPT_ENDPOINTS = {"meta_requests.deauthorize", "meta_requests.data_deletion"}
+CSRF_EXEMPT_ENDPOINTS = {
+    "meta_requests.deauthorize",
+    "meta_requests.data_deletion",
+    "meta_requests.facebook_deauthorize",
+    "meta_requests.facebook_data_deletion",
+}
 # The sandbox stands in for Meta's token endpoints (both apps'), which the dashboard calls server-to-server.
 SANDBOX_CSRF_EXEMPT_ENDPOINTS = {"sandbox.access_token", "sandbox_facebook.access_token"}
 

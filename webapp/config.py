@@ -89,28 +89,42 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
     instagram_client_id = env.get("INSTAGRAM_CLIENT_ID", "")
     instagram_client_secret = env.get("INSTAGRAM_CLIENT_SECRET", "")
     has_credentials = bool(instagram_client_id and instagram_client_secret)
-    sandbox_default = not has_credentials and not production
+    facebook_app_id = env.get("FACEBOOK_APP_ID", "")
+    facebook_app_secret = env.get("FACEBOOK_APP_SECRET", "")
+    has_facebook_credentials = bool(facebook_app_id and facebook_app_secret)
+    # The sandbox plays both of Meta's apps; real credentials for either mean real Meta is wanted.
+    sandbox_default = not has_credentials and not has_facebook_credentials and not production
     sandbox = _flag(env.get("INSTAGRAM_SANDBOX"), sandbox_default)
     if production and sandbox:
         raise ConfigError("Production start refused: INSTAGRAM_SANDBOX cannot be on in production.")
     if sandbox and not has_credentials:
         instagram_client_id = "sandbox-app-id"
         instagram_client_secret = "sandbox-app-secret"  # noqa: S105
+    if sandbox and not has_facebook_credentials:
+        facebook_app_id = "sandbox-facebook-app-id"
+        facebook_app_secret = "sandbox-facebook-app-secret"  # noqa: S105
+    paths = login_paths(env, sandbox)
     # One local origin for every process of a local run. Not derived from PORT: honcho gives each
     # process its own PORT (the worker 5100), and the worker's mails must link to the web's port.
     local_base = env.get("LOCAL_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
     # The sandbox speaks Meta's HTTP from this same server, so by default every Meta URL points at it.
     sandbox_base = env.get("SANDBOX_BASE_URL", f"{local_base}/sandbox").rstrip("/")
+    facebook_version = graph_version(env, "FACEBOOK_GRAPH_VERSION")
     meta_defaults = {
         "INSTAGRAM_AUTHORIZE_URL": "https://www.instagram.com/oauth/authorize",
         "INSTAGRAM_API_BASE": "https://api.instagram.com",
         "INSTAGRAM_GRAPH_BASE": "https://graph.instagram.com",
+        # Facebook Login's dialog is versioned; the Graph calls add the version themselves.
+        "FACEBOOK_AUTHORIZE_URL": f"https://www.facebook.com/{facebook_version}/dialog/oauth",
+        "FACEBOOK_GRAPH_BASE": "https://graph.facebook.com",
     }
     if sandbox:
         meta_defaults = {
             "INSTAGRAM_AUTHORIZE_URL": f"{sandbox_base}/oauth/authorize",
             "INSTAGRAM_API_BASE": sandbox_base,
             "INSTAGRAM_GRAPH_BASE": f"{sandbox_base}/graph",
+            "FACEBOOK_AUTHORIZE_URL": f"{sandbox_base}/facebook/dialog/oauth",
+            "FACEBOOK_GRAPH_BASE": f"{sandbox_base}/facebook/graph",
         }
     meta_urls = {name: env.get(name) or default for name, default in meta_defaults.items()}
 
@@ -159,6 +173,13 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "INSTAGRAM_SANDBOX": sandbox,
         "INSTAGRAM_SCOPES": env.get("INSTAGRAM_SCOPES", "instagram_business_basic"),
         "INSTAGRAM_GRAPH_VERSION": graph_version(env),
+        # Facebook Login for Business (the Page path). Its own app: its id and secret are not Instagram's.
+        "LOGIN_PATHS": paths,
+        "FACEBOOK_APP_ID": facebook_app_id,
+        "FACEBOOK_APP_SECRET": facebook_app_secret,
+        "FACEBOOK_LOGIN_CONFIG_ID": env.get("FACEBOOK_LOGIN_CONFIG_ID", "").strip() or None,
+        "FACEBOOK_SCOPES": env.get("FACEBOOK_SCOPES", "").strip() or DEFAULT_FACEBOOK_SCOPES,
+        "FACEBOOK_GRAPH_VERSION": facebook_version,
         **meta_urls,
         "SANDBOX_BASE_URL": sandbox_base,
         "INSTAGRAM_HTTP_TIMEOUT": float(env.get("INSTAGRAM_HTTP_TIMEOUT", "10")),
@@ -198,23 +219,71 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
     }
 
 
-# Every one of these must be set in production; README "Configuration" says why.
+# Every one of these must be set in production; README "Configuration" says why. The credentials of
+# each login path in LOGIN_PATHS are required too (PATH_CREDENTIALS), in this list's place for them.
 PRODUCTION_REQUIRED = (
     "SECRET_KEY",
     "DATABASE_URL",
     "TOKEN_ENCRYPTION_KEYS",
-    "INSTAGRAM_CLIENT_ID",
-    "INSTAGRAM_CLIENT_SECRET",
     "PUBLIC_BASE_URL",
     "REDIS_URL",
 )
 MIN_SECRET_KEY_LENGTH = 32
 REFUSED = "Production start refused: "
 
+# The login paths DESIGN.md names (LoginPath in models.py), each with the app credentials it needs.
+PATH_CREDENTIALS = {
+    "instagram": ("INSTAGRAM_CLIENT_ID", "INSTAGRAM_CLIENT_SECRET"),
+    "facebook": ("FACEBOOK_APP_ID", "FACEBOOK_APP_SECRET"),
+}
+DEFAULT_FACEBOOK_SCOPES = "instagram_basic,pages_show_list,pages_read_engagement,business_management"
+
+
+def login_paths(env: Mapping[str, str], sandbox: bool) -> tuple[str, ...]:
+    """LOGIN_PATHS as a tuple; outside the sandbox a listed path without its credentials stops start-up."""
+    paths = enabled_paths(env, sandbox)
+    if not sandbox and (env.get("LOGIN_PATHS") or "").strip():
+        missing = missing_credentials(env, paths)
+        if missing:
+            one = len(missing) == 1
+            raise ConfigError(
+                f"LOGIN_PATHS offers {', '.join(paths)}, but {', '.join(missing)} {'is' if one else 'are'} not set: "
+                f"set {'it' if one else 'them'}, or take that path out of LOGIN_PATHS."
+            )
+    return paths
+
+
+def enabled_paths(env: Mapping[str, str], sandbox: bool) -> tuple[str, ...]:
+    """The paths LOGIN_PATHS lists; by default those whose credentials are set (both in the sandbox).
+
+    A path counts as configured when any of its credentials is set, so that a half-set pair is named
+    as missing rather than the path quietly disappearing.
+    """
+    raw = (env.get("LOGIN_PATHS") or "").strip()
+    if not raw:
+        if sandbox:
+            return tuple(PATH_CREDENTIALS)
+        configured = [path for path, names in PATH_CREDENTIALS.items() if any(env.get(name) for name in names)]
+        # Nothing set at all: Instagram Login, the path the product began with (production names its vars).
+        return tuple(configured or ["instagram"])
+    paths: list[str] = []
+    for name in (part.strip().lower() for part in raw.split(",")):
+        if name not in PATH_CREDENTIALS:
+            raise ConfigError(f"LOGIN_PATHS must list instagram, facebook or both, comma-separated; got {raw!r}.")
+        if name not in paths:
+            paths.append(name)
+    return tuple(paths)
+
+
+def missing_credentials(env: Mapping[str, str], paths: tuple[str, ...]) -> list[str]:
+    return [name for path in paths for name in PATH_CREDENTIALS[path] if not env.get(name)]
+
 
 def check_production(env: dict) -> None:
     """Refuse a production start that lacks a required setting or has an unsafe one (one line each)."""
-    missing = [name for name in PRODUCTION_REQUIRED if not env.get(name)]
+    credentials = missing_credentials(env, enabled_paths(env, sandbox=False))
+    missing = [name for name in PRODUCTION_REQUIRED[:3] if not env.get(name)]
+    missing += credentials + [name for name in PRODUCTION_REQUIRED[3:] if not env.get(name)]
     if missing:
         raise ConfigError(f"{REFUSED}set {', '.join(missing)} as config vars (see README, 'Configuration').")
     if len(env["SECRET_KEY"]) < MIN_SECRET_KEY_LENGTH:
@@ -262,13 +331,13 @@ DEFAULT_GRAPH_VERSION = "v23.0"
 GRAPH_VERSION = re.compile(r"v\d{1,2}\.\d")
 
 
-def graph_version(env: Mapping[str, str]) -> str:
-    """INSTAGRAM_GRAPH_VERSION, the Graph API version in every /me URL; a malformed one stops start-up."""
-    version = (env.get("INSTAGRAM_GRAPH_VERSION") or DEFAULT_GRAPH_VERSION).strip()
+def graph_version(env: Mapping[str, str], name: str = "INSTAGRAM_GRAPH_VERSION") -> str:
+    """The Graph API version in every versioned URL (`name`, one per app); a malformed one stops start-up."""
+    version = (env.get(name) or DEFAULT_GRAPH_VERSION).strip()
     if not GRAPH_VERSION.fullmatch(version):
         # Otherwise every health check would call a path Meta does not serve, and fail as a request error.
         raise ConfigError(
-            f"INSTAGRAM_GRAPH_VERSION must be a Graph API version such as {DEFAULT_GRAPH_VERSION} "
+            f"{name} must be a Graph API version such as {DEFAULT_GRAPH_VERSION} "
             f"(v, major, dot, minor), got {version!r}."
         )
     return version

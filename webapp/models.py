@@ -181,6 +181,9 @@ class InstagramConnection(Model):
     instagram_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
     instagram_scoped_id: Mapped[str | None] = mapped_column(String(64), index=True)
     login_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Facebook Login only: the app-scoped id of the Facebook user who connected (debug_token's
+    # `user_id`), the id the Facebook app's deauthorize and data-deletion callbacks carry.
+    facebook_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
     username: Mapped[str | None] = mapped_column(String(64))
     display_name: Mapped[str | None] = mapped_column(String(255))
     profile_picture_url: Mapped[str | None] = mapped_column(String(1024))
@@ -332,13 +335,21 @@ class PendingConnection(Model):
 
 
 class MetaCallback(Model):
-    """A deauthorize or data-deletion request from Meta; unique per user and issue time (idempotency)."""
+    """A deauthorize or data-deletion request from Meta; unique per app, user and issue time (idempotency).
+
+    `login_path` says which of Meta's apps sent it (the Instagram app or the Facebook app); their user
+    ids are different numbering schemes, so the same id from each is two different people.
+    """
 
     __tablename__ = "meta_callbacks"
-    __table_args__ = (db.UniqueConstraint("kind", "instagram_user_id", "issued_at", name="uq_meta_callbacks_request"),)
+    __table_args__ = (
+        db.UniqueConstraint("login_path", "kind", "instagram_user_id", "issued_at", name="uq_meta_callbacks_request"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))  # deauthorize | data_deletion
+    login_path: Mapped[str] = mapped_column(String(16), default=LoginPath.INSTAGRAM, server_default="instagram")
+    # The user id Meta's signed_request carried (for the Facebook app, a Facebook user id).
     instagram_user_id: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[int] = mapped_column(db.BigInteger, default=0)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
@@ -348,7 +359,7 @@ class MetaCallback(Model):
     connections_affected: Mapped[int] = mapped_column(default=0)
 
     def __repr__(self) -> str:
-        return f"<MetaCallback {self.kind} user={self.instagram_user_id} {self.status}>"
+        return f"<MetaCallback {self.login_path} {self.kind} user={self.instagram_user_id} {self.status}>"
 
 
 class SchedulerTick(Model):

@@ -14,8 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0015"
-# TEMPORARY: "0014" is written on another branch (the Facebook client); rechain to "0014" at merge.
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -1,8 +1,10 @@
 """What Meta asks of us: a deauthorize (the app was removed) and a data deletion request.
 
-Each request is applied once: the same signed request again changes nothing. Its `user_id` may be
-any of the ids Meta gives the account (Meta does not document which for Instagram Login), so it
-finds connections and parked switches by any of them.
+Each request is applied once: the same signed request again changes nothing. Either of Meta's apps
+may send one, and each reaches only the connections made through its own login (`login_path`):
+- the Instagram app's `user_id` may be any of the ids Meta gives the Instagram account (Meta does
+  not document which for Instagram Login), so it finds connections and parked switches by any of them;
+- the Facebook app's `user_id` is the Facebook user who connected (`facebook_user_id`).
 """
 
 from __future__ import annotations
@@ -15,26 +17,43 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, MetaCallback, PendingConnection
+from webapp.models import (
+    ConnectionEvent,
+    ConnectionState,
+    InstagramConnection,
+    LoginPath,
+    MetaCallback,
+    PendingConnection,
+)
 from webapp.services.connections.causes import CauseId
 from webapp.services.connections.diagnosis import store_diagnosis
-from webapp.services.connections.state import META, fenced_write, forget_token, known_as, record_event, set_state
+from webapp.services.connections.state import META, fenced_write, forget_token, known_to_app, record_event, set_state
 
 log = logging.getLogger(__name__)
 
 
-def _claim_callback(kind: str, instagram_user_id: str, issued_at: int, now: datetime) -> MetaCallback | None:
-    """Record a Meta callback once; return None when the very same request was already handled."""
-    existing = db.session.scalar(
-        select(MetaCallback).where(
-            MetaCallback.kind == kind,
-            MetaCallback.instagram_user_id == instagram_user_id,
-            MetaCallback.issued_at == issued_at,
-        )
+def _same_request(kind: str, login_path: LoginPath, meta_user_id: str, issued_at: int):
+    return select(MetaCallback).where(
+        MetaCallback.login_path == login_path,
+        MetaCallback.kind == kind,
+        MetaCallback.instagram_user_id == meta_user_id,
+        MetaCallback.issued_at == issued_at,
     )
-    if existing is not None:
+
+
+def _claim_callback(
+    kind: str, meta_user_id: str, issued_at: int, now: datetime, login_path: LoginPath
+) -> MetaCallback | None:
+    """Record a Meta callback once; return None when the very same request was already handled."""
+    if db.session.scalar(_same_request(kind, login_path, meta_user_id, issued_at)) is not None:
         return None
-    callback = MetaCallback(kind=kind, instagram_user_id=instagram_user_id, issued_at=issued_at, received_at=now)
+    callback = MetaCallback(
+        kind=kind,
+        login_path=login_path,
+        instagram_user_id=meta_user_id,
+        issued_at=issued_at,
+        received_at=now,
+    )
     if kind == "data_deletion":
         callback.confirmation_code = secrets.token_hex(8).upper()
     db.session.add(callback)
@@ -47,14 +66,16 @@ def _claim_callback(kind: str, instagram_user_id: str, issued_at: int, now: date
 
 
 @fenced_write
-def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> int:
+def apply_deauthorize(
+    meta_user_id: str, issued_at: int, now: datetime, login_path: LoginPath = LoginPath.INSTAGRAM
+) -> int:
     """Meta says the user removed our app: the token is dead. Return how many connections changed."""
-    callback = _claim_callback("deauthorize", instagram_user_id, issued_at, now)
+    callback = _claim_callback("deauthorize", meta_user_id, issued_at, now, login_path)
     if callback is None:
         return 0
     issued = issued_at or int(now.timestamp())
     changed = 0
-    connections = db.session.scalars(select(InstagramConnection).where(known_as(instagram_user_id))).all()
+    connections = db.session.scalars(select(InstagramConnection).where(known_to_app(login_path, meta_user_id))).all()
     for connection in connections:
         # issued_at has whole seconds; a deauthorize from the same second as the connect still counts.
         if connection.connected_at and issued < int(connection.connected_at.timestamp()):
@@ -70,40 +91,49 @@ def apply_deauthorize(instagram_user_id: str, issued_at: int, now: datetime) -> 
             now,
             META,
             cause=CauseId.APP_REMOVED,
-            instagram_user_id=instagram_user_id,
-            message="Meta reported that this app was removed from the Instagram account's authorised apps.",
+            # The event names the Instagram account: Meta's own id for it, or the one the Page links to.
+            instagram_user_id=meta_user_id if login_path == LoginPath.INSTAGRAM else connection.instagram_user_id,
+            message=REMOVED_WORDS[login_path],
         )
         store_diagnosis(connection, now)
         changed += 1
-    _drop_parked_switches(instagram_user_id)  # its token is the one Meta just revoked
+    if login_path == LoginPath.INSTAGRAM:
+        _drop_parked_switches(meta_user_id)  # its token is the one Meta just revoked
     callback.status = "completed"
     callback.completed_at = now
     callback.connections_affected = changed
     db.session.commit()
-    log.info("deauthorize callback for an Instagram user: %d connection(s) changed", changed)
+    log.info("deauthorize callback from the %s app: %d connection(s) changed", login_path, changed)
     return changed
 
 
+REMOVED_WORDS = {
+    LoginPath.INSTAGRAM: "Meta reported that this app was removed from the Instagram account's authorised apps.",
+    LoginPath.FACEBOOK: "Meta reported that this app was removed from the Facebook account's business integrations.",
+}
+
+
 @fenced_write
-def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime) -> MetaCallback:
-    """Delete everything we hold from this Instagram user; the same request again returns the same code."""
-    callback = _claim_callback("data_deletion", instagram_user_id, issued_at, now)
+def request_data_deletion(
+    meta_user_id: str, issued_at: int, now: datetime, login_path: LoginPath = LoginPath.INSTAGRAM
+) -> MetaCallback:
+    """Delete everything we hold from this user; the same request again returns the same code."""
+    callback = _claim_callback("data_deletion", meta_user_id, issued_at, now, login_path)
     if callback is None:  # the same request came before: its row holds the code we answered
-        return db.session.execute(
-            select(MetaCallback).where(
-                MetaCallback.kind == "data_deletion",
-                MetaCallback.instagram_user_id == instagram_user_id,
-                MetaCallback.issued_at == issued_at,
-            )
-        ).scalar_one()
-    connections = db.session.scalars(select(InstagramConnection).where(known_as(instagram_user_id))).all()
-    ids = {instagram_user_id} | {
+        return db.session.execute(_same_request("data_deletion", login_path, meta_user_id, issued_at)).scalar_one()
+    connections = db.session.scalars(select(InstagramConnection).where(known_to_app(login_path, meta_user_id))).all()
+    ids = {
         known for c in connections for known in (c.instagram_user_id, c.instagram_scoped_id, c.login_user_id) if known
     }
+    if login_path == LoginPath.INSTAGRAM:
+        # A Facebook user id is not an Instagram account's: events never carry it, and an equal
+        # Instagram id would be somebody else's history.
+        ids.add(meta_user_id)
     _scrub_switched_away_history(ids, {c.id for c in connections})
     for connection in connections:
         forget_token(connection)
         connection.instagram_user_id = connection.instagram_scoped_id = connection.login_user_id = None
+        connection.facebook_user_id = None
         connection.username = connection.display_name = None
         connection.profile_picture_url = connection.account_type = None
         connection.granted_permissions = ""
@@ -127,7 +157,8 @@ def request_data_deletion(instagram_user_id: str, issued_at: int, now: datetime)
             message="Instagram data deleted at the account owner's request "
             f"(confirmation {callback.confirmation_code}).",
         )
-    _drop_parked_switches(instagram_user_id)
+    if login_path == LoginPath.INSTAGRAM:
+        _drop_parked_switches(meta_user_id)
     callback.status = "completed"
     callback.completed_at = now
     callback.connections_affected = len(connections)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, Shop, User
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, LoginPath, Shop, User
 from webapp.services.token_vault import TokenVault, TokenVaultError, fingerprint
 
 log = logging.getLogger(__name__)
@@ -149,5 +149,18 @@ def known_as(meta_user_id: str) -> ColumnElement[bool]:
     )
 
 
-def connection_ids_for(meta_user_id: str) -> list[int]:
-    return list(db.session.scalars(select(InstagramConnection.id).where(known_as(meta_user_id))))
+def known_to_app(login_path: LoginPath, meta_user_id: str) -> ColumnElement[bool]:
+    """Connections one of Meta's apps may mean by this id: only those made through that app's login.
+
+    The Instagram app's ids and the Facebook app's are separate numbering schemes, so an id from one
+    app that happens to equal an id from the other names someone else.
+    """
+    if login_path == LoginPath.FACEBOOK:
+        return and_(
+            InstagramConnection.login_path == LoginPath.FACEBOOK, InstagramConnection.facebook_user_id == meta_user_id
+        )
+    return and_(InstagramConnection.login_path == LoginPath.INSTAGRAM, known_as(meta_user_id))
+
+
+def connection_ids_for(meta_user_id: str, login_path: LoginPath = LoginPath.INSTAGRAM) -> list[int]:
+    return list(db.session.scalars(select(InstagramConnection.id).where(known_to_app(login_path, meta_user_id))))

@@ -30,7 +30,9 @@ NONEXISTING_FIELD = re.compile(r"nonexisting field(?:s)?\s*\(([^)]*)\)", re.IGNO
 PERSONAL_ACCOUNT_TYPE = "PERSONAL"
 # Meta's rule: a long-lived token lasts 60 days from its issue or its last refresh.
 LONG_LIVED_TOKEN_LIFETIME = timedelta(days=60)
-SECRET_PARAMETERS = frozenset({"access_token", "client_secret", "code", "fb_exchange_token", "input_token"})
+SECRET_PARAMETERS = frozenset(
+    {"access_token", "client_secret", "code", "fb_exchange_token", "input_token", "appsecret_proof"}
+)
 
 
 @dataclass(frozen=True)
@@ -252,133 +254,40 @@ def parse_usage(headers) -> Usage:
     return Usage(app=load("X-App-Usage"), business=load("X-Business-Use-Case-Usage"))
 
 
-class InstagramClient:
-    """Calls Instagram's endpoints with a timeout on every request and typed errors on every failure."""
+def parse_grant(body: dict, usage: Usage) -> TokenGrant:
+    """The token in a token endpoint's answer (any of Meta's apps); malformed without an access_token."""
+    token = body.get("access_token")
+    if not token or not isinstance(token, str):
+        raise MetaApiError("token response has no access_token", failure="malformed")
+    permissions = body.get("permissions") or ()
+    if isinstance(permissions, str):
+        permissions = tuple(p.strip() for p in permissions.split(",") if p.strip())
+    user_id = body.get("user_id")
+    return TokenGrant(
+        access_token=token,
+        user_id=str(user_id) if user_id is not None else None,
+        permissions=tuple(permissions),
+        expires_in=_int_or_none(body.get("expires_in")),
+        token_type=body.get("token_type"),
+        usage=usage,
+    )
 
-    def __init__(
-        self,
-        *,
-        client_id: str,
-        client_secret: str,
-        api_base: str = "https://api.instagram.com",
-        graph_base: str = "https://graph.instagram.com",
-        graph_version: str = "v23.0",
-        timeout: float = 10.0,
-        session: requests.Session | None = None,
-    ):
-        """`timeout` is the overall deadline of one call: connect, headers and body together."""
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.api_base = api_base.rstrip("/")
-        self.graph_base = graph_base.rstrip("/")
-        self.graph_version = graph_version
-        self.timeout = timeout
-        self.session = session or deadline_session(timeout)
-        # Optional /me fields Meta refused for this app; replaced whole, so threads never see half a set.
-        self.refused_profile_fields: frozenset[str] = frozenset()
 
-    def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
-        """Exchange an authorization code for a short-lived token (valid one hour)."""
-        body, usage = self._call(
-            "POST",
-            f"{self.api_base}/oauth/access_token",
-            data={
-                "client_id": self.client_id,
-                "client_secret": self.client_secret,
-                "grant_type": "authorization_code",
-                "redirect_uri": redirect_uri,
-                "code": code.removesuffix("#_"),
-            },
-        )
-        # Two documented shapes: {"data": [{...}]} and a flat {"access_token", "user_id"}.
-        if isinstance(body.get("data"), list) and body["data"]:
-            body = body["data"][0]
-        return self._grant(body, usage)
+class MetaHttp:
+    """One call to Meta: one overall deadline, its JSON object or a MetaApiError that quotes no secret sent.
 
-    def exchange_for_long_lived(self, short_lived_token: str) -> TokenGrant:
-        """Exchange a short-lived token for a long-lived one (LONG_LIVED_TOKEN_LIFETIME)."""
-        body, usage = self._call(
-            "GET",
-            f"{self.graph_base}/access_token",
-            params={
-                "grant_type": "ig_exchange_token",
-                "client_secret": self.client_secret,
-                "access_token": short_lived_token,
-            },
-        )
-        return self._grant(body, usage)
+    Each of Meta's apps gets a client of its own on top of this (InstagramClient, FacebookClient).
+    """
 
-    def refresh(self, long_lived_token: str) -> TokenGrant:
-        """Refresh a long-lived token (at least 24 hours old, not expired) for another LONG_LIVED_TOKEN_LIFETIME."""
-        body, usage = self._call(
-            "GET",
-            f"{self.graph_base}/refresh_access_token",
-            params={"grant_type": "ig_refresh_token", "access_token": long_lived_token},
-        )
-        return self._grant(body, usage)
+    session: requests.Session
+    timeout: float
 
-    def me(self, token: str) -> Profile:
-        """Fetch the professional account behind the token.
+    def _call(self, method: str, url: str, secrets: tuple[str, ...] = (), **kwargs) -> tuple[dict, Usage]:
+        """The JSON object Meta answered, with the usage headers that came with it.
 
-        Raises AccountNotProfessional when Meta says the account is a personal one, and MetaApiError
-        when the call fails. An optional field Meta refuses is dropped: /me is asked once more with
-        the required fields only, and the refused field is not asked for again.
+        `secrets` are kept out of any error text besides the secret parameters the call sends.
         """
-        optional = [name for name in PROFILE_OPTIONAL_FIELDS if name not in self.refused_profile_fields]
-        try:
-            body, usage = self._profile(token, [*PROFILE_REQUIRED_FIELDS, *optional])
-        except MetaApiError as error:
-            refused = refused_fields(error)
-            if refused is None or not optional or refused & set(PROFILE_REQUIRED_FIELDS):
-                raise
-            # A refusal that names no field we asked for optionally: stop asking for all of them.
-            named = refused & set(optional)
-            self.refused_profile_fields = self.refused_profile_fields | (named or set(optional))
-            body, usage = self._profile(token, list(PROFILE_REQUIRED_FIELDS))
-        user_id = body.get("user_id")
-        if not user_id or isinstance(user_id, dict | list | bool):
-            raise MetaApiError("profile response has no user_id", failure="malformed", usage=usage)
-        scoped_id = body.get("id")
-        profile = Profile(
-            user_id=str(user_id),
-            username=body.get("username") or None,
-            name=body.get("name") or None,
-            profile_picture_url=body.get("profile_picture_url") or None,
-            account_type=body.get("account_type") or None,
-            scoped_id=str(scoped_id) if scoped_id and not isinstance(scoped_id, dict | list | bool) else None,
-            usage=usage,
-        )
-        if profile.is_personal:
-            raise AccountNotProfessional(str(profile.account_type), usage=usage)
-        return profile
-
-    def _profile(self, token: str, fields: list[str]) -> tuple[dict, Usage]:
-        return self._call(
-            "GET",
-            f"{self.graph_base}/{self.graph_version}/me",
-            params={"fields": ",".join(fields), "access_token": token},
-        )
-
-    def _grant(self, body: dict, usage: Usage) -> TokenGrant:
-        token = body.get("access_token")
-        if not token or not isinstance(token, str):
-            raise MetaApiError("token response has no access_token", failure="malformed")
-        permissions = body.get("permissions") or ()
-        if isinstance(permissions, str):
-            permissions = tuple(p.strip() for p in permissions.split(",") if p.strip())
-        user_id = body.get("user_id")
-        return TokenGrant(
-            access_token=token,
-            user_id=str(user_id) if user_id is not None else None,
-            permissions=tuple(permissions),
-            expires_in=_int_or_none(body.get("expires_in")),
-            token_type=body.get("token_type"),
-            usage=usage,
-        )
-
-    def _call(self, method: str, url: str, **kwargs) -> tuple[dict, Usage]:
-        """The JSON object Meta answered, with the usage headers that came with it."""
-        sent = [
+        sent = [*secrets] + [
             str(value)
             for part in ("params", "data")
             for name, value in (kwargs.get(part) or {}).items()
@@ -430,3 +339,111 @@ class InstagramClient:
                 usage=usage,
             )
         return body, usage
+
+
+class InstagramClient(MetaHttp):
+    """Calls Instagram's endpoints with a timeout on every request and typed errors on every failure."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        api_base: str = "https://api.instagram.com",
+        graph_base: str = "https://graph.instagram.com",
+        graph_version: str = "v23.0",
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ):
+        """`timeout` is the overall deadline of one call: connect, headers and body together."""
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.api_base = api_base.rstrip("/")
+        self.graph_base = graph_base.rstrip("/")
+        self.graph_version = graph_version
+        self.timeout = timeout
+        self.session = session or deadline_session(timeout)
+        # Optional /me fields Meta refused for this app; replaced whole, so threads never see half a set.
+        self.refused_profile_fields: frozenset[str] = frozenset()
+
+    def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
+        """Exchange an authorization code for a short-lived token (valid one hour)."""
+        body, usage = self._call(
+            "POST",
+            f"{self.api_base}/oauth/access_token",
+            data={
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "grant_type": "authorization_code",
+                "redirect_uri": redirect_uri,
+                "code": code.removesuffix("#_"),
+            },
+        )
+        # Two documented shapes: {"data": [{...}]} and a flat {"access_token", "user_id"}.
+        if isinstance(body.get("data"), list) and body["data"]:
+            body = body["data"][0]
+        return parse_grant(body, usage)
+
+    def exchange_for_long_lived(self, short_lived_token: str) -> TokenGrant:
+        """Exchange a short-lived token for a long-lived one (LONG_LIVED_TOKEN_LIFETIME)."""
+        body, usage = self._call(
+            "GET",
+            f"{self.graph_base}/access_token",
+            params={
+                "grant_type": "ig_exchange_token",
+                "client_secret": self.client_secret,
+                "access_token": short_lived_token,
+            },
+        )
+        return parse_grant(body, usage)
+
+    def refresh(self, long_lived_token: str) -> TokenGrant:
+        """Refresh a long-lived token (at least 24 hours old, not expired) for another LONG_LIVED_TOKEN_LIFETIME."""
+        body, usage = self._call(
+            "GET",
+            f"{self.graph_base}/refresh_access_token",
+            params={"grant_type": "ig_refresh_token", "access_token": long_lived_token},
+        )
+        return parse_grant(body, usage)
+
+    def me(self, token: str) -> Profile:
+        """Fetch the professional account behind the token.
+
+        Raises AccountNotProfessional when Meta says the account is a personal one, and MetaApiError
+        when the call fails. An optional field Meta refuses is dropped: /me is asked once more with
+        the required fields only, and the refused field is not asked for again.
+        """
+        optional = [name for name in PROFILE_OPTIONAL_FIELDS if name not in self.refused_profile_fields]
+        try:
+            body, usage = self._profile(token, [*PROFILE_REQUIRED_FIELDS, *optional])
+        except MetaApiError as error:
+            refused = refused_fields(error)
+            if refused is None or not optional or refused & set(PROFILE_REQUIRED_FIELDS):
+                raise
+            # A refusal that names no field we asked for optionally: stop asking for all of them.
+            named = refused & set(optional)
+            self.refused_profile_fields = self.refused_profile_fields | (named or set(optional))
+            body, usage = self._profile(token, list(PROFILE_REQUIRED_FIELDS))
+        user_id = body.get("user_id")
+        if not user_id or isinstance(user_id, dict | list | bool):
+            raise MetaApiError("profile response has no user_id", failure="malformed", usage=usage)
+        scoped_id = body.get("id")
+        profile = Profile(
+            user_id=str(user_id),
+            username=body.get("username") or None,
+            name=body.get("name") or None,
+            profile_picture_url=body.get("profile_picture_url") or None,
+            account_type=body.get("account_type") or None,
+            scoped_id=str(scoped_id) if scoped_id and not isinstance(scoped_id, dict | list | bool) else None,
+            usage=usage,
+        )
+        if profile.is_personal:
+            raise AccountNotProfessional(str(profile.account_type), usage=usage)
+        return profile
+
+    def _profile(self, token: str, fields: list[str]) -> tuple[dict, Usage]:
+        return self._call(
+            "GET",
+            f"{self.graph_base}/{self.graph_version}/me",
+            params={"fields": ",".join(fields), "access_token": token},
+        )

@@ -18,7 +18,7 @@ from webapp.services.connections import connect_errors, linking, state
 from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive import manual
 from webapp.services.keepalive.leases import Work
-from webapp.services.meta.client import AccountNotProfessional, MetaApiError
+from webapp.services.meta.client import MetaApiError
 from webapp.services.notify import planning
 from webapp.services.notify.links import LinkError, read_reconnect_token, use_reconnect_token
 from webapp.services.runtime import instagram_client, keep_alive_policy, token_vault
@@ -33,12 +33,6 @@ LINKED_MESSAGES = {
     "reconnected": "Reconnected @{username}. It was already working; it keeps working as before.",
     "switched_account": "Switched: your shop is now connected to @{username}.",
 }
-
-NOT_PROFESSIONAL_MESSAGE = (
-    "This Instagram account is a personal account; only professional accounts (Business or Creator) can be "
-    "connected to a shop. In the Instagram app, open Settings, then Account type and tools, and switch to a "
-    "professional account. Then connect again. Nothing was changed."
-)
 
 
 def _linked_message(linked: linking.Linked) -> str:
@@ -99,9 +93,6 @@ def callback():
         )
     except linking.AccountSwitchRequired:
         return redirect(url_for("instagram.switch"))
-    except AccountNotProfessional:
-        flash(NOT_PROFESSIONAL_MESSAGE, "error")
-        return redirect(url_for("dashboard.index"))
     except MetaApiError as error:
         log.warning("finishing the Instagram connection failed: %r", error)
         return _refused(connect_errors.from_meta_error(connect_errors.Step.FINISH, error, reply_secrets))

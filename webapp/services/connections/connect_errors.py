@@ -79,9 +79,9 @@ CODE_USED = (
     f"for a short time). {NOTHING_CHANGED} Press Connect to try again."
 )
 NOT_PROFESSIONAL = (
-    "The Instagram account you logged in with is not a Business or Creator account, and only those can be "
-    "connected. In the Instagram app, open Settings, then Account type and tools, and switch to a professional "
-    f"account; then press Connect again. {NOTHING_CHANGED}"
+    "This Instagram account is a personal account; only professional accounts (Business or Creator) can be "
+    "connected to a shop. In the Instagram app, open Settings, then Account type and tools, and switch to a "
+    f"professional account. Then connect again. {NOTHING_CHANGED}"
 )
 TEST_MODE = (
     "Our app is still in Meta's test mode, which lets in only Instagram accounts invited as testers. If the "

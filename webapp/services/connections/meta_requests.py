@@ -142,12 +142,7 @@ def request_data_deletion(
         db.session.execute(
             db.update(ConnectionEvent)
             .where(ConnectionEvent.connection_id == connection.id)
-            .values(
-                instagram_user_id=None,
-                meta_user_title=None,
-                meta_user_message=None,
-                message=DELETED_DETAILS,
-            )
+            .values(**SCRUBBED_EVENT)
         )
         record_event(
             connection,
@@ -166,7 +161,13 @@ def request_data_deletion(
     return callback
 
 
-DELETED_DETAILS = "(Instagram details deleted at the account owner's request)"
+# What an event keeps of the account after a deletion request: its kind, time and cause, nothing of the account.
+SCRUBBED_EVENT = {
+    "instagram_user_id": None,
+    "meta_user_title": None,
+    "meta_user_message": None,
+    "message": "(Instagram details deleted at the account owner's request)",
+}
 
 
 def _scrub_switched_away_history(ids: set[str], still_linked: set[int]) -> None:
@@ -177,7 +178,7 @@ def _scrub_switched_away_history(ids: set[str], still_linked: set[int]) -> None:
     """
     rows = db.session.execute(
         select(ConnectionEvent.connection_id, func.max(ConnectionEvent.occurred_at))
-        .where(ConnectionEvent.instagram_user_id.in_(ids), ConnectionEvent.connection_id.not_in(still_linked or {0}))
+        .where(ConnectionEvent.instagram_user_id.in_(ids), ConnectionEvent.connection_id.not_in(still_linked))
         .group_by(ConnectionEvent.connection_id)
     ).all()
     for connection_id, last_seen in rows:
@@ -192,7 +193,7 @@ def _scrub_switched_away_history(ids: set[str], still_linked: set[int]) -> None:
         db.session.execute(
             db.update(ConnectionEvent)
             .where(ConnectionEvent.connection_id == connection_id, ConnectionEvent.occurred_at <= (switch or last_seen))
-            .values(instagram_user_id=None, meta_user_title=None, meta_user_message=None, message=DELETED_DETAILS)
+            .values(**SCRUBBED_EVENT)
         )
 
 

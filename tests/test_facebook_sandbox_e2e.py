@@ -15,12 +15,13 @@ import pytest
 import requests
 
 from testbed.client import csrf_token_from
+from webapp.config import SANDBOX_FACEBOOK_APP_ID, SANDBOX_FACEBOOK_APP_SECRET
 from webapp.services.meta.classifier import classify_error
 from webapp.services.meta.client import MetaApiError
 from webapp.services.meta.facebook import FacebookClient
 
 pytestmark = pytest.mark.slow
-APP_ID, APP_SECRET = "sandbox-facebook-app-id", "sandbox-facebook-app-secret"  # noqa: S105 (the sandbox's own app)
+APP_ID, APP_SECRET = SANDBOX_FACEBOOK_APP_ID, SANDBOX_FACEBOOK_APP_SECRET  # the app the sandbox plays
 _names = itertools.count(1)
 
 

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from testbed.client import csrf_token_from
+from webapp.config import SANDBOX_FACEBOOK_APP_ID as SANDBOX_APP_ID
+from webapp.config import SANDBOX_FACEBOOK_APP_SECRET as SANDBOX_APP_SECRET
 from webapp.sandbox.facebook import PAGE_NOT_ACCESSIBLE, PAGE_ROLE_GONE, PAGE_TASKS_TOO_LOW
-from webapp.sandbox.facebook_routes import SANDBOX_APP_ID, SANDBOX_APP_SECRET
 from webapp.sandbox.models import SandboxFacebookPage, SandboxFacebookUser
 from webapp.services.meta import signed_request
 

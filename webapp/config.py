@@ -101,8 +101,7 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         instagram_client_id = "sandbox-app-id"
         instagram_client_secret = "sandbox-app-secret"  # noqa: S105
     if sandbox and not has_facebook_credentials:
-        facebook_app_id = "sandbox-facebook-app-id"
-        facebook_app_secret = "sandbox-facebook-app-secret"  # noqa: S105
+        facebook_app_id, facebook_app_secret = SANDBOX_FACEBOOK_APP_ID, SANDBOX_FACEBOOK_APP_SECRET
     paths = login_paths(env, sandbox)
     # One local origin for every process of a local run. Not derived from PORT: honcho gives each
     # process its own PORT (the worker 5100), and the worker's mails must link to the web's port.
@@ -236,6 +235,9 @@ PATH_CREDENTIALS = {
     "instagram": ("INSTAGRAM_CLIENT_ID", "INSTAGRAM_CLIENT_SECRET"),
     "facebook": ("FACEBOOK_APP_ID", "FACEBOOK_APP_SECRET"),
 }
+# The Facebook app the sandbox plays when no real one is configured (the sandbox checks calls against these).
+SANDBOX_FACEBOOK_APP_ID = "sandbox-facebook-app-id"
+SANDBOX_FACEBOOK_APP_SECRET = "sandbox-facebook-app-secret"  # noqa: S105 (a sandbox value, never a real secret)
 DEFAULT_FACEBOOK_SCOPES = "instagram_basic,pages_show_list,pages_read_engagement,business_management"
 
 
@@ -282,6 +284,7 @@ def missing_credentials(env: Mapping[str, str], paths: tuple[str, ...]) -> list[
 def check_production(env: dict) -> None:
     """Refuse a production start that lacks a required setting or has an unsafe one (one line each)."""
     credentials = missing_credentials(env, enabled_paths(env, sandbox=False))
+    # The app's own settings first, then the login paths' credentials, then the services: README's order.
     missing = [name for name in PRODUCTION_REQUIRED[:3] if not env.get(name)]
     missing += credentials + [name for name in PRODUCTION_REQUIRED[3:] if not env.get(name)]
     if missing:

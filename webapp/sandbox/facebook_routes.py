@@ -22,14 +22,11 @@ bp = Blueprint("sandbox_facebook", __name__, url_prefix="/sandbox/facebook")
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 .'-]{2,59}$")
 VERSION = re.compile(r"^v\d+\.\d+$")
-# Used when no Facebook app is configured: the sandbox then plays this app (the Instagram side does the same).
-SANDBOX_APP_ID = "sandbox-facebook-app-id"
-SANDBOX_APP_SECRET = "sandbox-facebook-app-secret"  # noqa: S105 (a sandbox value, never a real secret)
 
 
 def app_credentials() -> tuple[str, str]:
-    config = current_app.config
-    return config.get("FACEBOOK_APP_ID") or SANDBOX_APP_ID, config.get("FACEBOOK_APP_SECRET") or SANDBOX_APP_SECRET
+    """The Facebook app the sandbox answers for: the configured one (config.py sets the sandbox's own)."""
+    return current_app.config["FACEBOOK_APP_ID"], current_app.config["FACEBOOK_APP_SECRET"]
 
 
 def graph_route(path: str, **options):

@@ -140,9 +140,7 @@ def request_data_deletion(
         connection.usage = connection.usage_percent = connection.usage_seen_at = None  # keyed by the account's id
         set_state(connection, ConnectionState.NOT_CONNECTED, now)
         db.session.execute(
-            db.update(ConnectionEvent)
-            .where(ConnectionEvent.connection_id == connection.id)
-            .values(**SCRUBBED_EVENT)
+            db.update(ConnectionEvent).where(ConnectionEvent.connection_id == connection.id).values(**SCRUBBED_EVENT)
         )
         record_event(
             connection,

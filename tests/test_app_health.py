@@ -227,3 +227,17 @@ def test_usage_meta_reports_is_kept_and_shown(app, client, db, admin, requests_m
     page = text_of(client.get("/admin/app-health"))
     assert "The app's quota: 41% used" in page and "call_count 41%" in page
     assert "Rose Garden" in page and "64%" in page
+
+
+def test_no_database_transaction_is_open_while_meta_answers_the_check(client, auth, admin, requests_mock, db):
+    """Promise 3: the check's call to Meta runs with the request's read transaction ended."""
+    seen = []
+
+    def answer(request, context):
+        seen.append(db.session().in_transaction())
+        context.status_code = 400
+        return {"error_type": "OAuthException", "code": 400, "error_message": "Matching code was not found"}
+
+    requests_mock.post(f"{API}/oauth/access_token", json=answer)
+    assert press_check(client, auth).status_code == 200
+    assert seen == [False]

@@ -337,6 +337,7 @@ def _check_answer(error: MetaApiError, now: datetime) -> AppCheck:
 
 def check_app(client: InstagramClient, redirect_uri: str, now: datetime, *, actor: User) -> AppCheck:
     """Ask Meta whether it recognises the app's id and secret (one call, no merchant's token); audit it."""
+    db.session.commit()  # end the request's read transaction: none stays open while Meta answers (promise 3)
     try:
         client.exchange_code(CHECK_CODE, redirect_uri)
     except MetaApiError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,13 +28,13 @@ class FakeInstagram:
     long_token: str = "IGAAlong-lived-token-0001"
     short_token: str = "IGQVshort-lived-token-0001"
     exchanged_codes: list = field(default_factory=list)
+    # Called as each of Meta's endpoints answers (a test watching what the app does meanwhile).
+    on_call: Callable[[], None] = lambda: None
 
     def install(self) -> FakeInstagram:
         self.requests_mock.post(f"{API}/oauth/access_token", json=self._code_exchange)
-        self.requests_mock.get(
-            f"{GRAPH}/access_token",
-            json={"access_token": self.long_token, "token_type": "bearer", "expires_in": 5183944},
-        )
+        long_lived = {"access_token": self.long_token, "token_type": "bearer", "expires_in": 5183944}
+        self.requests_mock.get(f"{GRAPH}/access_token", json=self._answer(long_lived))
         profile = {
             "id": self.scoped_id,
             "user_id": self.user_id,
@@ -42,10 +43,19 @@ class FakeInstagram:
             "profile_picture_url": self.picture,
             "account_type": self.account_type,
         }
-        self.requests_mock.get(f"{GRAPH}/v23.0/me", json={k: v for k, v in profile.items() if v is not None})
+        body = {k: v for k, v in profile.items() if v is not None}
+        self.requests_mock.get(f"{GRAPH}/v23.0/me", json=self._answer(body))
         return self
 
+    def _answer(self, body: dict):
+        def answer(request, context):
+            self.on_call()
+            return body
+
+        return answer
+
     def _code_exchange(self, request, context):
+        self.on_call()
         form = parse_qs(request.text)
         self.exchanged_codes.append((form["code"][0], form["redirect_uri"][0]))
         grant = {"access_token": self.short_token, "user_id": self.login_user_id, "permissions": self.permissions}

@@ -295,3 +295,11 @@ def test_a_disconnect_that_keeps_losing_races_answers_409_and_keeps_the_token(
     assert "Your Instagram connection changed meanwhile" in response.get_data(as_text=True)
     db.session.expire_all()
     assert connection_of(db, merchant).has_token
+
+
+def test_no_database_transaction_is_open_while_meta_answers_the_login(client, auth, merchant, db, requests_mock):
+    """Promise 3 on the web side: the code exchange, the long-lived exchange and /me run with no transaction open."""
+    seen = []
+    FakeInstagram(requests_mock, on_call=lambda: seen.append(db.session().in_transaction())).install()
+    assert connect(client, auth).status_code == 302
+    assert seen == [False, False, False]

@@ -67,6 +67,7 @@ def callback():
         return _refused(refusal, record=take_reply_state(args.get("state")))
     if not args.get("code"):
         abort(400, description="This page expects a reply from Instagram's login. Start again from your dashboard.")
+    state.end_read_transaction()  # the code exchange, the long-lived exchange and /me follow
     try:
         short_grant = grant_from(instagram_login().authorize_access_token())
     except MismatchingStateError:

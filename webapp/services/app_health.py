@@ -27,6 +27,7 @@ from webapp.services.connections.connect_errors import (
     Fixer,
     fixer_for,
 )
+from webapp.services.connections.state import end_read_transaction
 from webapp.services.keepalive.leases import app_paused_until
 from webapp.services.keepalive.policy import Policy
 from webapp.services.meta.classifier import APP_WIDE_RATE_LIMIT_CODES, classify_error
@@ -337,7 +338,7 @@ def _check_answer(error: MetaApiError, now: datetime) -> AppCheck:
 
 def check_app(client: InstagramClient, redirect_uri: str, now: datetime, *, actor: User) -> AppCheck:
     """Ask Meta whether it recognises the app's id and secret (one call, no merchant's token); audit it."""
-    db.session.commit()  # end the request's read transaction: none stays open while Meta answers (promise 3)
+    end_read_transaction()
     try:
         client.exchange_code(CHECK_CODE, redirect_uri)
     except MetaApiError as error:

@@ -15,6 +15,7 @@ from webapp.services import audit
 from webapp.services.connections.state import (
     Actor,
     connection_for,
+    end_read_transaction,
     fenced_write,
     forget_token,
     record_event,
@@ -124,6 +125,7 @@ def complete_connect(
     to another Instagram account, AccountNotProfessional (nothing stored) when /me says the account is a
     personal one, and MetaApiError when Meta refuses a step.
     """
+    end_read_transaction()  # the long-lived exchange and /me follow
     long_grant = client.exchange_for_long_lived(short_grant.access_token)
     profile = client.me(long_grant.access_token)
     expires_at = long_grant.expires_at(now) or now + LONG_LIVED_TOKEN_LIFETIME

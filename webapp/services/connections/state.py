@@ -69,6 +69,14 @@ def fenced_write(write: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+def end_read_transaction() -> None:
+    """End the request's read transaction before calling Meta: none stays open while Meta answers (promise 3).
+
+    Loaded rows expire and are read again, in a fresh transaction, when next touched.
+    """
+    db.session.commit()
+
+
 def connection_for(shop: Shop) -> InstagramConnection:
     """Return the shop's connection row, creating a `not_connected` one the first time."""
     connection = db.session.scalar(select(InstagramConnection).where(InstagramConnection.shop_id == shop.id))

@@ -101,6 +101,7 @@ def test_page_mail_and_support_say_the_same_thing(app, client, auth, connected, 
 def test_metas_words_for_the_account_owner_are_shown_without_a_quoted_token(
     app, client, auth, connected, requests_mock, db
 ):
+    """Promise 34: Meta quoting the token in error_user_title or error_user_msg: neither stored nor shown."""
     token = read_token(the_connection(db), app.extensions["token_vault"])
     body = {
         "error": {

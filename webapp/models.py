@@ -184,6 +184,15 @@ class InstagramConnection(Model):
     # Facebook Login only: the app-scoped id of the Facebook user who connected (debug_token's
     # `user_id`), the id the Facebook app's deauthorize and data-deletion callbacks carry.
     facebook_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Facebook Login only: the Page the merchant picked (its token is `token_ciphertext`; the Page's
+    # linked Instagram Business account is `instagram_user_id`), the merchant's tasks on it at the
+    # last look (MANAGE, CREATE_CONTENT, ...; services/connections/page_roles.py names the role), and
+    # the long-lived Facebook user token the Page token came from, encrypted like it.
+    facebook_page_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    facebook_page_name: Mapped[str | None] = mapped_column(String(255))
+    facebook_page_tasks: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    user_token_ciphertext: Mapped[str | None] = mapped_column(db.Text)
+    user_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     username: Mapped[str | None] = mapped_column(String(64))
     display_name: Mapped[str | None] = mapped_column(String(255))
     profile_picture_url: Mapped[str | None] = mapped_column(String(1024))
@@ -192,6 +201,10 @@ class InstagramConnection(Model):
     token_ciphertext: Mapped[str | None] = mapped_column(db.Text)
     token_fingerprint: Mapped[str | None] = mapped_column(String(16))
     token_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the stored token stops working by date. Instagram Login: the 60-day token's expiry.
+    # Facebook Login: the end of the 90-day data-access window (`data_access_expires_at`), since a
+    # Page token from a long-lived user token has no end date of its own; only the merchant can
+    # renew the window, by logging in again ("Renew access"), so these tokens are never refreshed.
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -252,6 +265,14 @@ class InstagramConnection(Model):
     @property
     def permissions(self) -> list[str]:
         return [p for p in self.granted_permissions.split(",") if p]
+
+    @property
+    def via_facebook(self) -> bool:
+        return self.login_path == LoginPath.FACEBOOK
+
+    @property
+    def page_tasks(self) -> list[str]:
+        return [task for task in self.facebook_page_tasks.split(",") if task]
 
     def schedule(self, *, refresh_due_at=None, check_due_at=None, retry_at=None) -> None:
         """Set the next refresh, check and retry times; due_at follows the earliest of them."""
@@ -332,6 +353,33 @@ class PendingConnection(Model):
 
     def __repr__(self) -> str:
         return f"<PendingConnection shop={self.shop_id} @{self.username}>"
+
+
+class PendingFacebookLogin(Model):
+    """A Facebook login that came back with Pages to choose from, waiting for the merchant's pick.
+
+    Everything Meta granted is parked here for a few minutes: the Pages as the picker shows them
+    (`pages_json`: id, name, tasks, linked Instagram account; no tokens), and the user token with
+    every Page token, encrypted together in `secrets_ciphertext`. Picking a Page turns it into the
+    connection; the row goes then, or when it expires, or when Meta asks to delete the user's data.
+    """
+
+    __tablename__ = "pending_facebook_logins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    facebook_user_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    pages_json: Mapped[str] = mapped_column(db.Text)
+    secrets_ciphertext: Mapped[str] = mapped_column(db.Text)
+    granted_permissions: Mapped[str] = mapped_column(String(512), default="")
+    user_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    data_access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<PendingFacebookLogin shop={self.shop_id} user={self.facebook_user_id}>"
 
 
 class MetaCallback(Model):

@@ -388,3 +388,31 @@ def test_no_token_or_code_appears_in_the_panel(client):
     assert "Lu Moss Shop" in panel and "Lu Moss Outlet" in panel
     for secret in (code, short, user_token, *(p["access_token"] for p in pages), SANDBOX_APP_SECRET):
         assert secret not in panel
+
+
+def test_a_button_makes_the_dashboard_check_the_connections_it_broke(client, db, now):
+    from datetime import timedelta
+
+    from tests import factories
+    from webapp.models import LoginPath
+
+    code = authorize(client, "Nudge Owner")
+    assert code
+    user = db.session.scalar(select(SandboxFacebookUser).where(SandboxFacebookUser.name == "Nudge Owner"))
+    linked_page, other_page = user.pages
+    later = now + timedelta(hours=5)
+    on_page = factories.make_connection(
+        login_path=LoginPath.FACEBOOK, facebook_page_id=linked_page.page_id, check_due_at=later
+    )
+    elsewhere = factories.make_connection(
+        login_path=LoginPath.FACEBOOK, facebook_page_id="999", facebook_user_id="888", check_due_at=later
+    )
+    press(client, "pages", linked_page.id, "unlink_instagram")
+    db.session.expire_all()
+    assert on_page.check_due_at <= datetime.now(UTC) and elsewhere.check_due_at == later
+    on_user = factories.make_connection(
+        login_path=LoginPath.FACEBOOK, facebook_user_id=user.facebook_user_id, check_due_at=later
+    )
+    press(client, "users", user.id, "change_password")
+    db.session.expire_all()
+    assert on_user.check_due_at <= datetime.now(UTC) and elsewhere.check_due_at == later

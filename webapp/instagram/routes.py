@@ -21,7 +21,7 @@ from webapp.services.keepalive.leases import Work
 from webapp.services.meta.client import MetaApiError
 from webapp.services.notify import planning
 from webapp.services.notify.links import LinkError, read_reconnect_token, use_reconnect_token
-from webapp.services.runtime import instagram_client, keep_alive_policy, token_vault
+from webapp.services.runtime import facebook_client, instagram_client, keep_alive_policy, token_vault
 
 bp = Blueprint("instagram", __name__, url_prefix="/instagram")
 log = logging.getLogger(__name__)
@@ -184,6 +184,7 @@ def _run_now(work: Work):
             actor=state.Actor.for_user(current_user),
             now=g.now,
             client=instagram_client(),
+            facebook=facebook_client(),
             vault=token_vault(),
             policy=keep_alive_policy(),
         )

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from webapp.extensions import db
 from webapp.models import ChecklistTick, ConnectionEvent, InstagramConnection
@@ -368,9 +368,17 @@ def nudge_linked_connections(account: SandboxAccount, now: datetime, shift_days:
     both sides agree on the token's age and the history stays in the order it happened. Only the
     connections the keep-alive looks after move: a token Instagram already refused is not aged by a clock.
     """
+    return nudge_matching(InstagramConnection.instagram_user_id == account.instagram_user_id, now, shift_days)
+
+
+def nudge_matching(linked_by: ColumnElement[bool], now: datetime, shift_days: int = 0) -> int:
+    """Make the connections `linked_by` selects due for a check now (the sandbox's Instagram and Facebook sides).
+
+    The caller holds the fence (`fenced_write`).
+    """
     linked = db.session.scalars(
         select(InstagramConnection).where(
-            InstagramConnection.instagram_user_id == account.instagram_user_id,
+            linked_by,
             InstagramConnection.token_ciphertext.is_not(None),
             InstagramConnection.state.in_(ACTIVE_STATES),
         )

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.sandbox.emulator import SandboxReply, graph_error
+from webapp.models import InstagramConnection
+from webapp.sandbox.emulator import SandboxReply, graph_error, nudge_matching
 from webapp.sandbox.models import (
     FACEBOOK_SCOPES,
     FULL_PAGE_TASKS,
@@ -27,6 +28,7 @@ from webapp.sandbox.models import (
     SandboxFacebookUser,
     token_hash,
 )
+from webapp.services.connections.state import fenced_write
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 SHORT_LIVED = timedelta(hours=1)
@@ -504,3 +506,18 @@ def apply_page_action(page: SandboxFacebookPage, action: str) -> str:
         raise ValueError(f"unknown sandbox action {action!r}")
     db.session.commit()
     return result
+
+
+@fenced_write
+def nudge_connections(now: datetime, *, user: SandboxFacebookUser | None = None, page=None) -> int:
+    """Make the dashboard check, at its next worker cycle, the connections a button just broke (sandbox only).
+
+    A user's button reaches every connection that Facebook user made; a Page's button, those on that Page.
+    """
+    if user is not None:
+        linked_by = InstagramConnection.facebook_user_id == user.facebook_user_id
+    elif page is not None:
+        linked_by = InstagramConnection.facebook_page_id == page.page_id
+    else:
+        raise ValueError("nudge a user's or a Page's connections")
+    return nudge_matching(linked_by, now)

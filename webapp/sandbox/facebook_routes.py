@@ -146,6 +146,9 @@ def dialog(version: str | None):
     )
 
 
+NOTICED = " The dashboard's worker will notice at its next cycle."
+
+
 @bp.get("/")
 def panel():
     return render_template(
@@ -179,6 +182,8 @@ def act_on_user(user_id: int, action: str):
     result = facebook.apply_user_action(user, action, g.now)
     if action == "remove_app":
         result += " " + _send_deauthorize(user)
+    elif facebook.nudge_connections(g.now, user=user):
+        result += NOTICED
     flash(f"{user.name}: {result}", "success")
     return redirect(url_for(".panel"))
 
@@ -188,7 +193,10 @@ def act_on_page(page_pk: int, action: str):
     page = db.get_or_404(SandboxFacebookPage, page_pk)
     if action not in facebook.PAGE_ACTIONS:
         abort(404)
-    flash(facebook.apply_page_action(page, action), "success")
+    result = facebook.apply_page_action(page, action)
+    if facebook.nudge_connections(g.now, page=page):
+        result += NOTICED
+    flash(result, "success")
     return redirect(url_for(".panel"))
 
 

@@ -20,7 +20,7 @@ from webapp.services.fingerprint import ip_prefix
 from webapp.services.keepalive import manual
 from webapp.services.keepalive.leases import Work
 from webapp.services.notify import planning
-from webapp.services.runtime import instagram_client, keep_alive_policy, token_vault
+from webapp.services.runtime import facebook_client, instagram_client, keep_alive_policy, token_vault
 from webapp.support.forms import ExplainErrorForm, ImpersonateForm
 
 bp = Blueprint("support", __name__, url_prefix="/support")
@@ -181,6 +181,7 @@ def test_connection(shop_id: int):
             actor=Actor("support", current_user.id),
             now=g.now,
             client=instagram_client(),
+            facebook=facebook_client(),
             vault=token_vault(),
             policy=keep_alive_policy(),
         )

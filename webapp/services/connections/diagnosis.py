@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 
 # What our own calls (/me and the refresh) need: a permission error on them means one of these was taken away.
 REQUIRED_PERMISSIONS = ("instagram_business_basic",)
+# Facebook Login: the Page check (keepalive/facebook_check.py) needs to see the Page and its Instagram account.
+REQUIRED_FACEBOOK_PERMISSIONS = ("instagram_basic", "pages_show_list")
+
+
+def required_permissions(connection: InstagramConnection) -> tuple[str, ...]:
+    return REQUIRED_FACEBOOK_PERMISSIONS if connection.via_facebook else REQUIRED_PERMISSIONS
+
 
 # A permission's name in Meta's text, e.g. "(#200) Requires instagram_business_basic permission".
 PERMISSION_NAME = re.compile(r"\b(?:instagram|pages|business|ads|catalog)_[a-z_]+\b")
@@ -162,7 +169,11 @@ def permission_facts(connection: InstagramConnection) -> PermissionFacts:
         return PermissionFacts(granted, [])
     # Meta often names no permission ("(#10) Application does not have permission for this action"); our
     # calls need only REQUIRED_PERMISSIONS, so then one of those is what it took away.
-    named = set(PERMISSION_NAME.findall(connection.last_error_message or "")) or set(REQUIRED_PERMISSIONS)
+    named = set(PERMISSION_NAME.findall(connection.last_error_message or ""))
+    if not named and not connection.via_facebook:
+        named = set(REQUIRED_PERMISSIONS)
+    # On Facebook Login a role on the Page can go while every permission stays: only a permission
+    # Meta (or the Page check) names was taken away.
     removed = [p for p in granted if p in named]
     return PermissionFacts([p for p in granted if p not in removed], removed)
 
@@ -255,7 +266,9 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
             f"At the last connect Instagram granted {', '.join(connection.permissions)}; "
             f"now it refuses {', '.join(removed)}."
         )
-    missing = [p for p in REQUIRED_PERMISSIONS if connection.permissions and p not in connection.permissions]
+    missing = [
+        p for p in required_permissions(connection) if connection.permissions and p not in connection.permissions
+    ]
     if missing:
         add(
             CauseId.PERMISSIONS_CHANGED,

@@ -10,14 +10,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
-from webapp.models import ConnectionState, InstagramConnection, RateLimitPause
+from webapp.models import ConnectionState, InstagramConnection, LoginPath, RateLimitPause
 from webapp.services.connections.state import SYSTEM, Actor
+from webapp.services.keepalive.facebook_check import PageTarget
 from webapp.services.keepalive.policy import Policy, refresh_allowed
 from webapp.services.token_vault import TokenVault, TokenVaultError
 
@@ -66,6 +68,12 @@ class Claim:
     token: str | None = field(default=None, repr=False)
     unreadable: bool = False
     actor: Actor = SYSTEM
+    # Facebook Login: the Page, its linked account and the user token the check needs (facebook_check.py).
+    page: PageTarget | None = None
+
+    @property
+    def via_facebook(self) -> bool:
+        return self.page is not None
 
 
 def app_paused_until(now: datetime) -> datetime | None:
@@ -128,7 +136,7 @@ def claim_due(
                     connection.due_at = connection.paused_until or now + policy.check_interval
                 continue
             works[connection.id] = work
-        claims: list[tuple[Claim, str]] = []
+        claims: list[tuple[Claim, Any]] = []  # each claim with its leased row
         if works:
             # One statement leases them all and moves each version (one round trip, not one per row);
             # the claim carries the moved version as its fence. The token condition holds the line
@@ -137,12 +145,20 @@ def claim_due(
                 update(InstagramConnection)
                 .where(InstagramConnection.id.in_(works), InstagramConnection.token_ciphertext.is_not(None))
                 .values(lease_owner=owner, lease_expires_at=now + policy.lease, version=InstagramConnection.version + 1)
-                .returning(InstagramConnection.id, InstagramConnection.version, InstagramConnection.token_ciphertext)
+                .returning(
+                    InstagramConnection.id,
+                    InstagramConnection.version,
+                    InstagramConnection.token_ciphertext,
+                    InstagramConnection.login_path,
+                    InstagramConnection.facebook_page_id,
+                    InstagramConnection.facebook_page_name,
+                    InstagramConnection.facebook_page_tasks,
+                    InstagramConnection.instagram_user_id,
+                    InstagramConnection.user_token_ciphertext,
+                )
                 .execution_options(synchronize_session=False)
             ).all()
-            claims = [
-                (Claim(row.id, row.version, owner, works[row.id], actor=actor), row.token_ciphertext) for row in leased
-            ]
+            claims = [(Claim(row.id, row.version, owner, works[row.id], actor=actor), row) for row in leased]
         # Committing ends the transaction: nothing stays open while the caller talks to Meta.
         db.session.commit()
     except StaleDataError:
@@ -154,15 +170,33 @@ def claim_due(
         db.session.rollback()
         raise
     result = []
-    for claim, ciphertext in claims:
-        if ciphertext is None:  # the query leases only rows that hold a token
+    for claim, row in claims:
+        if row.token_ciphertext is None:  # the query leases only rows that hold a token
             raise RuntimeError(f"connection {claim.connection_id} was leased without a token")
         try:
-            claim.token = vault.decrypt(ciphertext)
+            claim.token = vault.decrypt(row.token_ciphertext)
         except TokenVaultError:
             claim.unreadable = True
+        if row.login_path == LoginPath.FACEBOOK and not claim.unreadable:
+            claim.page = _page_target(claim.token or "", row, vault)
         result.append(claim)
     return result
+
+
+def _page_target(page_token: str, row, vault: TokenVault) -> PageTarget:
+    """What the Facebook check needs; an unreadable user token only costs the role lookup."""
+    try:
+        user_token = vault.decrypt(row.user_token_ciphertext) if row.user_token_ciphertext else None
+    except TokenVaultError:
+        user_token = None
+    return PageTarget(
+        page_id=row.facebook_page_id or "",
+        page_name=row.facebook_page_name,
+        instagram_account_id=row.instagram_user_id,
+        page_token=page_token,
+        user_token=user_token,
+        tasks=tuple(task for task in (row.facebook_page_tasks or "").split(",") if task),
+    )
 
 
 def safe_rollback() -> None:

@@ -16,6 +16,7 @@ from webapp.services.keepalive.leases import Work, claim_due, pause_in_force
 from webapp.services.keepalive.outcomes import Summary, call_meta, record_outcome
 from webapp.services.keepalive.policy import Policy, refresh_allowed
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME, InstagramClient
+from webapp.services.meta.facebook import FacebookClient
 from webapp.services.notify import planning
 from webapp.services.token_vault import TokenVault
 
@@ -60,13 +61,16 @@ def run_now(
     client: InstagramClient,
     vault: TokenVault,
     policy: Policy,
+    facebook: FacebookClient | None = None,
     rng: random.Random | None = None,
 ) -> ManualResult:
     """Test or refresh one connection on demand; plan at once the notice its result may owe the merchant.
 
     Raises ConnectionBusy while a worker holds the connection.
     """
-    result = _run(connection_id, work, actor=actor, now=now, client=client, vault=vault, policy=policy, rng=rng)
+    result = _run(
+        connection_id, work, actor=actor, now=now, client=client, facebook=facebook, vault=vault, policy=policy, rng=rng
+    )
     if planning.notifies_at_once(result.summary):
         planning.plan(app, now, connection_ids=[connection_id])
     return result
@@ -84,6 +88,7 @@ def _run(
     actor: Actor,
     now: datetime,
     client: InstagramClient,
+    facebook: FacebookClient | None,
     vault: TokenVault,
     policy: Policy,
     rng: random.Random | None,
@@ -99,6 +104,13 @@ def _run(
             # Minutes, not a clock time: the message reads the same in every time zone.
             f"Instagram asked us to slow down, so calls are paused for {_minutes_left(paused_until, now)}. "
             "Testing now would only make the pause longer; we check again right after it.",
+            "info",
+        )
+    if work == Work.REFRESH and connection.via_facebook:
+        return ManualResult(
+            Summary.NOT_RENEWABLE,
+            "A connection made through Facebook is not renewed on our side: its access lasts until "
+            "the data access date shown, and you extend it with “Renew access”.",
             "info",
         )
     if work == Work.REFRESH and not refresh_allowed(
@@ -128,7 +140,7 @@ def _run(
     if not claims:
         raise ConnectionBusy()
     claim = claims[0]
-    outcome = None if claim.unreadable else call_meta(claim, client)
+    outcome = None if claim.unreadable else call_meta(claim, client, facebook)
     summary = record_outcome(claim, outcome, now=now, policy=policy, vault=vault, rng=rng or random.Random())
     message, level = MANUAL_MESSAGES.get(summary, ("Done.", "info"))
     return ManualResult(summary, message, level)

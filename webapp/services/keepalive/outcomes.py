@@ -23,7 +23,9 @@ from webapp.extensions import db
 from webapp.models import ConnectionState, InstagramConnection, RateLimitPause
 from webapp.services.connections.causes import CauseId
 from webapp.services.connections.diagnosis import store_diagnosis
+from webapp.services.connections.page_roles import role_for
 from webapp.services.connections.state import META, SYSTEM, Actor, record_event, set_state, store_token
+from webapp.services.keepalive.facebook_check import PageCheck, check_page
 from webapp.services.keepalive.leases import Claim, Work, drop_lease, safe_rollback
 from webapp.services.keepalive.policy import Policy, backoff, schedule_after_success
 from webapp.services.meta.classifier import Classification, classify_error
@@ -35,6 +37,7 @@ from webapp.services.meta.client import (
     TokenGrant,
     Usage,
 )
+from webapp.services.meta.facebook import FacebookClient
 from webapp.services.token_vault import TokenVault
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class Summary(StrEnum):
     NO_TOKEN = "no_token"  # noqa: S105
     PAUSED = "paused"  # run_now: Instagram asked us to slow down; a call now would only extend the pause
     TOO_YOUNG = "too_young"  # run_now: Instagram refreshes only tokens at least a day old
+    NOT_RENEWABLE = "not_renewable"  # run_now: a Facebook Login connection has nothing to refresh
     RELEASED = "released"  # the worker was stopping: the lease went back before any call
     ERROR = "error"  # the worker hit an unexpected error; the lease runs out
 
@@ -67,11 +71,20 @@ class Outcome:
     profile: Profile | None = None
     error: MetaApiError | None = None
     usage: Usage = field(default_factory=Usage)
+    page: PageCheck | None = None  # Facebook Login: what the Page check learned, failed or not
 
 
-def call_meta(claim: Claim, client: InstagramClient) -> Outcome:
-    """Make the one call the claim is for. Runs with no database transaction open."""
+def call_meta(claim: Claim, client: InstagramClient, facebook: FacebookClient | None = None) -> Outcome:
+    """Make the call the claim is for (Facebook Login: the Page check). Runs with no database transaction open."""
     work = claim.work
+    if claim.page is not None:
+        if facebook is None:
+            raise ValueError(
+                f"connection {claim.connection_id} came through Facebook Login: a FacebookClient is needed"
+            )
+        # Nothing to refresh on this path (policy.schedule_after_success): any work is the check.
+        learned, error = check_page(facebook, claim.page)
+        return Outcome(Work.CHECK, error=error, usage=error.usage if error else learned.usage, page=learned)
     try:
         if work == Work.REFRESH:
             grant = client.refresh(claim.token or "")
@@ -174,6 +187,8 @@ def _apply(
             message="The stored token could not be decrypted with the configured keys (TOKEN_ENCRYPTION_KEYS).",
         )
         return Summary.UNREADABLE
+    if outcome.page is not None:
+        _apply_page_facts(connection, outcome.page)
     if outcome.error is None:
         summary = _apply_success(connection, claim, outcome, now, policy, vault, rng)
     else:
@@ -192,6 +207,9 @@ def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> Summa
         connection.last_refresh_error = None
         kind, message = "refreshed", f"Token refreshed automatically; now valid until {expires_at:%d %b %Y}."
         summary = Summary.REFRESHED
+    elif outcome.page is not None:
+        kind, message = "checked", _page_check_message(connection)
+        summary = Summary.CHECKED
     else:
         profile = outcome.profile
         if profile.username:
@@ -268,6 +286,28 @@ def _apply_failure(connection, outcome, classification: Classification, now, pol
     return Summary.TRANSIENT
 
 
+def _apply_page_facts(connection: InstagramConnection, learned: PageCheck) -> None:
+    """Keep what the Page check learned, even when it ended in trouble: the card and evidence show it."""
+    if learned.tasks is not None:
+        connection.facebook_page_tasks = ",".join(learned.tasks)[:255]
+    if learned.page_name:
+        connection.facebook_page_name = learned.page_name[:255]
+    if learned.instagram_username:  # set only when the Page still links the shop's own account
+        connection.username = learned.instagram_username[:64]
+    if learned.expires_at is not None:
+        # The data-access window moves only when the merchant renews access; Meta's date is the truth.
+        connection.token_expires_at = learned.expires_at
+    if learned.debug is not None and learned.debug.is_valid and learned.debug.scopes:
+        connection.granted_permissions = ",".join(learned.debug.scopes)[:512]
+
+
+def _page_check_message(connection: InstagramConnection) -> str:
+    role = role_for(connection.page_tasks)
+    page = f"“{connection.facebook_page_name}”" if connection.facebook_page_name else "the Facebook Page"
+    held = f"; your role there: {role}" if role else ""
+    return f"Health check passed: {page} still reaches @{connection.username or 'the Instagram account'}{held}."
+
+
 def _failure_event(connection, kind: str, now: datetime, actor: Actor, classification: Classification, error) -> None:
     record_event(
         connection,
@@ -331,6 +371,8 @@ def expire(connection: InstagramConnection, now: datetime) -> Summary:
     """The token's own expiry passed: no call to Meta can help. Say honestly whether refresh failed."""
     if connection.state == ConnectionState.NEEDS_RECONNECT:
         return Summary.EXPIRED
+    if connection.via_facebook:
+        return _data_access_ended(connection, now)
     set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause=CauseId.TOKEN_EXPIRED)
     connection.schedule()
     if connection.refresh_failures:
@@ -341,5 +383,25 @@ def expire(connection: InstagramConnection, now: datetime) -> Summary:
     else:
         message = f"The token reached its {LONG_LIVED_TOKEN_LIFETIME.days}-day expiry without being refreshed."
     record_event(connection, "expired", now, SYSTEM, cause=CauseId.TOKEN_EXPIRED, message=message)
+    store_diagnosis(connection, now)
+    return Summary.EXPIRED
+
+
+def _data_access_ended(connection: InstagramConnection, now: datetime) -> Summary:
+    """Facebook Login: the 90-day data-access window closed without the merchant renewing access."""
+    set_state(connection, ConnectionState.NEEDS_RECONNECT, now, cause=CauseId.DATA_ACCESS_EXPIRED)
+    connection.schedule()
+    ended = connection.token_expires_at or now
+    record_event(
+        connection,
+        "expired",
+        now,
+        SYSTEM,
+        cause=CauseId.DATA_ACCESS_EXPIRED,
+        message=(
+            f"The 90-day data access window ended on {ended:%d %b %Y} without access being renewed; "
+            "Meta no longer lets the app read the Page's Instagram account."
+        ),
+    )
     store_diagnosis(connection, now)
     return Summary.EXPIRED

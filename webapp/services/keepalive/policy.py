@@ -58,11 +58,20 @@ def backoff(failures: int, policy: Policy, rng: random.Random) -> timedelta:
 
 
 def schedule_after_success(connection: InstagramConnection, now: datetime, policy: Policy, rng: random.Random) -> None:
+    """The next check, and the next refresh where the path has one.
+
+    A Facebook Login connection is never refreshed: its Page token has no end date, and the
+    data-access window it lives in is renewed only by the merchant logging in again.
+    """
     issued_at = connection.token_issued_at
     if issued_at is None:  # every stored token records when it was issued (store_token)
         raise ValueError(f"connection {connection.id} succeeded but has no token_issued_at")
-    refresh_due = issued_at + jittered(policy.refresh_after, policy.jitter, rng)
+    refresh_due = None
+    if not connection.via_facebook:
+        refresh_due = max(
+            issued_at + jittered(policy.refresh_after, policy.jitter, rng), issued_at + policy.refresh_min_age
+        )
     connection.schedule(
-        refresh_due_at=max(refresh_due, issued_at + policy.refresh_min_age),
+        refresh_due_at=refresh_due,
         check_due_at=now + jittered(policy.check_interval, policy.jitter, rng),
     )

@@ -29,9 +29,10 @@ from webapp.models import WorkerProcess
 from webapp.services.keepalive import leases, outcomes, scheduler
 from webapp.services.keepalive.policy import Policy
 from webapp.services.meta.client import InstagramClient
+from webapp.services.meta.facebook import FacebookClient
 from webapp.services.meta.http_deadline import deadline_session
 from webapp.services.notify import delivery, planning
-from webapp.services.runtime import build_instagram_client
+from webapp.services.runtime import build_facebook_client, build_instagram_client
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,12 @@ def worker_client(app: Flask, concurrency: int) -> InstagramClient:
     return build_instagram_client(app.config, session=session)
 
 
+def worker_facebook_client(app: Flask, concurrency: int) -> FacebookClient:
+    """The Facebook Login client for the worker: its own pool, the same per-call deadline."""
+    session = deadline_session(app.config["INSTAGRAM_HTTP_TIMEOUT"], pool_maxsize=max(concurrency, 10))
+    return build_facebook_client(app.config, session=session)
+
+
 class Worker:
     def __init__(
         self,
@@ -63,6 +70,7 @@ class Worker:
         batch_size: int | None = None,
         poll_seconds: float | None = None,
         client: InstagramClient | None = None,
+        facebook: FacebookClient | None = None,
         clock: Callable[[], datetime] = clock.now,
         rng: random.Random | None = None,
     ):
@@ -73,6 +81,7 @@ class Worker:
         self.batch_size = batch_size or config["WORKER_BATCH_SIZE"]
         self.poll_seconds = config["WORKER_POLL_SECONDS"] if poll_seconds is None else poll_seconds
         self.client = client or worker_client(app, self.concurrency)
+        self.facebook = facebook or worker_facebook_client(app, self.concurrency)
         self.clock = clock
         self.rng = rng or random.Random()
         self.policy = Policy.from_config(config)
@@ -183,7 +192,7 @@ class Worker:
         with self.app.app_context():
             outcome = None
             if claim.work != leases.Work.EXPIRE and not claim.unreadable:
-                outcome = outcomes.call_meta(claim, self.client)
+                outcome = outcomes.call_meta(claim, self.client, self.facebook)
             finished_at = self.clock()
             summary = outcomes.record_outcome(
                 claim, outcome, now=finished_at, policy=self.policy, vault=self.vault, rng=self.rng, sleep=self.sleep

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from webapp.models import ConnectionState
 from webapp.services.connections.causes import CAUSES, CauseId
 from webapp.services.meta.client import MetaApiError
+from webapp.services.meta.facebook import PageRoleTooLow, PageUnlinked, ScopeNarrowed
 
 # Causes that only the merchant can fix, by reconnecting: the catalogue says which.
 RECONNECT_CAUSES = frozenset(cause.id for cause in CAUSES.values() if cause.reconnect_fixes)
@@ -109,6 +110,15 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"as the page itself",
         ),
     ),
+    # The keep-alive's own words for a Page that went (facebook_check.py); they may quote Meta's
+    # "Unsupported get request" about the Page, so they come before the rule below.
+    (
+        CauseId.PAGE_UNLINKED,
+        (
+            r"facebook page .{1,120} (?:was deleted or unpublished|no longer has an instagram account linked|"
+            r"is now linked to)",
+        ),
+    ),
     # Graph's "Unsupported get request. Object ... does not exist, cannot be loaded due to missing
     # permissions, or does not support this operation" is about the request, whatever else it lists.
     (CauseId.REQUEST_ERROR, (r"unsupported (?:get|post|delete) request",)),
@@ -123,6 +133,8 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"(?:connected_instagram_account|instagram_business_account)\b.{0,40}\b(?:not found|missing|null|empty)",
             r"no instagram (?:business|professional) accounts? (?:were |was )?found",
             r"(?:is|was) not linked to (?:a|the|any|your) (?:facebook )?page",
+            # 190 for a Page token whose Page was deleted or unpublished (Microsoft BotFramework-Services#36).
+            r"belongs to a page that is not accessible",
         ),
     ),
     (CauseId.PASSWORD_CHANGED, (r"changed (?:their|the|your) password", r"password (?:was |has been )?changed")),
@@ -179,6 +191,11 @@ _MESSAGE_PHRASES: tuple[tuple[CauseId, tuple[str, ...]], ...] = (
             r"administrator of the page",
             r"sufficient administrative permission",
             r"must be granted before impersonating",
+            # 190 without a subcode once the person's role on the Page is gone (snarfed/bridgy#596).
+            r"of the page in order to impersonate it",
+            # The keep-alive's own words (facebook_check.py) for a lowered role or narrowed permission.
+            r"your role on the facebook page .{1,120} is now",
+            r"the permission \w+ (?:was taken away|no longer covers)",
         ),
     ),
     (
@@ -370,6 +387,10 @@ def classify_error(error: MetaApiError) -> Classification:
     """Classify a failed call: Meta's error body, a bad status, a timeout or a broken body."""
     if error.failure in ("timeout", "connection"):
         return _of(CauseId.PROVIDER_ERROR)
+    if isinstance(error, PageUnlinked):
+        return _of(CauseId.PAGE_UNLINKED)
+    if isinstance(error, PageRoleTooLow | ScopeNarrowed):
+        return _of(CauseId.PERMISSIONS_CHANGED)
     if error.failure == "malformed" and (
         error.http_status is None or error.http_status >= 500 or error.http_status < 400
     ):

@@ -71,6 +71,26 @@ class TokenDebug:
         return self.granular_scopes.get(scope, ())
 
 
+class PageProblem(MetaApiError):
+    """Meta answered, and the answer shows a Facebook Login connection cannot work (no error code of its own).
+
+    Raised by the keep-alive's Page check (services/keepalive/facebook_check.py); the classifier names
+    each kind by its class.
+    """
+
+
+class PageUnlinked(PageProblem):
+    """The Page has no Instagram account linked any more, another one, or the Page is gone."""
+
+
+class PageRoleTooLow(PageProblem):
+    """The merchant's tasks on the Page no longer let them act for it."""
+
+
+class ScopeNarrowed(PageProblem):
+    """A permission the shop needs no longer covers the chosen Page or Instagram account."""
+
+
 def appsecret_proof(token: str, app_secret: str) -> str:
     """HMAC-SHA256 of the token keyed with the app secret, hex: Meta's proof that the caller holds the secret."""
     return hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
@@ -146,6 +166,17 @@ class FacebookClient(MetaHttp):
                 break
             after = following
         return pages
+
+    def page(self, page_token: str, page_id: str) -> Page:
+        """The Page as its own token sees it: name and linked Instagram account (never its token)."""
+        # https://developers.facebook.com/docs/instagram-platform/instagram-graph-api/reference/page
+        body, usage = self._get(
+            page_id, {"fields": "id,name,instagram_business_account{id,username}"}, token=page_token
+        )
+        page = _page({key: value for key, value in body.items() if key != "access_token"})
+        if page is None:
+            raise MetaApiError(f"/{page_id} answered without the Page's id", failure="malformed", usage=usage)
+        return page
 
     def debug_token(self, input_token: str) -> TokenDebug:
         """Ask Meta about a user or Page token, with the app token (app id|app secret)."""

@@ -81,6 +81,12 @@ RECONNECT_STEP = "Press Reconnect below and log in to Instagram with the account
 FACEBOOK_RECONNECT_STEP = (
     "Press Reconnect below, log in with Facebook and choose the Page linked to this shop's Instagram account."
 )
+# Facebook Login: a Page can belong to a business in Meta Business Suite (formerly Business Manager),
+# whose admins give people their access to it. Said only to shops on that path.
+BUSINESS_ACCESS_STEP = (
+    "If the Page belongs to a business in Meta Business Suite (Business Manager), ask one of the business's "
+    "admins to check, under Settings, then People, that you still have full control of the Page."
+)
 
 # Meta lets an app read an account's data for this long after the owner last used it; connecting renews it.
 DATA_ACCESS_WINDOW = timedelta(days=90)
@@ -144,6 +150,21 @@ CAUSES: dict[str, Cause] = {
         ),
         ("Do not remove the app from the account's authorised apps while the shop uses Instagram.",),
         "Code 190, subcode 458, or Meta's deauthorize callback. Certain when the callback arrived.",
+        facebook=FacebookWords(
+            title="Our app was removed from the Facebook account",
+            explanation="Someone removed this app from the Facebook account's business integrations (or its "
+            "apps and websites), which cancels its access to the Page and its Instagram account at once.",
+            checklist=(
+                "On Facebook, open Settings and privacy, then Settings, then Business integrations, and check "
+                "what is listed.",
+                BUSINESS_ACCESS_STEP,
+                FACEBOOK_RECONNECT_STEP,
+            ),
+            prevention=(
+                "Do not remove the app from the Facebook account's business integrations while the "
+                "shop uses Instagram.",
+            ),
+        ),
     ),
     CauseId.ACCOUNT_CHECKPOINT: Cause(
         CauseId.ACCOUNT_CHECKPOINT,
@@ -159,6 +180,18 @@ CAUSES: dict[str, Cause] = {
         ),
         ("Use the account from few devices and places; avoid logging in through VPNs or shared computers.",),
         "Codes 190/459, 190/490, 190/464, or 25/2207050. The merchant must act in the Instagram app.",
+        facebook=FacebookWords(
+            title="Facebook wants you to confirm the account",
+            explanation="Facebook's security systems paused the account that connected the shop (a checkpoint) "
+            "and ask its owner to log in and confirm something, such as their identity or a suspicious login. "
+            "Until that is done, connected apps are locked out.",
+            checklist=(
+                "Log in at facebook.com with the account that connected the shop and follow any message asking "
+                "you to confirm your identity or review a login.",
+                "Then press Test connection now: once the checkpoint is cleared the old connection often works "
+                "again. If not, press Reconnect.",
+            ),
+        ),
     ),
     CauseId.SESSION_INVALIDATED: Cause(
         CauseId.SESSION_INVALIDATED,
@@ -176,6 +209,15 @@ CAUSES: dict[str, Cause] = {
         ),
         "Code 190, subcode 467. Compare the shop's reconnect history (networks, browsers) in the timeline.",
         facebook=FacebookWords(
+            title="Facebook ended the login session",
+            explanation="Facebook ended the session this connection belongs to. That happens when the account "
+            "logs out everywhere, or when Meta resets sessions for security reasons, for example after logins "
+            "from many devices or places in a short time.",
+            checklist=(
+                FACEBOOK_RECONNECT_STEP,
+                "On Facebook, open Settings, then Accounts Center, then Password and security, then Where you're "
+                "logged in, and look for logins you do not recognise.",
+            ),
             prevention=(
                 "Avoid logging in and out often, and switching between several accounts on the same device.",
                 "Do not share the login; give people their own access to the Page through Meta Business Suite.",
@@ -200,11 +242,16 @@ CAUSES: dict[str, Cause] = {
             "when connecting, or the role of the person who connected on the linked Facebook Page or business "
             "changed.",
             checklist=(
-                "Check that you still have full control of the Facebook Page linked to the Instagram account "
-                "(Meta Business Suite, Settings, People).",
+                "Check that you still have full control of the Facebook Page linked to the Instagram account: "
+                "on the Page, open Settings, then Page access (or Meta Business Suite, Settings, People). "
+                "The shop needs you to be an Admin, Editor or Moderator there.",
+                BUSINESS_ACCESS_STEP,
                 "Press Reconnect and leave every requested permission and Page switched on.",
             ),
-            prevention=("Change Page roles with care; the person who connected the shop needs to keep their role.",),
+            prevention=(
+                "Change Page roles with care; the person who connected the shop needs to keep their role.",
+                "Before someone leaves the business, have another admin reconnect the shop with their own login.",
+            ),
         ),
     ),
     CauseId.DATA_ACCESS_EXPIRED: Cause(
@@ -219,7 +266,14 @@ CAUSES: dict[str, Cause] = {
             explanation=f"Meta lets an app read a Page's and its Instagram account's data for "
             f"{DATA_ACCESS_WINDOW.days} days after the person who connected last renewed access. That period "
             "ran out.",
-            prevention=(f"Renewing access (or reconnecting) starts the {DATA_ACCESS_WINDOW.days} days again.",),
+            checklist=(
+                "Press Reconnect below and log in with the same Facebook account: that renews access for "
+                f"another {DATA_ACCESS_WINDOW.days} days. Keep the same Page selected.",
+            ),
+            prevention=(
+                f"We remind you before the {DATA_ACCESS_WINDOW.days} days run out; press Renew access on the "
+                "dashboard or in the mail when it comes.",
+            ),
         ),
     ),
     CauseId.ACCOUNT_NOT_PROFESSIONAL: Cause(
@@ -265,6 +319,13 @@ CAUSES: dict[str, Cause] = {
         (RECONNECT_STEP, "If it breaks again within days, contact support with the time it happened."),
         ("Avoid sharing the login and frequent log-outs; both make Instagram reset sessions.",),
         "Code 190 without a subcode. Check the timeline for a deauthorize callback or repeated reconnects.",
+        facebook=FacebookWords(
+            title="Facebook no longer accepts this connection",
+            explanation="Facebook rejected the connection without saying exactly why. The usual reasons are a "
+            "password change, the app being removed, a change to your role on the Page, or a security reset of "
+            "the account's sessions.",
+            prevention=("Avoid sharing the login and frequent log-outs; both make Facebook reset sessions.",),
+        ),
     ),
     CauseId.RATE_LIMITED: Cause(
         CauseId.RATE_LIMITED,

@@ -121,13 +121,14 @@ def debug(client, token: str) -> dict:
     return response.json["data"]
 
 
-def test_demo_seed_gives_a_user_with_one_linked_and_one_unlinked_page(runner, client):
+def test_demo_seed_gives_a_user_with_two_linked_pages_and_one_unlinked(runner, client):
     assert runner.invoke(args=["demo", "seed"]).exit_code == 0
     assert runner.invoke(args=["demo", "seed"]).exit_code == 0  # safe to run again
     page = client.get(dialog_url()).get_data(as_text=True)
     assert "Demo Merchant" in page
-    assert "Tea House" in page and "Instagram @tea_house" in page
-    assert "Tea House Outlet" in page and "no Instagram account linked" in page
+    assert "Instagram @tea_house<" in page.replace("</span>", "<")
+    assert "Tea House Outlet" in page and "Instagram @tea_house_outlet" in page
+    assert "Tea House Events" in page and "no Instagram account linked" in page
 
 
 def test_picking_one_of_two_pages_grants_only_that_page(client, db):
@@ -416,3 +417,12 @@ def test_a_button_makes_the_dashboard_check_the_connections_it_broke(client, db,
     press(client, "users", user.id, "change_password")
     db.session.expire_all()
     assert on_user.check_due_at <= datetime.now(UTC) and elsewhere.check_due_at == later
+
+
+def test_linking_instagram_to_the_second_page_gives_the_merchant_two_pages_to_choose_from(client, db):
+    connected = connect(client, "Two Pages")
+    press(client, "pages", page_with_id(db, connected["unlinked"]["id"]).id, "link_instagram")
+    pages = graph(client, "/me/accounts", access_token=connected["user_token"], fields=ACCOUNT_FIELDS).json["data"]
+    linked = [p["instagram_business_account"] for p in pages if "instagram_business_account" in p]
+    assert len(linked) == 2 and linked[0]["id"] != linked[1]["id"]
+    assert {account["username"] for account in linked} == {"two_pages_shop", "two_pages_outlet"}

@@ -100,10 +100,19 @@ def new_user(name: str, now: datetime, *, pages: tuple[str, str] | None = None) 
 
 
 def seed_demo_user(now: datetime) -> bool:
-    """The demo data: one user with a Page linked to Instagram and one without (safe to run again)."""
+    """The demo data: one user with two Pages linked to Instagram and one without, so the dashboard's
+    Page picker has a choice to offer and an unlinked Page to explain (safe to run again)."""
     if db.session.scalar(select(SandboxFacebookUser).where(SandboxFacebookUser.name == DEMO_USER)):
         return False
-    new_user(DEMO_USER, now, pages=("Tea House", "Tea House Outlet"))
+    user = new_user(DEMO_USER, now, pages=("Tea House", "Tea House Events"))
+    outlet = SandboxFacebookPage(
+        page_id=_number("1", 15),
+        name="Tea House Outlet",
+        instagram_account_id=_number("17841", 17),
+        instagram_username="tea_house_outlet",
+        instagram_linked=True,
+    )
+    user.pages.insert(1, outlet)
     db.session.commit()
     return True
 
@@ -452,6 +461,7 @@ PAGE_ACTIONS = {
         "190, Page token; gone from /me/accounts",
     ),
     "unlink_instagram": ("Unlink Instagram from the Page", "page_unlinked", "no instagram_business_account"),
+    "link_instagram": ("Link an Instagram account to the Page", None, ""),
     "unpublish": ("Unpublish the Page", "page_unlinked", "(#100)/33 on the Page; 190 on its token"),
     "delete": ("Delete the Page", "page_unlinked", "(#100)/33; gone from /me/accounts"),
 }
@@ -493,6 +503,12 @@ def apply_page_action(page: SandboxFacebookPage, action: str) -> str:
     elif action == "remove_role":
         page.tasks = ""
         result = f"{page.name}: the user has no role; its Page token answers 190 and /me/accounts leaves it out."
+    elif action == "link_instagram":
+        if page.instagram_account_id is None:
+            page.instagram_account_id = _number("17841", 17)
+            page.instagram_username = _slug(page.name)
+        page.instagram_linked = True
+        result = f"{page.name}: linked to the Instagram Business account @{page.instagram_username}."
     elif action == "unlink_instagram":
         page.instagram_linked = False
         result = f"{page.name}: Instagram unlinked; the Page answers without instagram_business_account."

@@ -232,10 +232,16 @@ def test_a_lowered_role_names_the_page_and_the_role_that_went(app, connection, n
     assert connection.cause == "permissions_changed"
     assert connection.page_tasks == ["ANALYZE"]  # the card shows the role as it is now
     event = last_event(connection)
-    assert "Your role on the Facebook Page “Tea House” is now Analyst (ANALYZE); it was Admin" in event.message
+    assert "Your role on the Facebook Page “Tea House” is now Analyst (ANALYZE); it was Admin." in event.message
     diagnosis = current_diagnosis(connection, now)
-    assert diagnosis.primary.cause.id == "permissions_changed"
-    assert any("Analyst" in line for line in diagnosis.primary.evidence)
+    assert (diagnosis.primary.cause.id, diagnosis.primary.confidence) == ("permissions_changed", "certain")
+    assert diagnosis.primary.evidence[0] == (
+        "Our check of the Facebook Page found: Your role on the Facebook Page “Tea House” is now Analyst "
+        "(ANALYZE); it was Admin. The shop needs Admin, Editor or Moderator."
+    )
+    # Facebook Login has no 60-day token: the age is measured against the data-access window.
+    assert any("90-day data access window" in line for line in diagnosis.primary.evidence)
+    assert not any("60-day" in line or "Instagram" in line for line in diagnosis.primary.evidence)
 
 
 def test_a_role_removed_from_the_page_is_a_permissions_change(app, connection, now, requests_mock):

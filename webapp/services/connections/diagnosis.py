@@ -31,6 +31,7 @@ from webapp.services.connections.causes import (
 from webapp.services.meta.classifier import RECONNECT_CAUSES, TOKEN_SUBCODES, classify_fields
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 from webapp.services.meta.error_text import ParsedError, parse_raw_error
+from webapp.services.meta.facebook import is_page_check_finding
 
 log = logging.getLogger(__name__)
 
@@ -218,33 +219,46 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
     if failure is not None:
         code, subcode = failure.meta_code or code, failure.meta_subcode or subcode
     doubts = _doubts(connection, cause_id, failure, connected, incident_started)
-    if cause_id == CauseId.TOKEN_EXPIRED and failure is not None and failure.kind == "expired":
-        add(CauseId.TOKEN_EXPIRED, "certain", failure.message)
+    # Who answered: Facebook Login's calls go to Facebook's Graph API, Instagram Login's to Instagram's.
+    meta = "Facebook" if connection.via_facebook else "Instagram"
+    page_finding = connection.via_facebook and is_page_check_finding(connection.last_error_message)
+    expired = failure is not None and failure.kind == "expired"
+    if failure is not None and expired and cause_id in (CauseId.TOKEN_EXPIRED, CauseId.DATA_ACCESS_EXPIRED):
+        add(cause_id, "certain", failure.message)
+    elif page_finding:
+        # Meta answered; what its answer showed is our own finding, quoted whole (it names the Page and role).
+        add(cause_id, "certain", f"Our check of the Facebook Page found: {connection.last_error_message}")
     elif code == 190 and subcode in TWO_REASON_SUBCODES:
-        add(cause_id, "likely", f"Instagram answered with error 190, subcode {subcode}. {TWO_REASON_SUBCODES[subcode]}")
+        add(cause_id, "likely", f"{meta} answered with error 190, subcode {subcode}. {TWO_REASON_SUBCODES[subcode]}")
     elif code == 190 and subcode in TOKEN_SUBCODES:
         meaning = "." if doubts else ", which means exactly this."
-        add(cause_id, "certain", f"Instagram answered with error 190, subcode {subcode}{meaning}")
+        add(cause_id, "certain", f"{meta} answered with error 190, subcode {subcode}{meaning}")
     elif code is not None:
         add(
             cause_id,
             "likely",
-            f"Instagram answered with error code {code}" + (f", subcode {subcode}" if subcode else "") + ".",
+            f"{meta} answered with error code {code}" + (f", subcode {subcode}" if subcode else "") + ".",
         )
     elif cause_id in CAUSES:
         add(
             cause_id,
             "likely",
-            "Recognised from the wording of Instagram's message." if connection.last_error_message else "",
+            f"Recognised from the wording of {meta}'s message." if connection.last_error_message else "",
         )
-    if connection.last_error_message and cause_id != CauseId.TOKEN_EXPIRED:
-        ranked[cause_id].evidence.append(f"Instagram's message: “{connection.last_error_message[:200]}”")
+    if connection.last_error_message and not page_finding and not expired and cause_id != CauseId.TOKEN_EXPIRED:
+        ranked[cause_id].evidence.append(f"{meta}'s message: “{connection.last_error_message[:200]}”")
     if doubts:
         ranked[cause_id].doubts += doubts
 
     if cause_id in RECONNECT_CAUSES and connection.token_issued_at and incident_started:
         age = incident_started - connection.token_issued_at
-        if cause_id != CauseId.TOKEN_EXPIRED and age < LONG_LIVED_TOKEN_LIFETIME - timedelta(days=1):
+        if connection.via_facebook:
+            if cause_id != CauseId.DATA_ACCESS_EXPIRED and age < DATA_ACCESS_WINDOW - timedelta(days=1):
+                ranked[cause_id].evidence.append(
+                    f"Access was {_age(age)} old when it stopped working, long before its "
+                    f"{DATA_ACCESS_WINDOW.days}-day data access window ended: it was taken away, not worn out."
+                )
+        elif cause_id != CauseId.TOKEN_EXPIRED and age < LONG_LIVED_TOKEN_LIFETIME - timedelta(days=1):
             ranked[cause_id].evidence.append(
                 f"The token was {_age(age)} old when it stopped working, long before its "
                 f"{LONG_LIVED_TOKEN_LIFETIME.days}-day end: it was revoked, not worn out."

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from webapp.services.connections.page_roles import describe, tasks_enough
+from webapp.services.connections.page_roles import describe, role_for, tasks_enough
 from webapp.services.meta.client import MetaApiError, Usage
 from webapp.services.meta.facebook import FacebookClient, PageRoleTooLow, PageUnlinked, ScopeNarrowed, TokenDebug
 
@@ -75,8 +75,7 @@ def check_page(client: FacebookClient, target: PageTarget) -> tuple[PageCheck, M
         if learned.tasks is not None and not tasks_enough(learned.tasks):
             raise PageRoleTooLow(
                 f"Your role on the Facebook Page {target.page_label} is now {describe(learned.tasks)}; "
-                f"it was {describe(target.tasks)}. The shop needs Admin, Editor or Moderator to reach the "
-                "Page's Instagram account."
+                f"it was {role_for(target.tasks) or 'unknown'}. The shop needs Admin, Editor or Moderator."
             )
         page = _page(client, target)
         learned.page_name = page.name

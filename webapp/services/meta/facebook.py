@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -77,6 +78,14 @@ class PageProblem(MetaApiError):
     Raised by the keep-alive's Page check (services/keepalive/facebook_check.py); the classifier names
     each kind by its class.
     """
+
+
+# The Page check's own findings begin with these words (the diagnosis quotes them as ours, not Meta's).
+PAGE_CHECK_FINDING = re.compile(r"^(?:Your role on the Facebook Page |The Facebook Page |The permission \w+ )")
+
+
+def is_page_check_finding(message: str | None) -> bool:
+    return bool(message and PAGE_CHECK_FINDING.match(message))
 
 
 class PageUnlinked(PageProblem):

@@ -64,8 +64,10 @@ def test_a_facebook_shop_is_warned_before_its_access_ends_without_any_failure(ap
     assert connection.refresh_failures == 0 and connection.refresh_due_at is None  # nothing renews it but the merchant
     sent = {day: mails_after(app, NOW + timedelta(days=day)) for day in (0, 4, 5, 6, 11, 12, 13)}
     assert [day for day, mails in sent.items() if mails] == [5, 12]
-    assert [mail.subject for mail in sent[5]] == ["Renew access: Instagram for Bloom & Stem stops in 10 days"]
-    assert [mail.subject for mail in sent[12]] == ["Renew access: Instagram for Bloom & Stem stops in 3 days"]
+    # Keyed per warning (10 and 3 days before), worded with the window's own end.
+    assert [mail.subject for mail in sent[5]] == ["Renew access: Instagram for Bloom & Stem stops on 11 Dec 2026"]
+    assert [mail.subject for mail in sent[12]] == ["Renew access: Instagram for Bloom & Stem stops on 11 Dec 2026"]
+    assert [mail.idempotency_key.split(":")[2] for mail in sent[5] + sent[12]] == ["expiry10", "expiry3"]
     assert all(mail.to_address == "maya@bloom.example" for day in sent.values() for mail in day)  # preferences hold
     mail = sent[5][0]
     for body in (mail.text_body, mail.html_body):
@@ -75,7 +77,7 @@ def test_a_facebook_shop_is_warned_before_its_access_ends_without_any_failure(ap
         assert "Renew access" in body and "log in with Facebook" in body
         assert "we keep trying" not in body and "automatically" not in body and "60-day" not in body
     assert re.search(r"Renew access: http://127\.0\.0\.1:5000/instagram/reconnect/[\w.\-]+", mail.text_body)
-    assert ">Renew access</a>" in mail.html_body
+    assert ">Renew access</a>" in mail.html_body and ">Renew access before 11 Dec 2026</h1>" in mail.html_body
     note = db.session.scalar(select(Notification).where(Notification.kind == "expiry_warning"))
     assert note.title == "Renew access to Instagram through Facebook" and note.link.startswith("http://127.0.0.1:5000/")
 
@@ -94,7 +96,7 @@ def test_renewing_the_window_ends_the_warning_and_starts_a_new_count(app, db, cl
     page = client.get("/notifications").get_data(as_text=True)
     assert ">Renew access</a>" not in page and "This warning no longer applies." in page
     assert [mail.subject for mail in mails_after(app, NOW + timedelta(days=80))] == [
-        "Renew access: Instagram for Bloom & Stem stops in 10 days"
+        "Renew access: Instagram for Bloom & Stem stops on 24 Feb 2027"
     ] * 2
 
 

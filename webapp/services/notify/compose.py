@@ -58,7 +58,9 @@ def compose_notice(app: Flask, notice: Notice, connection: InstagramConnection, 
         titles = dict(IN_APP_TITLES)
         if connection.via_facebook:
             # Nobody renews Facebook Login's access but the merchant: the warning asks them to.
-            subjects["expiry_warning"] = f"Renew access: Instagram for {shop} stops in {notice.days} days"
+            # The date, not the warning's bucket: a window may be nearer its end than the bucket's days.
+            ends = connection.token_expires_at
+            subjects["expiry_warning"] = f"Renew access: Instagram for {shop} stops on {ends:%-d %b %Y}"
             titles["expiry_warning"] = "Renew access to Instagram through Facebook"
         context = {
             "notice": notice,

@@ -98,3 +98,40 @@ def make_connection(
     db.session.add(connection)
     db.session.commit()
     return connection
+
+
+def make_facebook_connection(
+    shop: Shop | None = None,
+    *,
+    token: str = "EAAfactory-page-token",
+    issued_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    page_name: str = "Tea House",
+    page_id: str | None = None,
+    tasks: str = "MANAGE,CREATE_CONTENT,MODERATE,ADVERTISE,ANALYZE",
+    **fields,
+):
+    """A shop connected through Facebook Login: a Page's token whose expiry is the 90-day data-access window's end.
+
+    Such connections are never refreshed (refresh_due_at stays empty); only health checks are scheduled.
+    """
+    from datetime import timedelta
+
+    from webapp.services.connections.causes import DATA_ACCESS_WINDOW
+
+    issued_at = issued_at or clock.now() - timedelta(days=8)
+    connection = make_connection(
+        shop,
+        token=token,
+        issued_at=issued_at,
+        expires_at=expires_at or issued_at + DATA_ACCESS_WINDOW,
+        login_path="facebook",
+        facebook_user_id=f"10{next(_sequence):013d}",
+        facebook_page_id=page_id or f"1048{next(_sequence):011d}",
+        facebook_page_name=page_name,
+        facebook_page_tasks=tasks,
+        **fields,
+    )
+    connection.schedule(refresh_due_at=None, check_due_at=connection.check_due_at)
+    db.session.commit()
+    return connection

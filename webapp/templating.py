@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
 from webapp import clock
 from webapp.auth.decorators import OWNER_ONLY_REASON
 from webapp.dashboard import presenter
+from webapp.models import LoginPath
 from webapp.notifications.routes import unread_count
-from webapp.services.connections.causes import CAUSES
+from webapp.services.connections.causes import CAUSES, DATA_ACCESS_WINDOW
 from webapp.services.connections.diagnosis import permission_facts
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 from webapp.services.notify.compose import PAST_NOTICE_WORDS
@@ -58,6 +59,21 @@ def time_element(value: datetime | None, missing: str = "never", relative: bool 
     )
 
 
+# The route that starts each login path (a POST with `csrf_token`; Facebook's also takes `renew=1`).
+CONNECT_ENDPOINTS: dict[str, str] = {LoginPath.INSTAGRAM: "instagram.connect", LoginPath.FACEBOOK: "facebook.connect"}
+
+
+def connect_url(path: str | None) -> str | None:
+    """Where Connect, Reconnect and Renew access post for this login path; None while its route is absent."""
+    endpoint = CONNECT_ENDPOINTS.get(path or LoginPath.INSTAGRAM)
+    return url_for(endpoint) if endpoint and endpoint in current_app.view_functions else None
+
+
+def offered_paths() -> list[str]:
+    """The login paths a merchant may connect with: LOGIN_PATHS, in its order, each with its route."""
+    return [path for path in current_app.config.get("LOGIN_PATHS", (LoginPath.INSTAGRAM,)) if connect_url(path)]
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters["datetime"] = time_element
     app.jinja_env.filters["utc"] = format_datetime  # mails: no script can localise them, so they say UTC
@@ -73,9 +89,12 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["duration"] = presenter.duration_text
     app.jinja_env.globals["strip_summary"] = presenter.strip_summary
     app.jinja_env.globals["token_lifetime_days"] = LONG_LIVED_TOKEN_LIFETIME.days
+    app.jinja_env.globals["data_access_days"] = DATA_ACCESS_WINDOW.days
     app.jinja_env.globals["owner_only_reason"] = OWNER_ONLY_REASON
     app.jinja_env.globals["reconnect_kinds"] = RECONNECT_KINDS
     app.jinja_env.globals["past_notice_words"] = PAST_NOTICE_WORDS
+    app.jinja_env.globals["connect_url"] = connect_url
+    app.jinja_env.globals["offered_paths"] = offered_paths
 
     def unread_notifications() -> int:
         return unread_count(current_user.id) if current_user.is_authenticated else 0

@@ -6,15 +6,18 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
-from webapp.services.connections.causes import CauseId
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, LoginPath
+from webapp.services.connections.causes import DATA_ACCESS_WINDOW, CauseId
 from webapp.services.connections.checklist import checklist_ticks
 from webapp.services.connections.connect_errors import REFUSAL_KINDS, Step
 from webapp.services.connections.diagnosis import current_diagnosis, incident_key
+from webapp.services.connections.page_roles import ENOUGH_ROLE, role_for, tasks_enough
 from webapp.services.keepalive.leases import ACTIVE_STATES, pause_in_force
+from webapp.services.keepalive.policy import Policy
 from webapp.services.meta.client import LONG_LIVED_TOKEN_LIFETIME
 
 # An expiry we detected ourselves is not Instagram disconnecting the shop: it has its own words.
@@ -26,6 +29,15 @@ EXPIRED_SENTENCE = (
 PAUSED_SENTENCE = (
     "Instagram asked us to slow down, so our calls are paused for a while. Your connection still works; nothing to do."
 )
+
+# Facebook Login: the token lasts as long as Meta's data-access window, which only the merchant can
+# renew (by logging in again); nothing is renewed automatically, so the card never promises it.
+FACEBOOK_EXPIRED_SENTENCE = (
+    f"Access ended: Facebook gives the shop {DATA_ACCESS_WINDOW.days} days at a time, and this time was not "
+    "renewed before it ran out. Reconnect with Facebook to continue; it takes a minute."
+)
+# Our own expiry date on this path is the end of the window; Meta says the same with 190/493.
+FACEBOOK_EXPIRY_CAUSES = (CauseId.TOKEN_EXPIRED, CauseId.DATA_ACCESS_EXPIRED)
 
 STATE_LABELS: dict[str, tuple[str, str]] = {
     ConnectionState.NOT_CONNECTED: ("Not connected", "○"),
@@ -59,6 +71,28 @@ STATE_SENTENCES = {
 }
 
 
+# The card's sentence on a Facebook Login connection, where it differs.
+FACEBOOK_STATE_SENTENCES = {
+    "healthy": f"Everything is working. Facebook gives the shop access for {DATA_ACCESS_WINDOW.days} days at a "
+    "time; we remind you before it ends, and renewing takes a minute.",
+    "degraded": "Facebook is not answering properly right now. Your connection is still valid and we keep "
+    "retrying; nothing to do yet.",
+    "needs_reconnect": "This connection has stopped working. Products are not syncing until you reconnect with "
+    "Facebook.",
+}
+# A Facebook card whose access ends within the warning period, whatever the worker has noticed yet.
+FACEBOOK_RENEW_SENTENCE = (
+    "The connection works, but access ends soon. Press Renew access and log in with Facebook to keep products "
+    "syncing: Facebook lets only you renew it, we cannot do it for you."
+)
+# Under the Page's role when Meta's tasks for it cannot act for the Page (an Advertiser, an Analyst).
+ROLE_TOO_LOW_SENTENCE = (
+    "This role lets you see the Page but not act for it, so the shop cannot use its Instagram account: ask an "
+    f"admin of the Page to give you at least the {ENOUGH_ROLE} role."
+)
+FACEBOOK_STATE_LABELS: dict[str, tuple[str, str]] = {ConnectionState.NEEDS_RECONNECT: ("Disconnected", "✕")}
+
+
 # The short notice an open dashboard shows when a poll finds the connection in another state.
 STATE_CHANGE_NOTICES = {
     "not_connected": "Instagram was disconnected from your shop.",
@@ -66,6 +100,14 @@ STATE_CHANGE_NOTICES = {
     "expiring": "Your Instagram connection ends soon and could not be renewed yet.",
     "degraded": "Instagram stopped answering properly. We keep retrying; nothing to do yet.",
     "needs_reconnect": "Instagram just ended the connection. See “What happened” for why and how to fix it.",
+}
+
+
+FACEBOOK_STATE_CHANGE_NOTICES = {
+    **STATE_CHANGE_NOTICES,
+    "expiring": "Access to your Instagram account through Facebook ends soon. Press Renew access to keep it.",
+    "degraded": "Facebook stopped answering properly. We keep retrying; nothing to do yet.",
+    "needs_reconnect": "The connection just stopped working. See “What happened” for why and how to fix it.",
 }
 
 
@@ -135,7 +177,13 @@ def change_notice(seen_by_page: str | None, card: CardView) -> str | None:
     if not seen_by_page or seen_by_page == card.seen:
         return None
     previous_state = seen_by_page.partition("-")[2] or ConnectionState.NOT_CONNECTED
-    return None if previous_state == card.state else STATE_CHANGE_NOTICES[card.state]
+    if previous_state == card.state:
+        return None
+    if not card.via_facebook:
+        return STATE_CHANGE_NOTICES[card.state]
+    if previous_state == ConnectionState.EXPIRING and card.state == ConnectionState.HEALTHY and card.expires_at:
+        return f"Access renewed until {card.expires_at:%-d %b %Y}."
+    return FACEBOOK_STATE_CHANGE_NOTICES[card.state]
 
 
 def duration_text(delta: timedelta) -> str:
@@ -176,16 +224,36 @@ class CardView:
     next_check: datetime | None = None
     retry_at: datetime | None = None
     paused_until: datetime | None = None
+    # How the shop connected. Facebook Login adds the Page, the role its tasks amount to, and a warning
+    # when that role cannot let the shop read the Instagram account (none when Meta listed no tasks).
+    login_path: str = LoginPath.INSTAGRAM
+    page_name: str | None = None
+    page_role: str | None = None
+    page_role_warning: str | None = None
+    # The bar's length: the token's 60 days, or on Facebook Login the 90-day data-access window.
+    lifetime_days: int = LONG_LIVED_TOKEN_LIFETIME.days
+    # Facebook Login's "Renew access": "primary" when the window ends within the warning period,
+    # "secondary" while it is far off, None where there is nothing to renew (broken, expired).
+    renew_access: str | None = None
     # What an open page last saw: it changes with every write to the connection (its version) and
     # with its state, so a poll can tell the page to refresh the parts that depend on it.
     seen: str = "none"
 
     @property
     def lifetime_used_days(self) -> int:
-        return min(int(self.token_age_days), LONG_LIVED_TOKEN_LIFETIME.days)
+        return min(int(self.token_age_days), self.lifetime_days)
+
+    @property
+    def via_facebook(self) -> bool:
+        return self.login_path == LoginPath.FACEBOOK
 
 
-def card_view(connection: InstagramConnection | None, now: datetime) -> CardView:
+def card_view(
+    connection: InstagramConnection | None, now: datetime, expiry_warning: timedelta | None = None
+) -> CardView:
+    """The card's words and numbers; `expiry_warning` defaults to the app's policy (EXPIRY_WARNING_DAYS)."""
+    if connection is not None and connection.via_facebook and connection.state != ConnectionState.NOT_CONNECTED:
+        return _facebook_card_view(connection, now, expiry_warning)
     state = connection.state if connection else ConnectionState.NOT_CONNECTED
     expired = (
         state == ConnectionState.NEEDS_RECONNECT
@@ -226,6 +294,61 @@ def card_view(connection: InstagramConnection | None, now: datetime) -> CardView
         # Nothing is called before the pause ends: a renewal "due" earlier happens right after it.
         if view.next_refresh is not None and view.next_refresh < view.paused_until:
             view.next_refresh = view.paused_until
+        view.retry_at = None
+    return view
+
+
+def _facebook_card_view(connection: InstagramConnection, now: datetime, expiry_warning: timedelta | None) -> CardView:
+    """A Facebook Login card: the Page and the merchant's role on it, and the data-access window's countdown.
+
+    Nothing here is renewed automatically (refresh_due_at stays empty), so the card shows no renewal
+    facts; the merchant renews the window with "Renew access", offered first once it ends soon.
+    """
+    state = connection.state
+    expired = state == ConnectionState.NEEDS_RECONNECT and connection.cause in FACEBOOK_EXPIRY_CAUSES
+    label, icon = EXPIRED_LABEL if expired else FACEBOOK_STATE_LABELS.get(state, STATE_LABELS[state])
+    tasks = connection.page_tasks
+    view = CardView(
+        state=state,
+        label=label,
+        icon=icon,
+        sentence=FACEBOOK_EXPIRED_SENTENCE if expired else FACEBOOK_STATE_SENTENCES.get(state, STATE_SENTENCES[state]),
+        login_path=LoginPath.FACEBOOK,
+        page_name=connection.facebook_page_name,
+        page_role=role_for(tasks),
+        page_role_warning=ROLE_TOO_LOW_SENTENCE if tasks and not tasks_enough(tasks) else None,
+        lifetime_days=DATA_ACCESS_WINDOW.days,
+        seen=f"{connection.version}-{state}",
+    )
+    if state == ConnectionState.NEEDS_RECONNECT:
+        view.stopped_at = connection.state_changed_at
+    window_start = connection.token_issued_at or connection.connected_at
+    if not connection.has_token or window_start is None:
+        return view
+    view.expired = expired
+    view.token_age_days = (now - window_start).total_seconds() / 86400
+    view.expires_at = connection.token_expires_at
+    view.last_check = connection.last_checked_at
+    view.last_check_ok = connection.last_check_ok
+    if state not in ACTIVE_STATES:
+        return view
+    view.connected_for = duration_text(now - (connection.connected_at or window_start))
+    ends_soon = state == ConnectionState.EXPIRING
+    if connection.token_expires_at is not None:
+        remaining = connection.token_expires_at - now
+        view.expires_in = countdown_text(remaining) if remaining.total_seconds() > 0 else None
+        if expiry_warning is None:
+            expiry_warning = Policy.from_config(current_app.config).expiry_warning
+        ends_soon = ends_soon or remaining <= expiry_warning
+    view.renew_access = "primary" if ends_soon else "secondary"
+    if ends_soon:
+        view.sentence = FACEBOOK_RENEW_SENTENCE
+    view.next_check = connection.check_due_at
+    view.retry_at = connection.retry_at if state in (ConnectionState.DEGRADED, ConnectionState.EXPIRING) else None
+    view.paused_until = pause_in_force(connection, now)
+    if view.paused_until is not None:
+        if state == ConnectionState.HEALTHY and not ends_soon:
+            view.sentence = PAUSED_SENTENCE
         view.retry_at = None
     return view
 

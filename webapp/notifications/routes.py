@@ -21,7 +21,10 @@ bp = Blueprint("notifications", __name__)
 
 class SettingsForm(FlaskForm):
     notify_reminders = BooleanField("Remind me after 2 and 5 days while Instagram stays disconnected")
-    notify_expiry_warnings = BooleanField("Warn me 10 and 3 days before the connection ends if renewal keeps failing")
+    notify_expiry_warnings = BooleanField(
+        "Warn me 10 and 3 days before the connection ends: when our renewals keep failing, "
+        "or when access through Facebook needs renewing"
+    )
     submit = SubmitField("Save")
 
 
@@ -47,6 +50,8 @@ def index():
         pagination=pagination,
         unread=unread_count(current_user.id),
         reconnect_applies=planning.calls_for_reconnect(pagination.items, connection, g.now, current_app.config),
+        # A Facebook Login shop's expiry warning asks to renew access, not to reconnect.
+        renews_access=connection is not None and connection.via_facebook,
     )
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, render_template, url_for
 
 from webapp.models import InstagramConnection, User
+from webapp.services.connections.causes import DATA_ACCESS_WINDOW
 from webapp.services.connections.diagnosis import current_diagnosis
 from webapp.services.notify.links import reconnect_token, unsubscribe_token
 
@@ -17,6 +18,14 @@ if TYPE_CHECKING:  # planning imports this module to word its notices
 
 def base_url(app: Flask) -> str:
     return app.config.get("PUBLIC_BASE_URL") or app.config["LOCAL_BASE_URL"]
+
+
+def account_words(connection: InstagramConnection) -> str:
+    """The account a mail is about, in brackets after the shop: "@tea_house, through your Facebook Page “Tea House”"."""
+    parts = [f"@{connection.username}"] if connection.username else []
+    if connection.via_facebook and connection.facebook_page_name:
+        parts.append(f"through your Facebook Page “{connection.facebook_page_name}”")
+    return ", ".join(parts)
 
 
 def compose_notice(app: Flask, notice: Notice, connection: InstagramConnection, person: User, now: datetime) -> dict:
@@ -46,6 +55,13 @@ def compose_notice(app: Flask, notice: Notice, connection: InstagramConnection, 
             "restored": f"Instagram is connected again for {shop}",
             "reconnect_link": f"Your link to reconnect Instagram for {shop}",
         }
+        titles = dict(IN_APP_TITLES)
+        if connection.via_facebook:
+            # Nobody renews Facebook Login's access but the merchant: the warning asks them to.
+            # The date, not the warning's bucket: a window may be nearer its end than the bucket's days.
+            ends = connection.token_expires_at
+            subjects["expiry_warning"] = f"Renew access: Instagram for {shop} stops on {ends:%-d %b %Y}"
+            titles["expiry_warning"] = "Renew access to Instagram through Facebook"
         context = {
             "notice": notice,
             "connection": connection,
@@ -58,6 +74,10 @@ def compose_notice(app: Flask, notice: Notice, connection: InstagramConnection, 
             "meta_user_title": diagnosis.meta_user_title if diagnosis else None,
             "meta_user_message": diagnosis.meta_user_message if diagnosis else None,
             "links": links,
+            "account": account_words(connection),
+            "via_facebook": connection.via_facebook,
+            "window_days": DATA_ACCESS_WINDOW.days,
+            "reconnect_label": "Reconnect through Facebook" if connection.via_facebook else "Reconnect Instagram",
             "expires_at": connection.token_expires_at,
             "failing_since": connection.failing_since,
             "broken_at": connection.incident_started_at,
@@ -67,6 +87,7 @@ def compose_notice(app: Flask, notice: Notice, connection: InstagramConnection, 
         html = render_template(f"mail/{notice.kind}.html", **context)
         summary = render_template("mail/_flapping.txt", **context).strip() if flapping else ""
     return {
+        "title": titles[notice.kind],
         "subject": subjects[notice.kind],
         "in_app": f"{subjects[notice.kind]}. {summary}" if summary else subjects[notice.kind],
         "text": text,

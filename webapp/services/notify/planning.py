@@ -13,14 +13,23 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from flask import Flask
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, Notification, OutboundMail, User
+from webapp.models import (
+    ConnectionEvent,
+    ConnectionState,
+    InstagramConnection,
+    LoginPath,
+    Notification,
+    OutboundMail,
+    User,
+)
 from webapp.services import audit
+from webapp.services.keepalive.leases import ACTIVE_STATES
 from webapp.services.keepalive.outcomes import Summary
-from webapp.services.notify.compose import IN_APP_TITLES, compose_notice
+from webapp.services.notify.compose import compose_notice
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,26 @@ def _refresh_failing(connection: InstagramConnection, now: datetime) -> bool:
     )
 
 
+def _window_open(connection: InstagramConnection, now: datetime) -> bool:
+    """Facebook Login: the data-access window has not ended yet, and only the merchant can renew it.
+
+    We never renew these connections ourselves, so the warnings are due whether or not anything
+    failed; a renewed window has a new end, hence new keys.
+    """
+    return (
+        connection.via_facebook
+        and connection.has_token
+        and connection.state in ACTIVE_STATES
+        and connection.token_expires_at is not None
+        and connection.token_expires_at > now
+    )
+
+
+def _expiry_ahead(connection: InstagramConnection, now: datetime) -> bool:
+    """Whether the connection's end by date is something the merchant should hear about."""
+    return _window_open(connection, now) if connection.via_facebook else _refresh_failing(connection, now)
+
+
 def restore_settled(connection: InstagramConnection, now: datetime, config) -> bool:
     """Whether a resolved incident has stayed resolved for the quiet period ("connected again" may go)."""
     healthy_since = connection.state_changed_at or now
@@ -116,7 +145,7 @@ def due_notices(connection: InstagramConnection, now: datetime, config, told: To
             if now - connection.incident_started_at >= timedelta(days=days) and previous in told.keys:
                 notices.append(Notice("reminder", key, days, "notify_reminders"))
             previous = key
-    if _refresh_failing(connection, now) and connection.token_expires_at is not None:
+    if _expiry_ahead(connection, now) and connection.token_expires_at is not None:
         left = connection.token_expires_at - now
         due = [days for days in config["EXPIRY_WARNING_NOTICE_DAYS"] if left <= timedelta(days=days)]
         if due:
@@ -144,15 +173,15 @@ def calls_for_reconnect(
     """The ids of the notices whose Reconnect still applies: the trouble each was about is still there.
 
     A disconnect or a reminder belongs to its incident and applies while that incident is open; an
-    expiry warning while renewal of that same token keeps failing; support's link until it expires
-    or the shop reconnects.
+    expiry warning while renewal of that same token keeps failing (Facebook Login: until that same
+    window is renewed); support's link until it expires or the shop reconnects.
     """
     if connection is None:
         return set()
     live_prefixes = []
     if connection.state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is not None:
         live_prefixes.append(incident_prefix(connection.id, connection.incident_started_at) + ":")
-    if _refresh_failing(connection, now):
+    if _expiry_ahead(connection, now):
         live_prefixes.append(_expiry_prefix(connection) + ":")
     link_lifetime = timedelta(days=config["RECONNECT_LINK_DAYS"])
 
@@ -214,16 +243,21 @@ def plan(app: Flask, now: datetime, connection_ids: list[int] | None = None) -> 
     query = select(InstagramConnection)
     if connection_ids is not None:
         query = query.where(InstagramConnection.id.in_(connection_ids))
-    candidates = db.session.scalars(
-        query.where(
-            InstagramConnection.state.in_(NOTICE_STATES),
-            or_(
-                InstagramConnection.incident_started_at.is_not(None),
-                InstagramConnection.resolved_incident_at.is_not(None),
-                InstagramConnection.refresh_failures > 0,
-            ),
+    reasons = [
+        InstagramConnection.incident_started_at.is_not(None),
+        InstagramConnection.resolved_incident_at.is_not(None),
+        InstagramConnection.refresh_failures > 0,
+    ]
+    warning_days = app.config["EXPIRY_WARNING_NOTICE_DAYS"]
+    if warning_days:
+        # Facebook Login's window ends on its date whatever happens: no failure announces it.
+        reasons.append(
+            and_(
+                InstagramConnection.login_path == LoginPath.FACEBOOK,
+                InstagramConnection.token_expires_at <= now + timedelta(days=max(warning_days)),
+            )
         )
-    ).all()
+    candidates = db.session.scalars(query.where(InstagramConnection.state.in_(NOTICE_STATES), or_(*reasons))).all()
     created = 0
     for connection in candidates:
         told = told_about(connection)
@@ -269,7 +303,7 @@ def _record(app: Flask, notice: Notice, connection: InstagramConnection, person:
                     idempotency_key=key,
                     user_id=person.id,
                     kind=notice.kind,
-                    title=IN_APP_TITLES[notice.kind],
+                    title=content["title"],
                     body=content["in_app"],
                     link=content["link"],
                     created_at=now,

@@ -348,3 +348,30 @@ def test_a_lowered_role_is_not_reported_as_a_permission_taken_away(app, connecti
     db.session.refresh(connection)
     assert connection.cause == "permissions_changed"
     assert permission_facts(connection).removed == []
+
+
+def test_a_window_about_to_close_is_expiring_until_access_is_renewed(app, connection, now, requests_mock):
+    meta(requests_mock, now, debug=debug_answer(now, data_access_days=5))
+    assert run_check(app, connection, now).summary == "checked"
+    db.session.refresh(connection)
+    assert (connection.state, connection.cause, connection.diagnosis) == (ConnectionState.EXPIRING, None, None)
+    # Still working: a second check is not a recovery, and nothing is explained as trouble.
+    assert run_check(app, connection, now + timedelta(minutes=5)).summary == "checked"
+    requests_mock.get(f"{GRAPH}/debug_token", json=debug_answer(now, data_access_days=89))
+    assert run_check(app, connection, now + timedelta(minutes=10)).summary == "checked"
+    db.session.refresh(connection)
+    assert connection.state == ConnectionState.HEALTHY
+
+
+def test_a_broken_connection_that_works_again_near_its_window_end_resolves_its_incident(
+    app, connection, now, requests_mock
+):
+    meta(requests_mock, now, page={"json": page_answer(linked=None)})
+    run_check(app, connection, now)
+    db.session.refresh(connection)
+    assert connection.incident_started_at is not None
+    meta(requests_mock, now, debug=debug_answer(now, data_access_days=5))
+    assert run_check(app, connection, now + timedelta(minutes=5)).summary == "recovered"
+    db.session.refresh(connection)
+    assert connection.state == ConnectionState.EXPIRING and connection.incident_started_at is None
+    assert connection.resolved_incident_at is not None  # the "connected again" notice is due

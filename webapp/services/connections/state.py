@@ -109,15 +109,20 @@ def set_state(connection: InstagramConnection, state: ConnectionState, now: date
         connection.state_changed_at = now
     if state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is None:
         connection.incident_started_at = now
-    elif state == ConnectionState.HEALTHY and connection.incident_started_at is not None:
+    elif _working(state, cause) and connection.incident_started_at is not None:
         connection.resolved_incident_at = connection.incident_started_at  # "restored" mail is due
         connection.incident_started_at = None
     elif state == ConnectionState.NOT_CONNECTED:
         connection.incident_started_at = connection.resolved_incident_at = None
-    if state in (ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED):
+    if _working(state, cause) or state == ConnectionState.NOT_CONNECTED:
         connection.diagnosis = connection.diagnosed_at = None  # no trouble left to explain
     connection.state = state
     connection.cause = cause
+
+
+def _working(state: ConnectionState, cause: str | None) -> bool:
+    """Healthy, or expiring with nothing wrong: a Facebook Login connection near its data-access window's end."""
+    return state == ConnectionState.HEALTHY or (state == ConnectionState.EXPIRING and cause is None)
 
 
 def read_token(connection: InstagramConnection, vault: TokenVault) -> str:

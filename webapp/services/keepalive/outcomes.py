@@ -198,7 +198,10 @@ def _apply(
 
 
 def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> Summary:
-    recovered = connection.state != ConnectionState.HEALTHY
+    window_closing = _window_closing(connection, now, policy)
+    recovered = connection.state != ConnectionState.HEALTHY and not (
+        connection.state == ConnectionState.EXPIRING and connection.cause is None
+    )
     if outcome.grant is not None:
         expires_at = outcome.grant.expires_at(now) or now + policy.token_lifetime
         store_token(connection, outcome.grant.access_token, vault, issued_at=now, expires_at=expires_at)
@@ -230,7 +233,8 @@ def _apply_success(connection, claim, outcome, now, policy, vault, rng) -> Summa
     connection.consecutive_failures = connection.failure_days = 0
     connection.failing_since = connection.last_failure_on = None
     connection.paused_until = None
-    set_state(connection, ConnectionState.HEALTHY, now)
+    # Working, but a Facebook Login window about to close is "expiring" until the merchant renews access.
+    set_state(connection, ConnectionState.EXPIRING if window_closing else ConnectionState.HEALTHY, now)
     schedule_after_success(connection, now, policy, rng)
     if recovered:
         message += " The connection works again."
@@ -299,6 +303,15 @@ def _apply_page_facts(connection: InstagramConnection, learned: PageCheck) -> No
         connection.token_expires_at = learned.expires_at
     if learned.debug is not None and learned.debug.is_valid and learned.debug.scopes:
         connection.granted_permissions = ",".join(learned.debug.scopes)[:512]
+
+
+def _window_closing(connection: InstagramConnection, now: datetime, policy: Policy) -> bool:
+    """Facebook Login: the data-access window ends within the expiry warning (only the merchant can renew it)."""
+    return (
+        connection.via_facebook
+        and connection.token_expires_at is not None
+        and connection.token_expires_at - now <= policy.expiry_warning
+    )
 
 
 def _page_check_message(connection: InstagramConnection) -> str:

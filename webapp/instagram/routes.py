@@ -40,7 +40,7 @@ def _linked_message(linked: linking.Linked) -> str:
     return LINKED_MESSAGES[key].format(username=linked.connection.username)
 
 
-def _client_fingerprint() -> ClientFingerprint:
+def client_fingerprint() -> ClientFingerprint:
     return ClientFingerprint.from_request(request.remote_addr, request.user_agent.string)
 
 
@@ -64,7 +64,7 @@ def callback():
         refusal = connect_errors.from_login_page(
             args["error"], args.get("error_reason"), args.get("error_description"), reply_secrets
         )
-        return _refused(refusal, record=take_reply_state(args.get("state")))
+        return refuse_login(refusal, record=take_reply_state(args.get("state")))
     if not args.get("code"):
         abort(400, description="This page expects a reply from Instagram's login. Start again from your dashboard.")
     state.end_read_transaction()  # the code exchange, the long-lived exchange and /me follow
@@ -74,13 +74,13 @@ def callback():
         # Not a reply to a login this browser started (or one already used): nothing to record, since a
         # link anyone can forge must not fill the shop's history or the app health page.
         refusal = connect_errors.from_reply_check(state_mismatch=True, detail="state did not match")
-        return _refused(refusal, status=400, record=False)
+        return refuse_login(refusal, status=400, record=False)
     except OAuthError as error:
         detail = f"incomplete reply: {error.error}"
-        return _refused(connect_errors.from_reply_check(state_mismatch=False, detail=detail), status=400)
+        return refuse_login(connect_errors.from_reply_check(state_mismatch=False, detail=detail), status=400)
     except MetaApiError as error:
         log.warning("code exchange refused by Meta: %r", error)
-        return _refused(connect_errors.from_meta_error(connect_errors.Step.CODE_EXCHANGE, error, reply_secrets))
+        return refuse_login(connect_errors.from_meta_error(connect_errors.Step.CODE_EXCHANGE, error, reply_secrets))
     try:
         linked = linking.complete_connect(
             shop=current_user.shop,
@@ -89,24 +89,24 @@ def callback():
             client=instagram_client(),
             vault=token_vault(),
             now=g.now,
-            client_fingerprint=_client_fingerprint(),
+            client_fingerprint=client_fingerprint(),
             policy=keep_alive_policy(),
         )
     except linking.AccountSwitchRequired:
         return redirect(url_for("instagram.switch"))
     except MetaApiError as error:
         log.warning("finishing the Instagram connection failed: %r", error)
-        return _refused(connect_errors.from_meta_error(connect_errors.Step.FINISH, error, reply_secrets))
+        return refuse_login(connect_errors.from_meta_error(connect_errors.Step.FINISH, error, reply_secrets))
     planning.plan(current_app, g.now, connection_ids=[linked.connection.id])  # a "restored" notice, if due
     flash(_linked_message(linked), "success")
     return redirect(url_for("dashboard.index"))
 
 
-def _refused(refusal: connect_errors.ConnectRefusal, *, status: int = 302, record: bool = True):
+def refuse_login(refusal: connect_errors.ConnectRefusal, *, status: int = 302, record: bool = True):
     """Record the refusal, then tell the merchant: on the dashboard, or on an error page (400)."""
     if record:
         connect_errors.record(
-            refusal, shop=current_user.shop, user=current_user, now=g.now, client_fingerprint=_client_fingerprint()
+            refusal, shop=current_user.shop, user=current_user, now=g.now, client_fingerprint=client_fingerprint()
         )
     if status == 400:
         abort(400, description=refusal.message)
@@ -130,7 +130,7 @@ def switch():
             user=current_user,
             vault=token_vault(),
             now=g.now,
-            client_fingerprint=_client_fingerprint(),
+            client_fingerprint=client_fingerprint(),
             policy=keep_alive_policy(),
         )
         planning.plan(current_app, g.now, connection_ids=[linked.connection.id])

@@ -444,6 +444,50 @@ def test_a_new_login_replaces_the_shops_earlier_parked_one(client, auth, merchan
     assert pending_count(db) == 1
 
 
+# --- Reconnect links from mails -----------------------------------------------------------------
+
+
+@pytest.fixture
+def facebook_connected(client, auth, merchant, facebook, db):
+    facebook_connect(client, auth)
+    return connection_of(db, merchant)
+
+
+def reconnect_link(app, connection, user) -> str:
+    from webapp.services.notify.links import reconnect_token
+
+    return f"/instagram/reconnect/{reconnect_token(app, connection.id, user.id)}"
+
+
+@pytest.mark.parametrize(("cause", "renew"), [("password_changed", False), ("data_access_expired", True)])
+def test_a_mailed_reconnect_link_starts_the_facebook_login_for_a_facebook_connection(
+    app, client, merchant, facebook_connected, db, cause, renew
+):
+    db.session.execute(
+        db.update(InstagramConnection).values(state="needs_reconnect", cause=cause, token_ciphertext=None)
+    )
+    db.session.commit()
+    link = reconnect_link(app, facebook_connected, merchant)
+    landing = client.get(link)
+    assert "Continue with Facebook" in page_text(landing) and "“Tea House”" in page_text(landing)
+    response = client.post(link, data={"csrf_token": _csrf(landing)})
+    location = urlsplit(response.headers["Location"])
+    assert location.netloc == "www.facebook.com"
+    query = parse_qs(location.query)
+    assert query["redirect_uri"] == [CALLBACK]
+    assert ("auth_type" in query) is renew
+
+
+def test_a_mailed_link_falls_back_to_instagram_when_facebook_login_is_no_longer_offered(
+    app, client, merchant, facebook_connected
+):
+    link = reconnect_link(app, facebook_connected, merchant)
+    app.config["LOGIN_PATHS"] = ("instagram",)
+    landing = client.get(link)
+    response = client.post(link, data={"csrf_token": _csrf(landing)})
+    assert urlsplit(response.headers["Location"]).netloc == "www.instagram.com"
+
+
 # --- Meta's requests for the Facebook user ------------------------------------------------------
 
 

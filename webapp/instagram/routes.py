@@ -11,10 +11,12 @@ from flask_login import current_user
 from webapp.auth.decorators import merchant_required, owner_only
 from webapp.dashboard import fragments
 from webapp.extensions import limiter
+from webapp.facebook.oauth import start_login as start_facebook_login
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
 from webapp.instagram.oauth import callback_url, grant_from, instagram_login, take_reply_state
-from webapp.models import ConnectionState
+from webapp.models import ConnectionState, InstagramConnection, LoginPath
 from webapp.services.connections import connect_errors, linking, state
+from webapp.services.connections.causes import CauseId
 from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive import manual
 from webapp.services.keepalive.leases import Work
@@ -212,7 +214,7 @@ def refresh_now():
 @merchant_required
 @owner_only
 def reconnect_link(token: str):
-    """From a mail: opening the link shows one button; pressing it starts the Instagram login."""
+    """From a mail: opening the link shows one button; pressing it starts the login the shop connected with."""
     try:
         payload = read_reconnect_token(current_app, token)
     except LinkError as error:
@@ -228,5 +230,21 @@ def reconnect_link(token: str):
         except LinkError as error:
             flash(str(error), "warning")
             return redirect(url_for("dashboard.index"))
+        if login_path_of(connection) == LoginPath.FACEBOOK:
+            # Data access ran out: Facebook must be asked to confirm the person again to renew it.
+            return start_facebook_login(renew=connection.cause == CauseId.DATA_ACCESS_EXPIRED)
         return instagram_login().authorize_redirect(callback_url())
-    return render_template("instagram/reconnect_link.html", connection=connection, form=form, token=token)
+    return render_template(
+        "instagram/reconnect_link.html",
+        connection=connection,
+        form=form,
+        token=token,
+        via_facebook=login_path_of(connection) == LoginPath.FACEBOOK,
+    )
+
+
+def login_path_of(connection: InstagramConnection) -> LoginPath:
+    """The login that reconnects this connection: the one it was made with, when the operator still offers it."""
+    if connection.via_facebook and LoginPath.FACEBOOK in current_app.config["LOGIN_PATHS"]:
+        return LoginPath.FACEBOOK
+    return LoginPath.INSTAGRAM

@@ -532,3 +532,32 @@ def test_a_data_deletion_from_the_facebook_app_forgets_the_page_and_the_user_tok
     assert (connection.facebook_user_id, connection.facebook_page_id, connection.facebook_page_name) == (None,) * 3
     assert connection.facebook_page_tasks == ""
     assert not any("Tea House" in event.message for event in events(db))
+
+
+def test_key_rotation_re_encrypts_the_user_token_and_the_parked_logins_too(
+    app_config, client, auth, merchant, facebook, db
+):
+    """Promise 13 for Facebook Login's extra secrets: after a rotation, the old key can go."""
+    import json
+
+    from cryptography.fernet import Fernet
+
+    from tests.conftest import TEST_TOKEN_KEY
+    from webapp import create_app
+    from webapp.services.connections.key_rotation import rotate_token_keys
+    from webapp.services.token_vault import TokenVault, parse_keys
+
+    facebook_connect(client, auth)
+    facebook.pages = [TEA_HOUSE, GARDEN]
+    facebook_connect(client, auth, code="AQfb-code-456")  # parked: two Pages to choose from
+    new_key = Fernet.generate_key().decode()
+    deploy = create_app({**app_config, "TOKEN_ENCRYPTION_KEYS": f"{new_key},{TEST_TOKEN_KEY}"})
+    with deploy.app_context():
+        report = rotate_token_keys(deploy.extensions["token_vault"])
+    assert (report.rotated, report.failed) == (3, [])  # the Page token, the user token, the parked login
+    only_new = TokenVault(parse_keys(new_key))
+    connection = connection_of(db, merchant)
+    assert only_new.decrypt(connection.token_ciphertext) == TEA_HOUSE["access_token"]
+    assert only_new.decrypt(connection.user_token_ciphertext) == LONG_USER_TOKEN
+    pending = db.session.scalar(select(PendingFacebookLogin))
+    assert json.loads(only_new.decrypt(pending.secrets_ciphertext))["user_token"] == LONG_USER_TOKEN

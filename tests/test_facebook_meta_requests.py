@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import TEST_CLIENT_SECRET, TEST_FACEBOOK_APP_SECRET
 from tests.factories import make_connection, make_shop
-from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback
+from webapp.models import ConnectionEvent, InstagramConnection, MetaCallback, PendingFacebookLogin
 from webapp.services.meta.signed_request import sign
 
 FACEBOOK_USER_ID = "10222000000000001"
@@ -206,3 +206,58 @@ def test_without_a_facebook_app_secret_every_facebook_callback_is_refused(app, c
     response = client.post(path, data={"signed_request": signed()})
     assert response.status_code == 400 and response.get_json()["detail"] == "no app secret is configured"
     assert row(db, facebook_connection).has_token
+
+
+def park_login(db, facebook_user_id: str) -> int:
+    """A Facebook login waiting for its merchant to pick a Page (tokens encrypted, as the callback parks them)."""
+    from tests.factories import make_user
+
+    user = make_user(shop=make_shop())
+    pending = PendingFacebookLogin(
+        shop_id=user.shop_id,
+        user_id=user.id,
+        facebook_user_id=facebook_user_id,
+        pages_json="[]",
+        secrets_ciphertext="encrypted",
+        expires_at=datetime.now(UTC) + timedelta(minutes=15),
+    )
+    db.session.add(pending)
+    db.session.commit()
+    return pending.id
+
+
+@pytest.mark.parametrize("path", ["/facebook/deauthorize", "/facebook/data-deletion"])
+def test_a_facebook_request_drops_that_users_parked_page_pick_and_no_one_elses(client, db, path):
+    theirs, someone_elses = park_login(db, FACEBOOK_USER_ID), park_login(db, "10222000000000002")
+    assert client.post(path, data={"signed_request": signed()}).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(PendingFacebookLogin, theirs) is None
+    assert db.session.get(PendingFacebookLogin, someone_elses) is not None
+
+
+@pytest.mark.parametrize("path", ["/instagram/deauthorize", "/instagram/data-deletion"])
+def test_an_instagram_request_with_the_same_number_leaves_a_parked_facebook_login(client, db, path):
+    parked = park_login(db, FACEBOOK_USER_ID)
+    response = client.post(path, data={"signed_request": signed(secret=TEST_CLIENT_SECRET)})
+    assert response.status_code == 200
+    db.session.expire_all()
+    assert db.session.get(PendingFacebookLogin, parked) is not None
+
+
+@pytest.mark.parametrize("path", ["/facebook/deauthorize", "/facebook/data-deletion"])
+def test_the_user_token_goes_with_the_page_token(client, db, facebook_connection, path):
+    db.session.execute(
+        db.update(InstagramConnection).values(
+            user_token_ciphertext="encrypted-user-token",
+            user_token_expires_at=datetime.now(UTC) + timedelta(days=50),
+            facebook_page_id="134895793791914",
+            facebook_page_name="Bloom & Stem",
+            facebook_page_tasks="MANAGE,CREATE_CONTENT",
+        )
+    )
+    db.session.commit()
+    assert client.post(path, data={"signed_request": signed()}).status_code == 200
+    connection = row(db, facebook_connection)
+    assert connection.user_token_ciphertext is None and connection.user_token_expires_at is None
+    if path.endswith("data-deletion"):  # the Page the person picked is their data too
+        assert (connection.facebook_page_id, connection.facebook_page_name, connection.page_tasks) == (None, None, [])

@@ -24,6 +24,8 @@ from webapp.auth.sessions import enforce_session_limits
 from webapp.config import PROJECT_ROOT, check_lease, engine_options, load_config
 from webapp.dashboard.routes import bp as dashboard_bp
 from webapp.extensions import csrf, db, limiter, login_manager, migrate
+from webapp.facebook.oauth import init_facebook_login
+from webapp.facebook.routes import bp as facebook_bp
 from webapp.health import bp as health_bp
 from webapp.instagram.oauth import init_instagram_login
 from webapp.instagram.routes import bp as instagram_bp
@@ -87,6 +89,7 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     init_runtime(app)
     init_instagram_login(app)
+    init_facebook_login(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"
@@ -108,6 +111,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(instagram_bp)
+    app.register_blueprint(facebook_bp)
     app.register_blueprint(meta_requests_bp)
     app.register_blueprint(support_bp)
     app.register_blueprint(notifications_bp)

@@ -156,3 +156,30 @@ def test_a_personal_account_is_refused_at_connect_and_nothing_is_stored(app, mer
         log_in(app, merchant)
     connection = merchant.shop.instagram_connection
     assert connection is None or (connection.state == "not_connected" and not connection.has_token)
+
+
+def test_an_instagram_login_leaves_nothing_of_an_earlier_facebook_login(app, merchant, requests_mock, db):
+    """Either path's login replaces what the other left: no Page, Facebook user or user token stays behind."""
+    from webapp.models import InstagramConnection
+
+    FakeInstagram(requests_mock).install()
+    first = log_in(app, merchant)
+    vault = app.extensions["token_vault"]
+    db.session.execute(
+        db.update(InstagramConnection).values(
+            login_path="facebook",
+            facebook_user_id="10229000000000042",
+            facebook_page_id="104000000000001",
+            facebook_page_name="Bloom & Stem",
+            facebook_page_tasks="MANAGE",
+            user_token_ciphertext=vault.encrypt("EAAGlongUSERsecret"),
+            user_token_expires_at=NOW + timedelta(days=60),
+        )
+    )
+    db.session.commit()
+    again = log_in(app, merchant, NOW + timedelta(days=1))
+    assert again.kind == "reconnected" and again.connection.id == first.connection.id
+    connection = again.connection
+    assert connection.login_path == "instagram" and not connection.via_facebook
+    assert (connection.facebook_user_id, connection.facebook_page_id, connection.facebook_page_name) == (None,) * 3
+    assert connection.page_tasks == [] and connection.user_token_ciphertext is connection.user_token_expires_at is None

@@ -1,4 +1,8 @@
-"""Instagram Business Login through Authlib: the redirect, its state and the callback's code exchange."""
+"""Instagram Business Login through Authlib: the redirect, its state and the callback's code exchange.
+
+The app's one Authlib registry lives here too; Facebook Login (webapp/facebook/oauth.py) registers
+its own client in it, with the same expiring state.
+"""
 
 from __future__ import annotations
 
@@ -51,12 +55,23 @@ class InstagramOAuth(OAuth):
     framework_integration_cls = ExpiringSessionState
 
 
-def init_instagram_login(app: Flask) -> None:
-    """Register Instagram Business Login with this app."""
+REGISTRY = "authlib.integrations.flask_client"
+
+
+def login_registry(app: Flask) -> OAuth:
+    """The app's Authlib registry, made on first use; both of Meta's logins register in it.
+
+    Flask-Authlib keeps one registry per app (in app.extensions), so a second one would replace the first.
+    """
     # One registry per app, never a shared cache: Authlib caches clients per registry and tests
     # build many apps; state stays in the signed session (GHSA-fg6f-75jq-6523 concerned caches).
-    registry = InstagramOAuth(app)
-    registry.register(
+    registry = app.extensions.get(REGISTRY)
+    return registry if registry is not None else InstagramOAuth(app)
+
+
+def init_instagram_login(app: Flask) -> None:
+    """Register Instagram Business Login with this app."""
+    login_registry(app).register(
         "instagram",
         client_id=app.config["INSTAGRAM_CLIENT_ID"],
         client_secret=app.config["INSTAGRAM_CLIENT_SECRET"],
@@ -67,31 +82,39 @@ def init_instagram_login(app: Flask) -> None:
 
 
 def instagram_login() -> InstagramLoginApp:
-    return current_app.extensions["authlib.integrations.flask_client"].create_client("instagram")
+    return current_app.extensions[REGISTRY].create_client("instagram")
 
 
-def take_reply_state(state: str | None) -> bool:
-    """True when `state` belongs to a login this browser started and has not used; it is used up now.
+def take_state(login: FlaskOAuth2App, state: str | None) -> bool:
+    """True when `state` belongs to a login this browser started with `login` and has not used; it is used up now.
 
     Authlib checks it for replies with a code; a reply with an error carries no code, so the
     callback asks here before it records the refusal (a forged error link is not Meta's answer).
     """
     if not state:
         return False
-    framework = instagram_login().framework
+    framework = login.framework
     ours = framework.get_state_data(session, state) is not None
     framework.clear_state_data(session, state)
     return ours
 
 
-def callback_url() -> str:
-    """The redirect_uri, byte-identical at authorize and exchange time (promise 18).
+def take_reply_state(state: str | None) -> bool:
+    return take_state(instagram_login(), state)
+
+
+def public_callback_url(endpoint: str) -> str:
+    """The redirect_uri of a login's callback, byte-identical at authorize and exchange time (promise 18).
 
     PUBLIC_BASE_URL wins when set; otherwise the request's own origin, which ProxyFix has already
     corrected to the https origin the platform's router received.
     """
     base = current_app.config.get("PUBLIC_BASE_URL")
     if base:
-        return f"{base}/instagram/callback"
+        return f"{base}{url_for(endpoint)}"
     scheme = "https" if current_app.config.get("PRODUCTION") else None
-    return url_for("instagram.callback", _external=True, _scheme=scheme)
+    return url_for(endpoint, _external=True, _scheme=scheme)
+
+
+def callback_url() -> str:
+    return public_callback_url("instagram.callback")

@@ -11,10 +11,12 @@ from flask_login import current_user
 from webapp.auth.decorators import merchant_required, owner_only
 from webapp.dashboard import fragments
 from webapp.extensions import limiter
+from webapp.facebook.oauth import start_login as start_facebook_login
 from webapp.instagram.forms import ConnectForm, DisconnectForm, SwitchForm
 from webapp.instagram.oauth import callback_url, grant_from, instagram_login, take_reply_state
-from webapp.models import ConnectionState
+from webapp.models import ConnectionState, InstagramConnection, LoginPath
 from webapp.services.connections import connect_errors, linking, state
+from webapp.services.connections.causes import CauseId
 from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive import manual
 from webapp.services.keepalive.leases import Work
@@ -40,7 +42,7 @@ def _linked_message(linked: linking.Linked) -> str:
     return LINKED_MESSAGES[key].format(username=linked.connection.username)
 
 
-def _client_fingerprint() -> ClientFingerprint:
+def client_fingerprint() -> ClientFingerprint:
     return ClientFingerprint.from_request(request.remote_addr, request.user_agent.string)
 
 
@@ -64,7 +66,7 @@ def callback():
         refusal = connect_errors.from_login_page(
             args["error"], args.get("error_reason"), args.get("error_description"), reply_secrets
         )
-        return _refused(refusal, record=take_reply_state(args.get("state")))
+        return refuse_login(refusal, record=take_reply_state(args.get("state")))
     if not args.get("code"):
         abort(400, description="This page expects a reply from Instagram's login. Start again from your dashboard.")
     state.end_read_transaction()  # the code exchange, the long-lived exchange and /me follow
@@ -74,13 +76,13 @@ def callback():
         # Not a reply to a login this browser started (or one already used): nothing to record, since a
         # link anyone can forge must not fill the shop's history or the app health page.
         refusal = connect_errors.from_reply_check(state_mismatch=True, detail="state did not match")
-        return _refused(refusal, status=400, record=False)
+        return refuse_login(refusal, status=400, record=False)
     except OAuthError as error:
         detail = f"incomplete reply: {error.error}"
-        return _refused(connect_errors.from_reply_check(state_mismatch=False, detail=detail), status=400)
+        return refuse_login(connect_errors.from_reply_check(state_mismatch=False, detail=detail), status=400)
     except MetaApiError as error:
         log.warning("code exchange refused by Meta: %r", error)
-        return _refused(connect_errors.from_meta_error(connect_errors.Step.CODE_EXCHANGE, error, reply_secrets))
+        return refuse_login(connect_errors.from_meta_error(connect_errors.Step.CODE_EXCHANGE, error, reply_secrets))
     try:
         linked = linking.complete_connect(
             shop=current_user.shop,
@@ -89,24 +91,24 @@ def callback():
             client=instagram_client(),
             vault=token_vault(),
             now=g.now,
-            client_fingerprint=_client_fingerprint(),
+            client_fingerprint=client_fingerprint(),
             policy=keep_alive_policy(),
         )
     except linking.AccountSwitchRequired:
         return redirect(url_for("instagram.switch"))
     except MetaApiError as error:
         log.warning("finishing the Instagram connection failed: %r", error)
-        return _refused(connect_errors.from_meta_error(connect_errors.Step.FINISH, error, reply_secrets))
+        return refuse_login(connect_errors.from_meta_error(connect_errors.Step.FINISH, error, reply_secrets))
     planning.plan(current_app, g.now, connection_ids=[linked.connection.id])  # a "restored" notice, if due
     flash(_linked_message(linked), "success")
     return redirect(url_for("dashboard.index"))
 
 
-def _refused(refusal: connect_errors.ConnectRefusal, *, status: int = 302, record: bool = True):
+def refuse_login(refusal: connect_errors.ConnectRefusal, *, status: int = 302, record: bool = True):
     """Record the refusal, then tell the merchant: on the dashboard, or on an error page (400)."""
     if record:
         connect_errors.record(
-            refusal, shop=current_user.shop, user=current_user, now=g.now, client_fingerprint=_client_fingerprint()
+            refusal, shop=current_user.shop, user=current_user, now=g.now, client_fingerprint=client_fingerprint()
         )
     if status == 400:
         abort(400, description=refusal.message)
@@ -130,7 +132,7 @@ def switch():
             user=current_user,
             vault=token_vault(),
             now=g.now,
-            client_fingerprint=_client_fingerprint(),
+            client_fingerprint=client_fingerprint(),
             policy=keep_alive_policy(),
         )
         planning.plan(current_app, g.now, connection_ids=[linked.connection.id])
@@ -213,7 +215,7 @@ def refresh_now():
 @merchant_required
 @owner_only
 def reconnect_link(token: str):
-    """From a mail: opening the link shows one button; pressing it starts the Instagram login."""
+    """From a mail: opening the link shows one button; pressing it starts the login the shop connected with."""
     try:
         payload = read_reconnect_token(current_app, token)
     except LinkError as error:
@@ -229,5 +231,21 @@ def reconnect_link(token: str):
         except LinkError as error:
             flash(str(error), "warning")
             return redirect(url_for("dashboard.index"))
+        if login_path_of(connection) == LoginPath.FACEBOOK:
+            # Data access ran out: Facebook must be asked to confirm the person again to renew it.
+            return start_facebook_login(renew=connection.cause == CauseId.DATA_ACCESS_EXPIRED)
         return instagram_login().authorize_redirect(callback_url())
-    return render_template("instagram/reconnect_link.html", connection=connection, form=form, token=token)
+    return render_template(
+        "instagram/reconnect_link.html",
+        connection=connection,
+        form=form,
+        token=token,
+        via_facebook=login_path_of(connection) == LoginPath.FACEBOOK,
+    )
+
+
+def login_path_of(connection: InstagramConnection) -> LoginPath:
+    """The login that reconnects this connection: the one it was made with, when the operator still offers it."""
+    if connection.via_facebook and LoginPath.FACEBOOK in current_app.config["LOGIN_PATHS"]:
+        return LoginPath.FACEBOOK
+    return LoginPath.INSTAGRAM

@@ -1,4 +1,9 @@
-"""Re-encrypt every stored token under the newest key (`flask --app wsgi tokens rotate-keys`)."""
+"""Re-encrypt every stored token under the newest key (`flask --app wsgi tokens rotate-keys`).
+
+Tokens live in several columns: each connection's token (Instagram's, or a Facebook Page's), Facebook
+Login's user token beside it, and the tokens of logins parked for the merchant (a switch to confirm,
+a Page to pick).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import cast
 from sqlalchemy import CursorResult, select, update
 
 from webapp.extensions import db
-from webapp.models import InstagramConnection, PendingConnection
+from webapp.models import InstagramConnection, PendingConnection, PendingFacebookLogin
 from webapp.services.connections.state import FENCED_WRITE_ATTEMPTS
 from webapp.services.token_vault import TokenVault, TokenVaultError
 
@@ -22,6 +27,13 @@ class RotationReport:
 
 
 ROTATION_BATCH = 200
+# Every encrypted column: (table, column, what a failure report calls a row of it).
+ENCRYPTED_COLUMNS = (
+    (InstagramConnection, "token_ciphertext", "connection"),
+    (InstagramConnection, "user_token_ciphertext", "connection's Facebook user token"),
+    (PendingConnection, "token_ciphertext", "pending switch"),
+    (PendingFacebookLogin, "secrets_ciphertext", "pending Facebook login"),
+)
 
 
 def rotate_token_keys(vault: TokenVault, batch_size: int = ROTATION_BATCH) -> RotationReport:
@@ -33,12 +45,13 @@ def rotate_token_keys(vault: TokenVault, batch_size: int = ROTATION_BATCH) -> Ro
     Unreadable rows are reported, not fatal.
     """
     report = RotationReport(0, [])
-    for model, label in ((InstagramConnection, "connection"), (PendingConnection, "pending switch")):
+    for model, column_name, label in ENCRYPTED_COLUMNS:
+        column = getattr(model, column_name)
         last_id = 0
         while True:
             rows = db.session.execute(
-                select(model.id, model.shop_id, model.token_ciphertext)
-                .where(model.token_ciphertext.is_not(None), model.id > last_id)
+                select(model.id, model.shop_id, column.label("ciphertext"))
+                .where(column.is_not(None), model.id > last_id)
                 .order_by(model.id)
                 .limit(batch_size)
             ).all()
@@ -46,21 +59,22 @@ def rotate_token_keys(vault: TokenVault, batch_size: int = ROTATION_BATCH) -> Ro
             if not rows:
                 break
             for row in rows:
-                _rotate_row(model, label, row, vault, report)
+                _rotate_row(model, column_name, label, row, vault, report)
             db.session.commit()
             last_id = rows[-1].id
     return report
 
 
-def _rotate_row(model, label: str, row, vault: TokenVault, report: RotationReport) -> None:
-    ciphertext = row.token_ciphertext
+def _rotate_row(model, column_name: str, label: str, row, vault: TokenVault, report: RotationReport) -> None:
+    column = getattr(model, column_name)
+    ciphertext = row.ciphertext
     for _ in range(FENCED_WRITE_ATTEMPTS):
         try:
             new_ciphertext = vault.rotate(ciphertext)
         except TokenVaultError:
             report.failed.append(f"{label} {row.id} (shop {row.shop_id})")
             return
-        values: dict[str, object] = {"token_ciphertext": new_ciphertext}
+        values: dict[str, object] = {column_name: new_ciphertext}
         if model is InstagramConnection:
             values["version"] = InstagramConnection.version + 1
         # Session.execute types every result as a plain Result; an UPDATE's is a CursorResult.
@@ -68,7 +82,7 @@ def _rotate_row(model, label: str, row, vault: TokenVault, report: RotationRepor
             CursorResult,
             db.session.execute(
                 update(model)
-                .where(model.id == row.id, model.token_ciphertext == ciphertext)
+                .where(model.id == row.id, column == ciphertext)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             ),
@@ -77,7 +91,7 @@ def _rotate_row(model, label: str, row, vault: TokenVault, report: RotationRepor
             report.rotated += 1
             return
         # Someone wrote the row since we read it: rotate what is there now, if anything.
-        ciphertext = db.session.scalar(select(model.token_ciphertext).where(model.id == row.id))
+        ciphertext = db.session.scalar(select(column).where(model.id == row.id))
         if ciphertext is None:
             return  # deleted meanwhile: nothing left to re-encrypt
     report.changed_meanwhile += 1

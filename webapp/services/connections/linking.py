@@ -1,16 +1,21 @@
-"""Connect, reconnect, switch accounts and disconnect: the merchant's own changes to the link."""
+"""Connect, reconnect, switch accounts and disconnect: the merchant's own changes to the link.
+
+Instagram Login's side lives here; Facebook Login's (the user token, its Pages, the picked Page) in
+facebook_linking.py, which stores through the same `apply_new_token`: either path's login replaces
+everything the other path left on the connection.
+"""
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import ConnectionState, InstagramConnection, PendingConnection, Shop, User
+from webapp.models import ConnectionState, InstagramConnection, LoginPath, PendingConnection, Shop, User
 from webapp.services import audit
 from webapp.services.connections.state import (
     Actor,
@@ -49,6 +54,22 @@ class Linked:
     @property
     def restored(self) -> bool:
         return self.kind == "reconnected" and self.previous_state != ConnectionState.HEALTHY
+
+
+@dataclass(frozen=True)
+class FacebookPageLink:
+    """Facebook Login's side of a new connection: who logged in, the Page they picked, their user token."""
+
+    facebook_user_id: str | None
+    page_id: str
+    page_name: str | None
+    page_tasks: tuple[str, ...]
+    user_token: str = field(repr=False)
+    user_token_expires_at: datetime | None = None
+
+    @property
+    def page_words(self) -> str:
+        return f"the Facebook Page \u201c{self.page_name or self.page_id}\u201d"
 
 
 class AccountSwitchRequired(Exception):
@@ -169,7 +190,7 @@ def _store_connect(
         db.session.commit()
         raise AccountSwitchRequired(pending, connection.username)
     previous_state = connection.state
-    kind = _apply_new_token(
+    kind = apply_new_token(
         connection,
         profile,
         short_grant.user_id,
@@ -186,7 +207,7 @@ def _store_connect(
     return Linked(connection, kind, previous_state)
 
 
-def _apply_new_token(
+def apply_new_token(
     connection: InstagramConnection,
     profile: Profile,
     login_user_id: str | None,
@@ -199,8 +220,13 @@ def _apply_new_token(
     vault: TokenVault,
     policy: Policy,
     switched_from: str | None = None,
+    facebook: FacebookPageLink | None = None,
 ) -> str:
-    """Store the new token and profile as a fresh, healthy start; return the kind of event recorded."""
+    """Store the new token and profile as a fresh, healthy start; return the kind of event recorded.
+
+    `facebook` is there for a Facebook Login (the token is then the Page's); without it the login
+    was Instagram Login's, and whatever an earlier Facebook Login left goes.
+    """
     if switched_from:
         kind = "switched_account"
     elif connection.connected_at is not None and same_account(connection, profile, login_user_id):
@@ -208,6 +234,7 @@ def _apply_new_token(
     else:
         kind = "connected"
     previous_state = connection.state
+    _set_login_path(connection, facebook, vault)
     _update_profile(connection, profile, permissions, login_user_id)
     store_token(connection, token, vault, issued_at=now, expires_at=expires_at)
     # A refresh still in flight for the old token loses its lease with this write (promise 33).
@@ -225,10 +252,11 @@ def _apply_new_token(
     connection.last_check_ok = True
     schedule_after_success(connection, now, policy, random.Random())
     username = f"@{connection.username}" if connection.username else "the Instagram account"
+    via = f" through {facebook.page_words}" if facebook else ""
     messages = {
-        "connected": f"Connected {username}.",
-        "reconnected": f"Reconnected {username}{RECONNECTED_AFTER.get(previous_state, '')}.",
-        "switched_account": f"Switched from @{switched_from} to {username}.",
+        "connected": f"Connected {username}{via}.",
+        "reconnected": f"Reconnected {username}{via}{RECONNECTED_AFTER.get(previous_state, '')}.",
+        "switched_account": f"Switched from @{switched_from} to {username}{via}.",
     }
     record_event(
         connection,
@@ -241,6 +269,26 @@ def _apply_new_token(
         user_agent_family=client_fingerprint.user_agent_family,
     )
     return kind
+
+
+def _set_login_path(connection: InstagramConnection, facebook: FacebookPageLink | None, vault: TokenVault) -> None:
+    """Record which login made the connection; nothing of the other path's stays behind."""
+    if facebook is None:
+        connection.login_path = LoginPath.INSTAGRAM
+        connection.facebook_user_id = connection.facebook_page_id = connection.facebook_page_name = None
+        connection.facebook_page_tasks = ""
+        connection.user_token_ciphertext = connection.user_token_expires_at = None
+        return
+    connection.login_path = LoginPath.FACEBOOK
+    connection.facebook_user_id = facebook.facebook_user_id
+    connection.facebook_page_id = facebook.page_id
+    connection.facebook_page_name = facebook.page_name
+    connection.facebook_page_tasks = ",".join(facebook.page_tasks)
+    connection.user_token_ciphertext = vault.encrypt(facebook.user_token)
+    connection.user_token_expires_at = facebook.user_token_expires_at
+    # Instagram Login's own ids are the Instagram app's numbering: the Instagram app's callbacks no
+    # longer reach this connection, so kept here they could never be deleted on request.
+    connection.instagram_scoped_id = connection.login_user_id = None
 
 
 def live_pending_switch(shop: Shop, now: datetime) -> PendingConnection | None:
@@ -278,7 +326,7 @@ def confirm_switch(
     connection.granted_permissions = ""
     expires_at = pending.token_expires_at or now + LONG_LIVED_TOKEN_LIFETIME
     previous_state = connection.state
-    kind = _apply_new_token(
+    kind = apply_new_token(
         connection,
         profile,
         pending.login_user_id,

@@ -24,6 +24,7 @@ from webapp.models import (
     LoginPath,
     MetaCallback,
     PendingConnection,
+    PendingFacebookLogin,
 )
 from webapp.services.connections.causes import CauseId
 from webapp.services.connections.diagnosis import store_diagnosis
@@ -97,8 +98,7 @@ def apply_deauthorize(
         )
         store_diagnosis(connection, now)
         changed += 1
-    if login_path == LoginPath.INSTAGRAM:
-        _drop_parked_switches(meta_user_id)  # its token is the one Meta just revoked
+    _drop_parked_logins(meta_user_id, login_path)  # their tokens are the ones Meta just revoked
     callback.status = "completed"
     callback.completed_at = now
     callback.connections_affected = changed
@@ -133,7 +133,8 @@ def request_data_deletion(
     for connection in connections:
         forget_token(connection)
         connection.instagram_user_id = connection.instagram_scoped_id = connection.login_user_id = None
-        connection.facebook_user_id = None
+        connection.facebook_user_id = connection.facebook_page_id = connection.facebook_page_name = None
+        connection.facebook_page_tasks = ""
         connection.username = connection.display_name = None
         connection.profile_picture_url = connection.account_type = None
         connection.granted_permissions = ""
@@ -150,8 +151,7 @@ def request_data_deletion(
             message="Instagram data deleted at the account owner's request "
             f"(confirmation {callback.confirmation_code}).",
         )
-    if login_path == LoginPath.INSTAGRAM:
-        _drop_parked_switches(meta_user_id)
+    _drop_parked_logins(meta_user_id, login_path)
     callback.status = "completed"
     callback.completed_at = now
     callback.connections_affected = len(connections)
@@ -195,8 +195,11 @@ def _scrub_switched_away_history(ids: set[str], still_linked: set[int]) -> None:
         )
 
 
-def _drop_parked_switches(meta_user_id: str) -> None:
-    """A switch to this account waiting for the merchant's confirmation cannot go ahead: drop it."""
+def _drop_parked_logins(meta_user_id: str, login_path: LoginPath) -> None:
+    """A login of this user waiting for the merchant (a switch to confirm, a Page to pick) cannot go ahead: drop it."""
+    if login_path == LoginPath.FACEBOOK:
+        db.session.execute(db.delete(PendingFacebookLogin).where(PendingFacebookLogin.facebook_user_id == meta_user_id))
+        return
     db.session.execute(
         db.delete(PendingConnection).where(
             or_(

@@ -142,13 +142,14 @@ def store_token(
 
 
 def forget_token(connection: InstagramConnection) -> None:
-    """Delete the token and stop every scheduled call that would have used it.
+    """Delete the token (and Facebook Login's user token) and stop every scheduled call that would have used it.
 
     A worker still holding a lease on the row loses it: this write moves the version its write-back
     is fenced on, so nothing it brings back can restore the token (promise 33).
     """
     connection.token_ciphertext = None
     connection.token_fingerprint = None
+    connection.user_token_ciphertext = connection.user_token_expires_at = None
     connection.lease_owner = connection.lease_expires_at = None
     connection.schedule()
 

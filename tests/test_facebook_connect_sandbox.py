@@ -43,8 +43,9 @@ def test_the_demo_merchant_connects_tea_house_through_the_sandbox_dialog(merchan
     dialog = browser.get(dialog_url).text
     user_id = re.search(r'name="user_id" value="(\d+)"[^>]*> Demo Merchant', dialog).group(1)
     page_ids = re.findall(rf'name="pages_{user_id}" value="(\d+)"', dialog)
-    assert len(page_ids) == 2  # Tea House (linked to @tea_house) and Tea House Outlet (no Instagram)
-    done = browser.post(
+    # Tea House (@tea_house), Tea House Outlet (@tea_house_outlet), Tea House Events (no Instagram).
+    assert len(page_ids) == 3
+    picker = browser.post(
         dialog_url,
         data={
             "csrf_token": csrf_token_from(dialog),
@@ -53,9 +54,16 @@ def test_the_demo_merchant_connects_tea_house_through_the_sandbox_dialog(merchan
             "decision": "allow",
         },
     )
-    # One Page with an Instagram account and nothing connected before: no choice to make.
-    # Facebook's "#_=_" stays on the URL through the redirects, as browsers carry a fragment along.
-    assert done.url.removesuffix("#_=_") == f"{base}/"
-    assert "Instagram connected: @tea_house, through your Facebook Page “Tea House”." in words(done.text)
+    # Two Pages with an Instagram account: the merchant chooses; the third is shown with how to link one.
+    assert picker.url.removesuffix("#_=_") == f"{base}/facebook/pages"
+    shown = words(picker.text)
+    assert "@tea_house " in shown + " " and "@tea_house_outlet" in shown and "Tea House Events" in shown
+    # Pick the second of the two: Tea House Outlet.
+    outlet = re.search(r'name="page_id" value="(\d+)"[^>]*>\s*<strong>Tea House Outlet</strong>', picker.text)
+    done = browser.post(
+        f"{base}/facebook/pages", data={"csrf_token": csrf_token_from(picker.text), "page_id": outlet.group(1)}
+    )
+    assert done.url == f"{base}/"
+    assert "Instagram connected: @tea_house_outlet, through your Facebook Page “Tea House Outlet”." in words(done.text)
     card = words(browser.get(f"{base}/card", headers={"HX-Request": "true"}).text)
-    assert "@tea_house" in card
+    assert "Connected through Facebook" in card and "your role: Admin" in card

@@ -548,8 +548,10 @@ def test_key_rotation_re_encrypts_the_user_token_and_the_parked_logins_too(
     from webapp.services.token_vault import TokenVault, parse_keys
 
     facebook_connect(client, auth)
-    facebook.pages = [TEA_HOUSE, GARDEN]
-    facebook_connect(client, auth, code="AQfb-code-456")  # parked: two Pages to choose from
+    # Parked: two Pages to choose from (the shop's own Page can no longer be kept: its role is too low).
+    facebook.pages = [{**TEA_HOUSE, "tasks": ["ANALYZE"]}, GARDEN]
+    facebook_connect(client, auth, code="AQfb-code-456")
+    assert db.session.scalar(select(PendingFacebookLogin)) is not None
     new_key = Fernet.generate_key().decode()
     deploy = create_app({**app_config, "TOKEN_ENCRYPTION_KEYS": f"{new_key},{TEST_TOKEN_KEY}"})
     with deploy.app_context():
@@ -561,3 +563,14 @@ def test_key_rotation_re_encrypts_the_user_token_and_the_parked_logins_too(
     assert only_new.decrypt(connection.user_token_ciphertext) == LONG_USER_TOKEN
     pending = db.session.scalar(select(PendingFacebookLogin))
     assert json.loads(only_new.decrypt(pending.secrets_ciphertext))["user_token"] == LONG_USER_TOKEN
+
+
+def test_a_reconnect_keeps_the_shops_page_without_asking_again(client, auth, merchant, facebook, db):
+    """One click restores: with two linked Pages, a reconnect finishes on the Page the shop already uses."""
+    facebook_connect(client, auth)
+    facebook.pages = [TEA_HOUSE, GARDEN]
+    response = facebook_connect(client, auth, code="AQfb-code-789")
+    assert response.headers["Location"].startswith("/") and "/facebook/pages" not in response.headers["Location"]
+    connection = connection_of(db, merchant)
+    assert (connection.facebook_page_id, connection.username) == (TEA_HOUSE["id"], "tea_house")
+    assert pending_count(db) == 0

@@ -48,3 +48,19 @@ def test_the_picker_sorts_pages_and_knows_which_pick_replaces_the_current_accoun
     assert picker.missing_permissions == []
     nobody_connected = PagePicker(parked(granted_permissions="instagram_basic"), pages)
     assert not nobody_connected.replaces(pages[0]) and nobody_connected.missing_permissions == ["pages_show_list"]
+
+
+def test_a_reconnect_keeps_the_shops_own_page_and_a_first_connect_needs_one_obvious_page():
+    pages = (page("1", "171"), page("2", "172"), page("3", None))
+    picking = parked(granted_permissions="instagram_basic,pages_show_list")
+    # Reconnecting (or renewing) a shop on Page 1 that still reaches its account: nothing to choose.
+    assert PagePicker(picking, pages, "ig_171", "171", "1").obvious == pages[0]
+    # Page 1 now reaches another account: the merchant chooses.
+    moved = (page("1", "179"), page("2", "172"))
+    assert PagePicker(picking, moved, "ig_171", "171", "1").obvious is None
+    # Page 1's role can no longer act for it: the merchant sees the picker and why.
+    lowered = (page("1", "171", tasks=("ANALYZE",)), page("2", "172"))
+    assert PagePicker(picking, lowered, "ig_171", "171", "1").obvious is None
+    # A first connect with two linked Pages: a choice; with one: that one.
+    assert PagePicker(picking, pages).obvious is None
+    assert PagePicker(picking, (page("1", "171"), page("3", None))).obvious.id == "1"

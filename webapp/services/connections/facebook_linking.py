@@ -96,6 +96,8 @@ class PagePicker:
     # The Instagram account the shop is connected to now (not for a shop that is not connected).
     current_username: str | None = None
     current_instagram_id: str | None = None
+    # The Page the shop's Facebook Login connection uses now (none on Instagram Login).
+    current_page_id: str | None = None
 
     @property
     def choices(self) -> list[ParkedPage]:
@@ -116,6 +118,21 @@ class PagePicker:
 
     def is_current(self, page: ParkedPage) -> bool:
         return self.current_instagram_id is not None and page.instagram_account_id == self.current_instagram_id
+
+    @property
+    def obvious(self) -> ParkedPage | None:
+        """The Page to finish with at once, when there is nothing to choose.
+
+        A reconnect or a renewal keeps the shop's own Page when it still reaches the same account with a
+        role that can act for it; otherwise one linked Page is obvious when it replaces nobody.
+        """
+        kept = next((page for page in self.choices if page.id == self.current_page_id), None)
+        if kept is not None and kept.role_enough and self.is_current(kept):
+            return kept
+        only = self.choices[0] if len(self.choices) == 1 else None
+        if only is None or not only.role_enough or self.replaces(only):
+            return None
+        return only
 
 
 class LoginRefused(Exception):
@@ -143,9 +160,9 @@ def receive_login(
 ) -> Linked | None:
     """Turn the login into a long-lived user token and its Pages, and park them for the merchant's pick.
 
-    Returns the connection when there was nothing to choose (exactly one Page with an Instagram
-    account, a role that can act for it, and no other account to replace), else None: the picker
-    has what it needs. Raises MetaApiError when Meta refuses a step, LoginRefused when the user
+    Returns the connection when there was nothing to choose (PagePicker.obvious: the shop's own Page
+    on a reconnect or renewal, or the one Page with an Instagram account), else None: the picker has
+    what it needs. Raises MetaApiError when Meta refuses a step, LoginRefused when the user
     token comes back invalid.
     """
     end_read_transaction()  # the long-lived exchange, debug_token and /me/accounts follow
@@ -162,13 +179,13 @@ def receive_login(
             connect_errors.no_linked_page(), shop=shop, user=user, now=now, client_fingerprint=client_fingerprint
         )
         return None
-    only = picker.choices[0] if len(picker.choices) == 1 else None
-    if only is None or not only.role_enough or picker.replaces(only):
+    obvious = picker.obvious
+    if obvious is None:
         return None
     return choose_page(
         shop=shop,
         user=user,
-        page_id=only.id,
+        page_id=obvious.id,
         client=client,
         vault=vault,
         now=now,
@@ -248,10 +265,11 @@ def picker_for(shop: Shop, now: datetime) -> PagePicker | None:
     if pending is None:
         return None
     connection = db.session.scalar(select(InstagramConnection).where(InstagramConnection.shop_id == shop.id))
-    current_id = current_username = None
+    current_id = current_username = current_page_id = None
     if connection is not None and connection.state != ConnectionState.NOT_CONNECTED and connection.instagram_user_id:
         current_id, current_username = connection.instagram_user_id, connection.username
-    return PagePicker(pending, _parked_pages(pending), current_username, current_id)
+        current_page_id = connection.facebook_page_id if connection.via_facebook else None
+    return PagePicker(pending, _parked_pages(pending), current_username, current_id, current_page_id)
 
 
 def choose_page(

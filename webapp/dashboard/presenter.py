@@ -326,7 +326,11 @@ def _facebook_card_view(connection: InstagramConnection, now: datetime, expiry_w
     if not connection.has_token or window_start is None:
         return view
     view.expired = expired
-    view.token_age_days = (now - window_start).total_seconds() / 86400
+    # The window's end is Meta's date (debug_token's data_access_expires_at), so the part used is
+    # counted back from it; from the connect only when Meta has not said.
+    if connection.token_expires_at is not None:
+        window_start = min(now, connection.token_expires_at - DATA_ACCESS_WINDOW)
+    view.token_age_days = max((now - window_start).total_seconds() / 86400, 0)
     view.expires_at = connection.token_expires_at
     view.last_check = connection.last_checked_at
     view.last_check_ok = connection.last_check_ok

@@ -451,6 +451,7 @@ USER_ACTIONS = {
     "checkpoint": ("Put the user in a checkpoint", "account_checkpoint", "190/459"),
     "remove_app": ("Remove the app (sends a signed deauthorize)", "app_removed", "190/458"),
     "expire_data_access": ("Let data access lapse (90 days)", "data_access_expired", "190/493"),
+    "near_data_access_end": ("Bring data access's end near (5 days left)", None, ""),
     "reset": ("Clear every problem", None, ""),
 }
 PAGE_ACTIONS = {
@@ -481,6 +482,9 @@ def apply_user_action(user: SandboxFacebookUser, action: str, now: datetime) -> 
     elif action == "expire_data_access":
         user.data_access_expires_at = now - timedelta(days=1)
         result = "Data access lapsed: data_access_expires_at is in the past; calls answer 190/493."
+    elif action == "near_data_access_end":
+        user.data_access_expires_at = now + timedelta(days=5)
+        result = "Data access now ends in 5 days: the dashboard asks the merchant to renew access."
     elif action == "reset":
         user.checkpointed = False
         if user.data_access_expires_at is not None:

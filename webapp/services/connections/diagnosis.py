@@ -277,7 +277,7 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
     removed = permission_facts(connection).removed
     if cause_id == CauseId.PERMISSIONS_CHANGED and removed:
         ranked[cause_id].evidence.append(
-            f"At the last connect Instagram granted {', '.join(connection.permissions)}; "
+            f"At the last connect {meta} granted {', '.join(connection.permissions)}; "
             f"now it refuses {', '.join(removed)}."
         )
     missing = [
@@ -287,7 +287,7 @@ def diagnose(connection: InstagramConnection, events: list[ConnectionEvent], now
         add(
             CauseId.PERMISSIONS_CHANGED,
             "likely",
-            f"At the last connect Instagram granted {', '.join(connection.permissions)}, without {', '.join(missing)}.",
+            f"At the last connect {meta} granted {', '.join(connection.permissions)}, without {', '.join(missing)}.",
         )
 
     if cause_id == CauseId.INVALID_TOKEN:

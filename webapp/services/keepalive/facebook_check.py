@@ -70,7 +70,6 @@ def check_page(client: FacebookClient, target: PageTarget) -> tuple[PageCheck, M
         learned.debug, learned.usage = debug, debug.usage
         if not debug.is_valid:
             raise debug.error or MetaApiError("Meta says the Page token is no longer valid.", code=190)
-        _check_scopes(debug, target)
         learned.tasks = _tasks(client, target)
         if learned.tasks is not None and not tasks_enough(learned.tasks):
             raise PageRoleTooLow(
@@ -89,6 +88,8 @@ def check_page(client: FacebookClient, target: PageTarget) -> tuple[PageCheck, M
                 f"The Facebook Page {target.page_label} is now linked to {other}, not the shop's account."
             )
         learned.instagram_username = page.instagram_username
+        # Last: an unlinked account or a lowered role also leaves the scopes short of it, and is the better answer.
+        _check_scopes(debug, target)
     except MetaApiError as error:
         if not error.usage.app and not error.usage.business:
             error.usage = learned.usage

@@ -120,3 +120,33 @@ def test_the_card_in_every_state_on_desktop_and_phone(browser, tmp_path_factory)
                 card.screenshot(path=str(folder / f"{name}-{device}.png"))
                 assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (name, device)
     assert len(list(folder.glob("*.png"))) == 2 * len(CARD_STATES)
+
+
+def test_take_the_facebook_login_screenshots(browser, tmp_path_factory):
+    """The Facebook Login path: the Page picker, its connected card and a Page unlinked from Instagram."""
+    folder = Path(os.environ["SCREENSHOTS_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    with servers.live_dashboard_server(tmp_path_factory.mktemp("facebook-shots")) as (base_url, _env):
+        page = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900}).new_page()
+        log_in(page, DEMO_MERCHANT)
+        page.locator("#instagram-card").screenshot(path=str(folder / "card-choose-path.png"))
+        page.get_by_role("button", name="Connect through Facebook").click()
+        page.get_by_role("radio", name="Demo Merchant").check()
+        page.get_by_role("button", name="Continue").click()
+        expect(page).to_have_url(re.compile(r"/facebook/pages"))
+        page.screenshot(path=str(folder / "facebook-page-picker.png"), full_page=True)
+        page.get_by_role("radio", name=re.compile(r"^Tea House · ")).check()
+        page.get_by_role("button", name="Connect the Instagram account of this Page").click()
+        page.wait_for_url(re.compile(r"/(#_=_)?$"))
+        card = page.locator("#instagram-card")
+        expect(card).to_contain_text("Connected through Facebook")
+        card.screenshot(path=str(folder / "card-facebook-connected.png"))
+
+        page.goto("/sandbox/facebook/")
+        user = page.locator("article.sandbox-account", has_text="Demo Merchant")
+        tea_house = user.locator("section.sandbox-page", has=page.get_by_role("heading", name="Tea House", exact=True))
+        tea_house.get_by_role("button", name="Unlink Instagram from the Page").click()
+        page.goto("/")
+        card.get_by_role("button", name="Test connection now").click()
+        expect(page.locator("#diagnosis-panel")).to_contain_text("no longer linked to your Facebook Page")
+        page.screenshot(path=str(folder / "dashboard-facebook-disconnected.png"), full_page=True)

@@ -143,4 +143,6 @@ def _run(
     outcome = None if claim.unreadable else call_meta(claim, client, facebook)
     summary = record_outcome(claim, outcome, now=now, policy=policy, vault=vault, rng=rng or random.Random())
     message, level = MANUAL_MESSAGES.get(summary, ("Done.", "info"))
+    if connection.via_facebook:  # Facebook Login's calls are answered by Facebook
+        message = message.replace("Instagram", "Facebook")
     return ManualResult(summary, message, level)

@@ -502,6 +502,90 @@ class OutboundMail(Model):
         return f"<OutboundMail {self.kind} to {self.to_address} {self.status}>"
 
 
+class WebhookEndpoint(Model):
+    """A receiver of the platform's signed webhooks; its signing secret is kept encrypted, as tokens are.
+
+    The secret must be readable again to sign each delivery, so it is encrypted with the token vault
+    (never hashed), shown once when the endpoint is created, and never logged.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    event_types: Mapped[str] = mapped_column(String(500))  # comma-separated, e.g. "connection.state_changed"
+    secret_ciphertext: Mapped[str] = mapped_column(db.Text)
+    created_by: Mapped[str] = mapped_column(String(300))  # who asked for it, as the audit log names them
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<WebhookEndpoint {self.id} {self.url} {'disabled' if self.disabled_at else 'enabled'}>"
+
+    @property
+    def types(self) -> list[str]:
+        return [name for name in self.event_types.split(",") if name]
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_at is None
+
+
+class WebhookEvent(Model):
+    """One thing the platform is told about (the outbox), written in the transaction of the change itself.
+
+    `event_id` is the stable id receivers deduplicate on: every attempt of every delivery of the event
+    carries it as `webhook-id`. The payload is the body's `data`; it never holds a token.
+    """
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id", ondelete="SET NULL"), index=True)
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("instagram_connections.id", ondelete="SET NULL"), index=True
+    )
+    payload: Mapped[dict] = mapped_column(JSON)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    def __repr__(self) -> str:
+        return f"<WebhookEvent {self.event_id} {self.type} shop={self.shop_id}>"
+
+
+class WebhookDelivery(Model):
+    """One event to one endpoint: claimed by one worker at a time, retried with backoff, fenced by its claim."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        db.UniqueConstraint("webhook_event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+        Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_event_id: Mapped[int] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    # pending -> sending -> delivered; back to pending for a retry; failed once the retry window closed.
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)  # since it was queued (or sent again)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)  # the retry window starts here
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))  # new with every claim; the outcome's fence
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_response_code: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    event: Mapped[WebhookEvent] = relationship()
+    endpoint: Mapped[WebhookEndpoint] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<WebhookDelivery event={self.webhook_event_id} endpoint={self.endpoint_id} {self.status}>"
+
+
 class Notification(Model):
     """An in-app notice for one person, shown in the nav's unread count."""
 

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
+from webapp.services import webhooks
 from webapp.services.connections.causes import (
     CAUSES,
     DATA_ACCESS_WINDOW,
@@ -498,6 +499,7 @@ def store_diagnosis(connection: InstagramConnection, now: datetime) -> Diagnosis
         connection.diagnosis, connection.diagnosed_at = as_record(diagnosis, connection), now
     else:
         connection.diagnosis = connection.diagnosed_at = None
+    webhooks.diagnosis_stored(connection)  # the state change's webhook carries it
     return diagnosis
 
 

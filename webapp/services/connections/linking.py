@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.models import ConnectionState, InstagramConnection, LoginPath, PendingConnection, Shop, User
-from webapp.services import audit
+from webapp.services import audit, webhooks
 from webapp.services.connections.state import (
     Actor,
     connection_for,
@@ -234,6 +234,7 @@ def apply_new_token(
     else:
         kind = "connected"
     previous_state = connection.state
+    previous_login_path, previous_expires_at = connection.login_path, connection.token_expires_at
     _set_login_path(connection, facebook, vault)
     _update_profile(connection, profile, permissions, login_user_id)
     store_token(connection, token, vault, issued_at=now, expires_at=expires_at)
@@ -267,6 +268,14 @@ def apply_new_token(
         instagram_user_id=profile.user_id,
         ip_prefix=client_fingerprint.ip_prefix,
         user_agent_family=client_fingerprint.user_agent_family,
+    )
+    webhooks.connection_linked(
+        connection,
+        kind,
+        previous_state=previous_state,
+        previous_login_path=previous_login_path,
+        previous_expires_at=previous_expires_at,
+        now=now,
     )
     return kind
 

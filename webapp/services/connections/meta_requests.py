@@ -26,6 +26,7 @@ from webapp.models import (
     PendingConnection,
     PendingFacebookLogin,
 )
+from webapp.services import webhooks
 from webapp.services.connections.causes import CauseId
 from webapp.services.connections.diagnosis import store_diagnosis
 from webapp.services.connections.state import META, fenced_write, forget_token, known_to_app, record_event, set_state
@@ -130,6 +131,7 @@ def request_data_deletion(
         # Instagram id would be somebody else's history.
         ids.add(meta_user_id)
     _scrub_switched_away_history(ids, {c.id for c in connections})
+    webhooks.forget_account({c.id for c in connections})
     for connection in connections:
         forget_token(connection)
         connection.instagram_user_id = connection.instagram_scoped_id = connection.login_user_id = None

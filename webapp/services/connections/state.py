@@ -14,6 +14,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, LoginPath, Shop, User
+from webapp.services import webhooks
 from webapp.services.token_vault import TokenVault, TokenVaultError, fingerprint
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,11 @@ def record_event(connection: InstagramConnection, kind: str, now: datetime, acto
 
 
 def set_state(connection: InstagramConnection, state: ConnectionState, now: datetime, cause: str | None = None) -> None:
-    """Move the connection to `state`, keeping track of incidents (stretches of needs_reconnect)."""
+    """Move the connection to `state`, keeping track of incidents (stretches of needs_reconnect).
+
+    A real change also emits its webhook events, in the caller's transaction (webhooks.state_changed).
+    """
+    previous_state = connection.state
     if connection.state != state:
         connection.state_changed_at = now
     if state == ConnectionState.NEEDS_RECONNECT and connection.incident_started_at is None:
@@ -118,6 +123,8 @@ def set_state(connection: InstagramConnection, state: ConnectionState, now: date
         connection.diagnosis = connection.diagnosed_at = None  # no trouble left to explain
     connection.state = state
     connection.cause = cause
+    if previous_state != state:
+        webhooks.state_changed(connection, previous_state, now)
 
 
 def _working(state: ConnectionState, cause: str | None) -> bool:

@@ -207,6 +207,10 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "MAIL_FROM": env.get("MAIL_FROM", "Shop Instagram Health <no-reply@shop-health.example>"),
         # Seconds for one whole SMTP conversation; a sender's claim on a mail is derived from it.
         "MAIL_SEND_TIMEOUT": float(env.get("MAIL_SEND_TIMEOUT", "15")),
+        # Webhooks: one deadline per POST (a claim lasts 2 x (this + 5 s)), retried for so many hours, so many at once.
+        "WEBHOOK_TIMEOUT": float(env.get("WEBHOOK_TIMEOUT", "10")),
+        "WEBHOOK_RETRY_HOURS": _int(env, "WEBHOOK_RETRY_HOURS", 24),
+        "WEBHOOK_CONCURRENCY": _int(env, "WEBHOOK_CONCURRENCY", 4),
         "RECONNECT_LINK_DAYS": _int(env, "RECONNECT_LINK_DAYS", 7),
         "REMINDER_DAYS": tuple(int(d) for d in env.get("REMINDER_DAYS", "2,5").split(",") if d.strip()),
         "EXPIRY_WARNING_NOTICE_DAYS": tuple(

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from webapp import clock
 from webapp.extensions import db
 from webapp.models import WorkerProcess
+from webapp.services import webhook_delivery
 from webapp.services.keepalive import leases, outcomes, scheduler
 from webapp.services.keepalive.policy import Policy
 from webapp.services.meta.client import InstagramClient
@@ -95,6 +96,8 @@ class Worker:
         self.mail_again = False
         self.stop_mail = threading.Event()
         self.sleep: Callable[[float], None] = time.sleep
+        # Webhooks go out on their own thread, as mail does (the lambda follows a clock a test swaps in).
+        self.webhooks = webhook_delivery.Sender(app, clock=lambda: self.clock(), rng=self.rng)
 
     def register(self) -> None:
         """Announce this worker; on SQLite, refuse when another one is alive."""
@@ -132,12 +135,13 @@ class Worker:
                 db.session.commit()
 
     def tick(self) -> None:
-        """Once a minute: expire, plan notices (only the worker that wins the tick), send mail (any)."""
+        """Once a minute: expire, plan notices (only the worker that wins the tick), send mail and webhooks (any)."""
         with self.app.app_context():
             now = self.clock()
             if scheduler.scheduler_tick(self.owner, now, self.policy) is not None:
                 planning.plan(self.app, now)
         self.send_mail()
+        self.webhooks.kick()
 
     def send_mail(self) -> None:
         """Send due mail on a thread of its own: a slow mail server never holds up the keep-alive loop."""
@@ -241,7 +245,9 @@ class Worker:
         finally:
             if stop.is_set():
                 self.stop_mail.set()  # no new mail is claimed; one being sent finishes
+                self.webhooks.stop.set()  # likewise for webhooks
             self.wait_for_mail()
+            self.webhooks.wait()
             try:
                 self.unregister()
             except SQLAlchemyError:
@@ -305,6 +311,7 @@ class Worker:
             with self.app.app_context():
                 planning.plan(self.app, self.clock(), connection_ids=changed)
             self.send_mail()
+            self.webhooks.kick()  # the platform hears of the change at once too
 
     def _wait_for_database(self, error: Exception, outage: int, stop: threading.Event) -> None:
         seconds = DATABASE_RETRY_SECONDS[min(outage, len(DATABASE_RETRY_SECONDS)) - 1]
@@ -349,6 +356,7 @@ class Worker:
             with self.app.app_context():
                 planning.plan(self.app, self.clock(), connection_ids=changed)
             self.send_mail()
+            self.webhooks.kick()  # the platform hears of the change at once too
 
     def _guarded(self, claim: leases.Claim, stop: threading.Event) -> outcomes.Summary:
         if stop.is_set():

@@ -19,6 +19,7 @@ from webapp import (
     templating,
 )
 from webapp.admin.routes import bp as admin_bp
+from webapp.admin.webhooks import bp as webhooks_admin_bp
 from webapp.auth.routes import bp as auth_bp
 from webapp.auth.sessions import enforce_session_limits
 from webapp.config import PROJECT_ROOT, check_lease, engine_options, load_config
@@ -116,6 +117,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(support_bp)
     app.register_blueprint(notifications_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(webhooks_admin_bp)
     if app.config["INSTAGRAM_SANDBOX"]:
         # Never in production: load_config refuses INSTAGRAM_SANDBOX there.
         app.register_blueprint(sandbox_bp)

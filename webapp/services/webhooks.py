@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
+from sqlalchemy.orm import joinedload
 
 from webapp.extensions import db
 from webapp.models import (
@@ -43,10 +44,15 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
 SECRET_BYTES = 32  # Standard Webhooks asks for 24 to 64 random bytes
 URL_MAX_LENGTH = 2000
 DESCRIPTION_MAX_LENGTH = 255
+DELIVERY_STATUSES = ("pending", "sending", "delivered", "failed")
 
 
 class EndpointRefused(ValueError):
-    """An endpoint cannot be created as asked; the message says why in one sentence."""
+    """An endpoint cannot be created as asked; the message says why in one sentence, `field` which input it was."""
+
+    def __init__(self, message: str, field: str = "url"):
+        super().__init__(message)
+        self.field = field  # url | description | event_types
 
 
 class DeliveryNotRequeued(ValueError):
@@ -74,7 +80,7 @@ def create_endpoint(
     types = check_event_types(event_types)
     description = " ".join((description or "").split())
     if len(description) > DESCRIPTION_MAX_LENGTH:
-        raise EndpointRefused(f"Keep the description under {DESCRIPTION_MAX_LENGTH} characters.")
+        raise EndpointRefused(f"Keep the description under {DESCRIPTION_MAX_LENGTH} characters.", "description")
     secret = new_secret()
     endpoint = WebhookEndpoint(
         url=checked_url,
@@ -124,10 +130,11 @@ def check_event_types(event_types: list[str]) -> list[str]:
     if unknown:
         raise EndpointRefused(
             f"Unknown event type{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-            f"choose from {', '.join(EVENT_TYPES)}."
+            f"choose from {', '.join(EVENT_TYPES)}.",
+            "event_types",
         )
     if not asked:
-        raise EndpointRefused(f"Choose at least one event type: {', '.join(EVENT_TYPES)}.")
+        raise EndpointRefused(f"Choose at least one event type: {', '.join(EVENT_TYPES)}.", "event_types")
     return [name for name in EVENT_TYPES if name in asked]
 
 
@@ -138,6 +145,20 @@ def list_endpoints() -> list[WebhookEndpoint]:
             select(WebhookEndpoint).order_by(WebhookEndpoint.disabled_at.is_not(None), WebhookEndpoint.id)
         )
     )
+
+
+def deliveries(*, endpoint_id: int | None = None, status: str | None = None) -> Select[tuple[WebhookDelivery]]:
+    """The delivery log, newest first, optionally for one endpoint or one status (for paging)."""
+    query = (
+        select(WebhookDelivery)
+        .options(joinedload(WebhookDelivery.event), joinedload(WebhookDelivery.endpoint))
+        .order_by(WebhookDelivery.id.desc())
+    )
+    if endpoint_id is not None:
+        query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
+    if status:
+        query = query.where(WebhookDelivery.status == status)
+    return query
 
 
 def disable_endpoint(endpoint_id: int, now: datetime) -> bool:

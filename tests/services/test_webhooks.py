@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from cryptography.fernet import Fernet
+from sqlalchemy import func, select, text, update
 
+from tests.conftest import TEST_TOKEN_KEY
 from tests.factories import make_connection, make_facebook_connection, make_shop, make_user
 from tests.instagram_helpers import FakeInstagram
 from webapp.extensions import db as _db
@@ -14,9 +16,11 @@ from webapp.models import ConnectionState, WebhookDelivery, WebhookEndpoint, Web
 from webapp.services import webhooks
 from webapp.services.connections import linking, meta_requests, state
 from webapp.services.connections.causes import CauseId
+from webapp.services.connections.key_rotation import rotate_token_keys
 from webapp.services.fingerprint import ClientFingerprint
 from webapp.services.keepalive.policy import Policy
 from webapp.services.meta.client import Profile, TokenGrant
+from webapp.services.token_vault import TokenVault
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 FINGERPRINT = ClientFingerprint("203.0.113.0/24", "Firefox on Linux")
@@ -290,3 +294,24 @@ def test_a_data_deletion_blanks_the_account_in_stored_events(app, db):
     meta_requests.request_data_deletion("17841400000000654", int(NOW.timestamp()), NOW + timedelta(minutes=1))
     assert [event.payload["username"] for event in events()] == [None, None]
     assert events()[1].payload["state"] == "not_connected"
+
+
+def test_rotating_the_keys_re_encrypts_endpoint_secrets_too(app, db):
+    """Promise 13 reaches the signing secrets: after a rotation the old key can go and signing still works."""
+    created, secret = webhooks.create_endpoint(
+        url="https://platform.example/hooks",
+        description="",
+        event_types=["connection.expiring"],
+        created_by="t",
+        now=NOW,
+    )
+    broken = endpoint(url="https://platform.example/other")
+    db.session.execute(
+        update(WebhookEndpoint).where(WebhookEndpoint.id == broken.id).values(secret_ciphertext="gAAAAA-garbage")
+    )
+    db.session.commit()
+    new_key = Fernet.generate_key().decode()
+    report = rotate_token_keys(TokenVault([new_key, TEST_TOKEN_KEY]))
+    assert report.rotated == 1 and report.failed == [f"webhook endpoint secret {broken.id}"]
+    db.session.refresh(created)
+    assert TokenVault([new_key]).decrypt(created.secret_ciphertext) == secret

@@ -2,7 +2,7 @@
 
 Tokens live in several columns: each connection's token (Instagram's, or a Facebook Page's), Facebook
 Login's user token beside it, and the tokens of logins parked for the merchant (a switch to confirm,
-a Page to pick).
+a Page to pick). Webhook endpoints' signing secrets are encrypted with the same keys and move with them.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, literal, select, update
 
 from webapp.extensions import db
-from webapp.models import InstagramConnection, PendingConnection, PendingFacebookLogin
+from webapp.models import InstagramConnection, PendingConnection, PendingFacebookLogin, WebhookEndpoint
 from webapp.services.connections.state import FENCED_WRITE_ATTEMPTS
 from webapp.services.token_vault import TokenVault, TokenVaultError
 
@@ -33,6 +33,7 @@ ENCRYPTED_COLUMNS = (
     (InstagramConnection, "user_token_ciphertext", "connection's Facebook user token"),
     (PendingConnection, "token_ciphertext", "pending switch"),
     (PendingFacebookLogin, "secrets_ciphertext", "pending Facebook login"),
+    (WebhookEndpoint, "secret_ciphertext", "webhook endpoint secret"),
 )
 
 
@@ -49,8 +50,9 @@ def rotate_token_keys(vault: TokenVault, batch_size: int = ROTATION_BATCH) -> Ro
         column = getattr(model, column_name)
         last_id = 0
         while True:
+            shop = model.shop_id if hasattr(model, "shop_id") else literal(None)  # endpoints belong to no shop
             rows = db.session.execute(
-                select(model.id, model.shop_id, column.label("ciphertext"))
+                select(model.id, shop.label("shop_id"), column.label("ciphertext"))
                 .where(column.is_not(None), model.id > last_id)
                 .order_by(model.id)
                 .limit(batch_size)
@@ -72,7 +74,7 @@ def _rotate_row(model, column_name: str, label: str, row, vault: TokenVault, rep
         try:
             new_ciphertext = vault.rotate(ciphertext)
         except TokenVaultError:
-            report.failed.append(f"{label} {row.id} (shop {row.shop_id})")
+            report.failed.append(f"{label} {row.id}" + (f" (shop {row.shop_id})" if row.shop_id else ""))
             return
         values: dict[str, object] = {column_name: new_ciphertext}
         if model is InstagramConnection:

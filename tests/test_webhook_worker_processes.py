@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import TEST_DATABASE_URL
 from tests.factories import make_connection
-from tests.test_worker_processes import start_worker, worker_env
+from tests.test_worker_processes import rows, start_worker, worker_env
 from tests.webhook_helpers import Receiver, verify
 from webapp.extensions import db
 from webapp.models import ConnectionState, WebhookDelivery
@@ -99,3 +99,27 @@ def test_a_worker_killed_mid_send_is_covered_by_the_next_once_its_lease_runs_out
     assert twice <= in_flight_at_death and max(counts.values()) <= 2
     assert statuses() == {"delivered": 12}
     assert "sending them again" in (tmp_path / "cleaner.log").read_text()
+
+
+def test_no_transaction_is_open_while_a_receiver_thinks(app, database_uri, tmp_path):
+    """Promise 3 for webhooks: with a receiver taking 0.8 s per POST, no worker connection sits idle in a transaction."""
+    with Receiver(status=204, delay=0.8) as receiver:
+        queue_changes(receiver, endpoints=2, connections=6)
+        worker = start_worker(
+            worker_env(database_uri, NOWHERE, WEBHOOK_CONCURRENCY="3"), "--until-idle", log=tmp_path / "w.log"
+        )
+        samples, idle_in_transaction = 0, []
+        deadline = time.monotonic() + 60
+        while worker.poll() is None and time.monotonic() < deadline:
+            found = rows(
+                database_uri,
+                "SELECT state, query, now() - state_change > interval '0.2 seconds' FROM pg_stat_activity "
+                "WHERE application_name = 'shop-health-worker'",
+            )
+            samples += 1
+            idle_in_transaction += [query for state, query, long in found if state == "idle in transaction" and long]
+            time.sleep(0.05)
+        assert worker.wait(timeout=60) == 0, (tmp_path / "w.log").read_text()[-2000:]
+    assert samples > 20
+    assert idle_in_transaction == []
+    assert statuses() == {"delivered": 12}

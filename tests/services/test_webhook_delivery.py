@@ -253,7 +253,7 @@ def test_an_unreadable_secret_is_retried_without_calling_the_receiver(app, reque
 
 
 def test_a_trickling_receiver_is_cut_at_the_deadline(app):
-    """A real server on loopback sending its answer a byte every 0.2 s (40 s in all): cut at 1 s, retried."""
+    """Promise 35 for webhooks: a real server on loopback answering a byte every 0.2 s (40 s in all) is cut at 1 s."""
     app.config["WEBHOOK_TIMEOUT"] = 1.0
     with Receiver(status=200, trickle=0.2) as receiver:
         now = real_now()

@@ -97,7 +97,7 @@ class Worker:
         self.stop_mail = threading.Event()
         self.sleep: Callable[[float], None] = time.sleep
         # Webhooks go out on their own thread, as mail does (the lambda follows a clock a test swaps in).
-        self.webhooks = webhook_delivery.Sender(app, clock=lambda: self.clock(), rng=self.rng)
+        self.webhooks = webhook_delivery.Sender(app, clock=lambda: self.clock())
 
     def register(self) -> None:
         """Announce this worker; on SQLite, refuse when another one is alive."""

@@ -144,7 +144,7 @@ def test_the_delivery_log_shows_codes_attempts_and_next_attempt(client, db, admi
     delivery = failed_delivery(pinned_clock)
     page = client.get("/admin/webhooks/deliveries").get_data(as_text=True)
     assert "connection.state_changed" in page and delivery.event.event_id in page
-    assert "HTTP 503" in page and "busy" in page and ">19<" in page.replace("\n", "").replace(" ", "")
+    assert "HTTP 503" in page and "busy" in page and "19 attempts" in page
     assert "Send again" in page
     db.session.execute(
         update(WebhookDelivery).values(status="pending", next_attempt_at=pinned_clock + timedelta(minutes=4))

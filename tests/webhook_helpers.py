@@ -29,6 +29,7 @@ class Receiver:
     status: int = 204
     delay: float = 0.0
     trickle: float | None = None  # seconds between the body's bytes
+    hold: threading.Event | None = None  # when given, each answer waits until it is set (10 s at most)
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -44,6 +45,8 @@ class Receiver:
                 with receiver.lock:
                     receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 time.sleep(receiver.delay)
+                if receiver.hold is not None:
+                    receiver.hold.wait(10)
                 if receiver.trickle is None:
                     self.send_response(receiver.status)
                     self.send_header("Content-Length", "0")

@@ -13,6 +13,7 @@ import requests
 from sqlalchemy import select, update
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from testbed.servers import free_port
 from tests.factories import make_connection
 from tests.webhook_helpers import Receiver, verify
 from webapp.extensions import db as _db
@@ -270,17 +271,17 @@ def test_a_trickling_receiver_is_cut_at_the_deadline(app):
 
 def test_a_slow_receiver_does_not_hold_up_the_worker(app):
     """The worker's tick starts the webhooks' own thread and goes on; the delivery lands when the receiver answers."""
-    app.config["WEBHOOK_TIMEOUT"] = 5.0
-    with Receiver(status=204, delay=1.5) as receiver:
+    answer = threading.Event()
+    with Receiver(status=204, hold=answer) as receiver:
         now = real_now()
         _, secret, _ = queue_event(now, url=receiver.url())
         worker = Worker(app, concurrency=1)
-        started = time.monotonic()
-        worker.tick()
-        assert time.monotonic() - started < 1.0
-        while not receiver.received and time.monotonic() - started < 5:
+        worker.tick()  # returns while the receiver has not answered (it waits for the test)
+        deadline = time.monotonic() + 10
+        while not receiver.received and time.monotonic() < deadline:
             time.sleep(0.02)
         assert the_delivery().status == "sending"  # at the receiver, which is still thinking
+        answer.set()
         worker.webhooks.wait()
         [request] = receiver.received
     verify(secret, request.body, request.headers)
@@ -341,3 +342,12 @@ def test_no_secret_signature_or_token_reaches_a_log_record(app, caplog):
         assert secret_part not in text
     stored = "\n".join(str(row) for row in _db.session.execute(select(WebhookDelivery.__table__)))
     assert secret not in stored and CANARY_TOKEN not in stored
+
+
+def test_a_refused_connection_is_said_in_a_few_words(app):
+    nobody_listens = f"http://127.0.0.1:{free_port()}/hooks"
+    now = real_now()
+    queue_event(now, url=nobody_listens)
+    assert deliver(app, now) == {"retry": 1}
+    delivery = the_delivery()
+    assert (delivery.last_response_code, delivery.last_error) == (None, "Could not connect: Connection refused")

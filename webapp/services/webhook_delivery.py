@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import secrets
 import threading
 import time
@@ -49,6 +50,8 @@ RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=2)
 RESPONSE_EXCERPT_CHARACTERS = 200
 USER_AGENT = "shop-instagram-health-webhooks/1"
+# The operating system's words inside urllib3's error text: "[Errno 111] Connection refused".
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
 def delivery_lease(config) -> timedelta:
@@ -199,13 +202,15 @@ def post(http: requests.Session, claim: _Claim, vault: TokenVault, clock: Callab
 
 
 def _describe(error: requests.RequestException) -> str:
+    """The error in a few words: urllib3's own text buries the cause ("Connection refused") in its pool's repr."""
     if isinstance(error, requests.Timeout):  # before ConnectionError: a connect timeout is both
         kind = "Timed out"
     elif isinstance(error, requests.ConnectionError):
         kind = "Could not connect"
     else:
         kind = type(error).__name__
-    return redact(f"{kind}: {error}")[:500]
+    cause = _OS_ERROR.search(str(error))
+    return redact(f"{kind}: {cause.group(1) if cause else error}")[:500]
 
 
 def _outcome(claim: _Claim, attempt: Attempt, now: datetime, window: timedelta, rng: random.Random) -> _Outcome:

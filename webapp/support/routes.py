@@ -27,22 +27,31 @@ bp = Blueprint("support", __name__, url_prefix="/support")
 PER_PAGE = 50
 
 
+@bp.context_processor
+def support_words() -> dict:
+    return {"login_path_names": fleet.PATH_NAMES}
+
+
 @bp.get("/")
 @staff_required
 def fleet_overview():
-    """Every shop at a glance: counts per state, recent causes, who needs attention (longest first)."""
+    """Every shop at a glance: counts per state and login path, recent causes, who needs attention (longest first)."""
     search = request.args.get("q", "").strip()[:100]
+    path = fleet.login_path_or_none(request.args.get("path"))
     page = page_number()
     if search:
-        results = db.paginate(fleet.search_shops(search), page=page, per_page=PER_PAGE, error_out=False)
-        return render_template("support/search.html", results=results, search=search)
-    attention = db.paginate(fleet.needs_attention(), page=page, per_page=PER_PAGE, error_out=True)
+        results = db.paginate(fleet.search_shops(search, path), page=page, per_page=PER_PAGE, error_out=False)
+        return render_template("support/search.html", results=results, search=search, path=path)
+    attention = db.paginate(fleet.needs_attention(path=path), page=page, per_page=PER_PAGE, error_out=True)
+    counts = fleet.fleet_counts()
     return render_template(
         "support/fleet.html",
-        counts=fleet.state_counts(),
+        counts=counts.states,
+        path_counts=counts.paths,
         causes=fleet.recent_causes(g.now),
         attention=attention,
         search=search,
+        path=path,
     )
 
 

@@ -845,3 +845,38 @@ def test_the_filter_is_kept_across_pages(client, db, agent):
     assert "Page 1 of 2" in first and 'href="/support/?page=2&amp;path=facebook"' in first
     second = client.get("/support/?page=2&path=facebook").get_data(as_text=True)
     assert second.count('href="/support/shops/') == 1 and "Instagram broken" not in second
+
+
+def facts(page: str) -> dict[str, str]:
+    section = page.split('id="connection-facts"')[1].split("</section>")[0]
+    pairs = re.findall(r"<dt>(.*?)</dt>\s*<dd[^>]*>(.*?)</dd>", section, re.S)
+    return {term: " ".join(re.sub(r"<[^>]+>", "", value).split()) for term, value in pairs}
+
+
+def test_the_shop_page_shows_the_facebook_page_the_role_and_the_data_access_window(client, db, agent):
+    shop = make_shop(name="Tea House")
+    window_ends = datetime(2027, 2, 20, 9, 30, tzinfo=UTC)
+    make_facebook_connection(shop, instagram_user_id="17841400000000042", expires_at=window_ends)
+    page = client.get(f"/support/shops/{shop.id}").get_data(as_text=True)
+    shown = facts(page)
+    assert shown["Login path"] == "Facebook Login for Business"
+    assert shown["Page"] == f"Tea House · id {FACEBOOK_PAGE_ID}"
+    assert shown["Merchant's role on the Page"] == "Admin (MANAGE, CREATE_CONTENT)"
+    assert shown["Facebook user"].startswith(f"id {FACEBOOK_USER_ID} ")
+    assert shown["Data-access window ends"].startswith("20 Feb 2027, 09:30 UTC")
+    assert '<time datetime="2027-02-20T09:30:00Z"' in page
+    assert shown["Instagram account"].startswith("id 17841400000000042")
+    assert 'id="instagram-ids"' not in page  # Instagram Login's numbers do not apply
+
+
+def test_a_role_too_weak_for_the_page_says_so(client, db, agent):
+    shop = make_shop()
+    make_facebook_connection(shop, tasks="ANALYZE")
+    role = facts(client.get(f"/support/shops/{shop.id}").get_data(as_text=True))["Merchant's role on the Page"]
+    assert role == "Analyst (ANALYZE): not enough to act for the Page's Instagram account (needs Moderator or higher)"
+
+
+def test_the_shop_page_of_an_instagram_login_shows_no_page(client, shop, agent):
+    page = client.get(f"/support/shops/{shop.id}").get_data(as_text=True)
+    assert 'id="connection-facts"' not in page and "Page role" not in page and "Data-access window" not in page
+    assert "Login path: Instagram Login (Business Login)" in page and 'id="instagram-ids"' in page

@@ -1,4 +1,7 @@
-"""The whole fleet for support: counts per state and login path, recent causes, who needs attention, search."""
+"""The whole fleet for support: counts per state and login path, recent causes, who needs attention, search.
+
+Also what support reads on one shop's page that the merchant's card does not say: the role on the Page.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from sqlalchemy.orm import contains_eager
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, LoginPath, Shop, User
+from webapp.services.connections import page_roles
 
 ATTENTION_STATES = (ConnectionState.NEEDS_RECONNECT, ConnectionState.EXPIRING, ConnectionState.DEGRADED)
 STATE_ORDER = (*ATTENTION_STATES, ConnectionState.HEALTHY, ConnectionState.NOT_CONNECTED)
@@ -60,6 +64,23 @@ def fleet_counts() -> FleetCounts:
 def state_counts() -> dict[str, int]:
     """Shops per connection state; a shop that never connected counts as not connected."""
     return fleet_counts().states
+
+
+@dataclass(frozen=True)
+class PageRole:
+    """The merchant's role on a Facebook Login connection's Page, as support reads it."""
+
+    described: str  # "Admin (MANAGE, CREATE_CONTENT)", or "no role"
+    enough: bool  # whether it still lets the shop act for the Page's Instagram account
+    needed: str = page_roles.ENOUGH_ROLE
+
+
+def page_role(connection: InstagramConnection | None) -> PageRole | None:
+    """The merchant's role on the connection's Page (Facebook Login), or None for Instagram Login."""
+    if connection is None or not connection.via_facebook:
+        return None
+    tasks = connection.page_tasks
+    return PageRole(described=page_roles.describe(tasks), enough=page_roles.tasks_enough(tasks))
 
 
 def login_path_or_none(value: str | None) -> LoginPath | None:

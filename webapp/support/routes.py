@@ -78,6 +78,7 @@ def shop_detail(shop_id: int):
         mails=mails,
         audit_rows=audit_rows,
         merchant=impersonation.shop_merchant(shop),
+        page_role=fleet.page_role(connection),
         **context,
     )
 

@@ -206,7 +206,7 @@ def test_connection(shop_id: int):
 def explain():
     """Paste a raw Meta error and get the same answer as `flask explain-error`."""
     form = ExplainErrorForm()
-    answer = explain_error(form.raw_error.data or "") if form.validate_on_submit() else None
+    answer = explain_error(form.raw_error.data or "", form.path.data) if form.validate_on_submit() else None
     return render_template("support/explain.html", form=form, answer=answer), 400 if form.errors else 200
 
 

@@ -880,3 +880,10 @@ def test_the_shop_page_of_an_instagram_login_shows_no_page(client, shop, agent):
     page = client.get(f"/support/shops/{shop.id}").get_data(as_text=True)
     assert 'id="connection-facts"' not in page and "Page role" not in page and "Data-access window" not in page
     assert "Login path: Instagram Login (Business Login)" in page and 'id="instagram-ids"' in page
+
+
+def test_a_disconnected_facebook_shop_shows_the_page_it_last_used(client, db, agent):
+    shop = make_shop()
+    make_facebook_connection(shop, state="not_connected")
+    page = client.get(f"/support/shops/{shop.id}").get_data(as_text=True)
+    assert "How it last connected" in page and facts(page)["Page"] == f"Tea House · id {FACEBOOK_PAGE_ID}"

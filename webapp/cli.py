@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from webapp import clock
 from webapp.extensions import db
-from webapp.models import ROLES, InstagramConnection, Shop
+from webapp.models import ROLES, InstagramConnection, LoginPath, Shop
 from webapp.sandbox import facebook as sandbox_facebook
 from webapp.services import accounts
 from webapp.services.connections.diagnosis import explain_error
@@ -178,10 +178,29 @@ def worker_command(concurrency: int | None, batch_size: int | None, until_idle: 
 EXPLAIN_MAX_BYTES = 1_000_000  # far more than any error body; the rest of a huge file is not read
 
 
+LOGIN_PATH_WORDS = {LoginPath.INSTAGRAM: "Instagram Login", LoginPath.FACEBOOK: "Facebook Login"}
+
+
+def _login_path(_context, _parameter, value: str) -> LoginPath:
+    try:
+        return LoginPath(value.strip().lower())
+    except ValueError:
+        fail(f"--path must be instagram or facebook (how the shop connected), not {value!r}.", 2)
+
+
 @click.command("explain-error")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option(
+    "--path",
+    "path",
+    default=LoginPath.INSTAGRAM.value,
+    metavar="instagram|facebook",
+    callback=_login_path,
+    show_default=True,
+    help="How the shop connected: Instagram Login or Facebook Login; the advice follows it.",
+)
 @click.argument("source", default="-", required=False)
-def explain_error_command(as_json: bool, source: str):
+def explain_error_command(as_json: bool, path: LoginPath, source: str):
     """Explain one Meta error response (JSON body or raw text such as a log line) from FILE or stdin."""
     try:
         if source == "-":
@@ -192,15 +211,19 @@ def explain_error_command(as_json: bool, source: str):
                 raw = handle.read(EXPLAIN_MAX_BYTES)
     except OSError as error:
         fail(f"cannot read {source}: {error.strerror or error}.", 2)
-    answer = explain_error(raw)
+    answer = explain_error(raw, path)
     if as_json:
         click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
         return
     meta = answer["meta"]
     parsed = ", ".join(f"{key} {value}" for key, value in meta.items() if value is not None and key != "message")
     click.echo(f"Cause: {answer['cause']} - {answer['title']}")
+    click.echo(f"Login path: {LOGIN_PATH_WORDS[path]}")
     if parsed:
         click.echo(f"Parsed: {parsed}")
+    if answer["meta_user_title"] or answer["meta_user_message"]:
+        told = " - ".join(words for words in (answer["meta_user_title"], answer["meta_user_message"]) if words)
+        click.echo(f"Meta's message to the account owner: {told}")
     click.echo(
         f"Needs reconnect: {'yes' if answer['needs_reconnect'] else 'no'}; "
         f"retrying may help: {'yes' if answer['retryable'] else 'no'}"

@@ -162,6 +162,8 @@ class InstagramConnection(Model):
             name="ck_instagram_connections_state",
         ),
         Index("ix_instagram_connections_state_changed", "state", "state_changed_at"),
+        # The fleet counts connections per state and login path from this index alone.
+        Index("ix_instagram_connections_state_login_path", "state", "login_path"),
         Index("ix_instagram_connections_due_at", "due_at"),
         Index("ix_instagram_connections_username_lower", text("lower(username)")),
     )

@@ -106,7 +106,10 @@ CAUSES: dict[str, Cause] = {
             explanation="Facebook reported that the login session behind this connection expired. Connections "
             "made through a Facebook Page do not end by date on their own, so a session ended early by Facebook "
             "is the likely reason.",
-            checklist=(FACEBOOK_RECONNECT_STEP, "After reconnecting, check back tomorrow: the status should say Connected."),
+            checklist=(
+                FACEBOOK_RECONNECT_STEP,
+                "After reconnecting, check back tomorrow: the status should say Connected.",
+            ),
             prevention=("If you see this again soon after reconnecting, tell support.",),
         ),
     ),

@@ -13,8 +13,9 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select
 
 from webapp.extensions import db
 from webapp.models import (
@@ -391,7 +392,10 @@ def _store_page(
     )
     # This parked login must still be there as it ends (SQLite takes no row lock: a deletion request
     # that removed it meanwhile wins, and nothing of its user is stored).
-    taken = db.session.execute(db.delete(PendingFacebookLogin).where(PendingFacebookLogin.id == pending_id))
+    # Session.execute types every result as a plain Result; a DELETE's is a CursorResult.
+    taken = cast(
+        CursorResult, db.session.execute(db.delete(PendingFacebookLogin).where(PendingFacebookLogin.id == pending_id))
+    )
     if taken.rowcount != 1:
         db.session.rollback()
         raise PendingLoginExpired()

@@ -218,9 +218,9 @@ def explain_page(client, auth, raw, **fields):
 
 @pytest.mark.parametrize("path", ["instagram", "facebook"])
 def test_the_support_page_lets_staff_choose_the_path(client, auth, path):
-    from webapp.services.connections.causes import words_for
-
     import html
+
+    from webapp.services.connections.causes import words_for
 
     response = explain_page(client, auth, ROLE_LOST, path=path)
     page = html.unescape(response.get_data(as_text=True))  # the steps say "the business's admins"

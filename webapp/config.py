@@ -198,6 +198,8 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "IMPERSONATION_MINUTES": _int(env, "IMPERSONATION_MINUTES", 30),
         "STATUS_POLL_SECONDS": _int(env, "STATUS_POLL_SECONDS", 30),
         "MANUAL_ACTION_RATE_LIMIT": env.get("MANUAL_ACTION_RATE_LIMIT", "6 per minute"),
+        # Platform API: one budget per API key across every endpoint (README, "Platform API").
+        "API_RATE_LIMIT": env.get("API_RATE_LIMIT", "600 per minute"),
         # The public origin Meta redirects back to, exactly as registered in the Meta app dashboard.
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/") or None,
         # Where links in mails point when PUBLIC_BASE_URL is not set (local runs).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -123,3 +124,138 @@ def test_the_support_explain_page_answers_hostile_pastes(client, auth, paste):
     response = client.post("/support/explain", data={"csrf_token": token, "raw_error": paste[:20_000]})
     assert response.status_code == 200, response.text[:300]
     assert 'aria-labelledby="answer-title"' in response.text
+
+
+# ---- issue 15, part 6: the login path's words, and Meta's own words for the owner ----------------
+
+ROLE_LOST = '{"error": {"message": "Error validating access token: The user has not authorized application 1.", "type": "OAuthException", "code": 190, "error_subcode": 492}}'
+# A Facebook-shaped token quoted back in Meta's words for the owner: never printed or shown.
+QUOTED_TOKEN = "EAAGm0PX4ZCpsBAquotedTokenZBx9ZCW5y2"
+WITH_OWNER_WORDS = json.dumps(
+    {
+        "error": {
+            "message": "Error validating access token: The user is enrolled in a blocking, logged-in checkpoint",
+            "type": "OAuthException",
+            "code": 190,
+            "error_subcode": 490,
+            "error_user_title": "Confirm your identity",
+            "error_user_msg": f"Your session {QUOTED_TOKEN} has ended. Log in to Facebook to confirm it's you.",
+        }
+    }
+)
+
+
+def test_the_path_option_chooses_the_words(runner):
+    from webapp.services.connections.causes import words_for
+
+    answers = {
+        path: json.loads(runner.invoke(args=["explain-error", "--json", "--path", path, "-"], input=ROLE_LOST).output)
+        for path in ("instagram", "facebook")
+    }
+    for path, answer in answers.items():
+        words = words_for("permissions_changed", path)
+        assert (answer["cause"], answer["path"]) == ("permissions_changed", path)
+        assert (answer["title"], answer["explanation"], answer["checklist"]) == (
+            words.title,
+            words.explanation,
+            list(words.checklist),
+        )
+    assert answers["facebook"]["checklist"] != answers["instagram"]["checklist"]
+    assert "Page" in " ".join(answers["facebook"]["checklist"])
+    assert "Page" not in " ".join(answers["instagram"]["checklist"])  # never sends Instagram Login to Page roles
+
+
+def test_the_path_defaults_to_instagram_and_is_named_in_the_text(runner):
+    default = json.loads(runner.invoke(args=["explain-error", "--json", "-"], input=ROLE_LOST).output)
+    assert default["path"] == "instagram"
+    text = runner.invoke(args=["explain-error", "--path", "Facebook", "-"], input=ROLE_LOST)
+    assert text.exit_code == 0 and "Login path: Facebook Login" in text.output
+
+
+@pytest.mark.parametrize("path", ["twitter", "", "instagram,facebook"])
+def test_a_path_that_is_neither_is_exit_2_with_a_sentence(runner, path):
+    result = runner.invoke(args=["explain-error", "--path", path, "-"], input=ROLE_LOST)
+    assert result.exit_code == 2
+    assert f"--path must be instagram or facebook (how the shop connected), not {path!r}." in result.output
+    assert "Cause:" not in result.output
+
+
+def test_metas_words_for_the_owner_are_printed_without_a_token(runner):
+    answer = json.loads(runner.invoke(args=["explain-error", "--json", "-"], input=WITH_OWNER_WORDS).output)
+    assert answer["meta_user_title"] == "Confirm your identity"
+    assert answer["meta_user_message"] == "Your session [redacted] has ended. Log in to Facebook to confirm it's you."
+    text = runner.invoke(args=["explain-error", "-"], input=WITH_OWNER_WORDS).output
+    assert "Meta's message to the account owner: Confirm your identity - Your session [redacted] has ended." in text
+    assert QUOTED_TOKEN not in text
+    plain = json.loads(runner.invoke(args=["explain-error", "--json", "-"], input=PASSWORD).output)
+    assert plain["meta_user_title"] is None and plain["meta_user_message"] is None
+
+
+def test_metas_words_for_the_owner_are_read_from_a_log_line_too(runner):
+    line = (
+        'FacebookApiException: code=190 subcode=490 error_user_title: "Confirm your identity" '
+        f"error_user_msg: 'Log in again, {QUOTED_TOKEN} will not work.' access_token={QUOTED_TOKEN}"
+    )
+    answer = json.loads(runner.invoke(args=["explain-error", "--json", "-"], input=line).output)
+    assert answer["cause"] == "account_checkpoint"
+    assert answer["meta_user_title"] == "Confirm your identity"
+    assert answer["meta_user_message"] == "Log in again, [redacted] will not work."
+    assert QUOTED_TOKEN not in json.dumps(answer)  # the text read as Meta's message is redacted too
+
+
+def answer_of(page: str) -> str:
+    """The explanation's article, without the form that keeps the paste."""
+    return page.split('<article class="explanation"')[1].split("</article>")[0]
+
+
+def explain_page(client, auth, raw, **fields):
+    from tests.factories import make_user
+
+    auth.login_as(make_user(role="support"))
+    token = auth.csrf_token("/support/explain")
+    return client.post("/support/explain", data={"csrf_token": token, "raw_error": raw, **fields})
+
+
+@pytest.mark.parametrize("path", ["instagram", "facebook"])
+def test_the_support_page_lets_staff_choose_the_path(client, auth, path):
+    import html
+
+    from webapp.services.connections.causes import words_for
+
+    response = explain_page(client, auth, ROLE_LOST, path=path)
+    page = html.unescape(response.get_data(as_text=True))  # the steps say "the business's admins"
+    words = words_for("permissions_changed", path)
+    assert response.status_code == 200
+    assert words.title in page and all(step in page for step in words.checklist)
+    assert re.search(rf'<input checked [^>]*value="{path}"', page)  # the choice stays for the next paste
+    assert ("Page" in answer_of(page)) == (path == "facebook")
+
+
+def test_the_support_page_defaults_to_instagram_login(client, auth):
+    from tests.factories import make_user
+
+    auth.login_as(make_user(role="support"))
+    form = client.get("/support/explain").get_data(as_text=True)
+    assert re.search(r'<input checked [^>]*value="instagram"', form)
+    page = explain_page(client, auth, ROLE_LOST).get_data(as_text=True)  # a form without the field: Instagram
+    assert "Advice for a shop connected through Instagram Login." in page
+
+
+def test_the_support_page_refuses_another_path(client, auth):
+    response = explain_page(client, auth, ROLE_LOST, path="myspace")
+    assert response.status_code == 400 and "Choose Instagram Login or Facebook Login." in response.text
+    assert 'aria-labelledby="answer-title"' not in response.text
+
+
+def test_the_support_page_shows_metas_words_for_the_owner_without_a_token(client, auth):
+    answer = answer_of(explain_page(client, auth, WITH_OWNER_WORDS, path="facebook").get_data(as_text=True))
+    quoted = answer.split('id="meta-user-message">')[1].split("</blockquote>")[0]
+    assert "<strong>Confirm your identity</strong>" in quoted
+    assert "Your session [redacted] has ended. Log in to Facebook to confirm it&#39;s you." in quoted
+    assert QUOTED_TOKEN not in answer  # (the form keeps the paste itself, for the agent to edit)
+    assert 'id="meta-user-message"' not in explain_page(client, auth, PASSWORD).get_data(as_text=True)
+
+
+def test_a_token_in_a_pasted_log_line_is_not_read_back_as_metas_message(client, auth):
+    answer = answer_of(explain_page(client, auth, f"OAuthException code 190 for {QUOTED_TOKEN}").get_data(as_text=True))
+    assert QUOTED_TOKEN not in answer and "OAuthException code 190 for [redacted]" in answer

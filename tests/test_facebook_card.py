@@ -294,3 +294,16 @@ def test_support_sees_the_merchants_role_not_their_own(client, auth):
 def test_the_explainer_tells_facebook_shops_to_renew_access(client):
     page = client.get("/help/why-instagram-disconnects").get_data(as_text=True)
     assert "Facebook gives the shop access for 90 days at a time, and only you can renew it" in page
+
+
+def test_with_facebook_login_switched_off_a_facebook_card_reconnects_through_instagram(client, merchant, db, app):
+    """A button never leads to "not offered here": Reconnect falls back to the path on offer; Renew access goes."""
+    app.config["LOGIN_PATHS"] = ("instagram",)
+    connection = make_facebook_connection(merchant.shop)
+    connection.state, connection.cause, connection.state_changed_at = "needs_reconnect", "page_unlinked", NOW
+    db.session.commit()
+    body = card(client)
+    assert action(form_with(body, "Reconnect")) == "/instagram/connect"
+    assert "Renew access" not in body
+    page = client.get("/").get_data(as_text=True)
+    assert "/facebook/connect" not in page

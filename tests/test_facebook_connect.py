@@ -574,3 +574,23 @@ def test_a_reconnect_keeps_the_shops_page_without_asking_again(client, auth, mer
     connection = connection_of(db, merchant)
     assert (connection.facebook_page_id, connection.username) == (TEA_HOUSE["id"], "tea_house")
     assert pending_count(db) == 0
+
+
+def test_one_merchants_parked_login_is_not_another_merchants_of_the_same_shop(client, auth, merchant, facebook, db):
+    """Their Pages, roles and tokens stay theirs: a colleague sees no picker and cannot pick from it."""
+    from tests import factories
+
+    facebook.pages = [TEA_HOUSE, GARDEN]
+    facebook_connect(client, auth)  # parked for `merchant`: two Pages to choose from
+    assert pending_count(db) == 1
+    colleague = factories.make_user(shop=merchant.shop)
+    auth.logout()
+    auth.login_as(colleague)
+    response = client.get("/facebook/pages")
+    assert response.status_code == 302 and "Tea House" not in response.get_data(as_text=True)
+    token = auth.csrf_token("/")
+    refused = client.post("/facebook/pages", data={"csrf_token": token, "page_id": TEA_HOUSE["id"]})
+    assert refused.status_code == 302
+    connection = connection_of(db, merchant)
+    assert connection is None or connection.facebook_page_id is None
+    assert pending_count(db) == 1  # the first merchant's pick still waits for them

@@ -375,3 +375,52 @@ def test_a_broken_connection_that_works_again_near_its_window_end_resolves_its_i
     db.session.refresh(connection)
     assert connection.state == ConnectionState.EXPIRING and connection.incident_started_at is None
     assert connection.resolved_incident_at is not None  # the "connected again" notice is due
+
+
+def test_the_lease_check_counts_every_call_of_a_facebook_check():
+    from webapp.config import FACEBOOK_CHECK_CALLS, ConfigError, check_lease
+    from webapp.services.keepalive.facebook_check import PAGE_CHECK_CALLS
+
+    assert PAGE_CHECK_CALLS == FACEBOOK_CHECK_CALLS
+    check_lease({"INSTAGRAM_HTTP_TIMEOUT": 25.0, "WORKER_LEASE_SECONDS": 75, "LOGIN_PATHS": ("instagram",)})
+    with pytest.raises(ConfigError, match="a Facebook Login check"):
+        check_lease({"INSTAGRAM_HTTP_TIMEOUT": 25.0, "WORKER_LEASE_SECONDS": 75, "LOGIN_PATHS": ("facebook",)})
+
+
+def test_a_rate_limit_on_the_role_lookup_pauses_instead_of_calling_on(app, connection, now, requests_mock):
+    meta(
+        requests_mock,
+        now,
+        accounts={
+            **graph_error(4, "(#4) Application request limit reached"),
+            "headers": {"X-App-Usage": '{"call_count": 100, "total_time": 40, "total_cputime": 30}'},
+        },
+    )
+    assert run_check(app, connection, now).summary == "transient"
+    db.session.refresh(connection)
+    assert (connection.state, connection.cause) == (ConnectionState.DEGRADED, "rate_limited")
+    assert not any(urlsplit(c.url).path == f"/v23.0/{PAGE_ID}" for c in requests_mock.request_history)
+
+
+def test_the_pages_usage_headers_slow_the_shop_down(app, connection, now, requests_mock):
+    meta(requests_mock, now)
+    busy = {PAGE_ID: [{"type": "pages", "call_count": 97, "total_cputime": 5, "total_time": 5}]}
+    import json as _json
+
+    requests_mock.get(
+        f"{GRAPH}/{PAGE_ID}", json=page_answer(), headers={"X-Business-Use-Case-Usage": _json.dumps(busy)}
+    )
+    assert run_check(app, connection, now).summary == "checked"
+    db.session.refresh(connection)
+    assert connection.usage_percent == 97 and connection.paused_until is not None
+
+
+def test_new_pages_experience_admins_stay_connected(app, connection, now, requests_mock):
+    meta(
+        requests_mock,
+        now,
+        accounts={"json": accounts_answer(tasks=["PROFILE_PLUS_FULL_CONTROL", "PROFILE_PLUS_ANALYZE"])},
+    )
+    assert run_check(app, connection, now).summary == "checked"
+    db.session.refresh(connection)
+    assert connection.state == ConnectionState.HEALTHY and "your role there: Admin" in last_event(connection).message

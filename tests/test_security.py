@@ -16,6 +16,12 @@ CSRF_EXEMPT_ENDPOINTS = {
 }
 # The sandbox stands in for Meta's token endpoints (both apps'), which the dashboard calls server-to-server.
 SANDBOX_CSRF_EXEMPT_ENDPOINTS = {"sandbox.access_token", "sandbox_facebook.access_token"}
+# The Platform API's writes: server to server with a bearer API key; no cookie is ever read there.
+API_CSRF_EXEMPT_ENDPOINTS = {
+    "platform_api.report_error",
+    "platform_api_webhooks.create_webhook",
+    "platform_api_webhooks.disable_webhook",
+}
 
 
 def state_changing_rules(app):
@@ -31,11 +37,26 @@ def csrf_exempt_endpoints(app) -> set[str]:
 
 
 def test_csrf_exemptions_are_exactly_metas_callbacks(app, app_config):
-    """Promise 21: only Meta's callbacks are exempt from CSRF, and that list is asserted here."""
-    assert csrf_exempt_endpoints(app) == CSRF_EXEMPT_ENDPOINTS
+    """Promise 21: only Meta's callbacks and the Platform API's writes are exempt from CSRF, listed here."""
+    assert csrf_exempt_endpoints(app) == CSRF_EXEMPT_ENDPOINTS | API_CSRF_EXEMPT_ENDPOINTS
     assert not app.extensions["csrf"]._exempt_blueprints
     sandboxed = create_app({**app_config, "INSTAGRAM_SANDBOX": True})
-    assert csrf_exempt_endpoints(sandboxed) == CSRF_EXEMPT_ENDPOINTS | SANDBOX_CSRF_EXEMPT_ENDPOINTS
+    assert csrf_exempt_endpoints(sandboxed) == (
+        CSRF_EXEMPT_ENDPOINTS | SANDBOX_CSRF_EXEMPT_ENDPOINTS | API_CSRF_EXEMPT_ENDPOINTS
+    )
+
+
+def test_the_apis_exempt_writes_refuse_a_logged_in_browser_without_a_key(client, app, auth):
+    """Promise 21: CSRF-exempt because a browser's session counts for nothing there; only a bearer key does."""
+    auth.login_as(make_user(role="admin"))
+    rules = [rule for rule, _methods in state_changing_rules(app) if rule.endpoint in API_CSRF_EXEMPT_ENDPOINTS]
+    assert rules
+    for rule in rules:
+        url = rule.rule.replace("<int:shop_id>", "1").replace("<int:endpoint_id>", "1")
+        for method in sorted((rule.methods or set()) - {"OPTIONS"}):
+            response = client.open(url, method=method, json={"code": 190})
+            assert response.status_code == 401, (rule.rule, method)
+            assert response.mimetype == "application/problem+json"
 
 
 @pytest.mark.parametrize("sandbox", [False, True])
@@ -50,7 +71,7 @@ def test_every_state_changing_route_refuses_a_missing_csrf_token(app_config, san
         AuthActions(client).login_as(make_user())
     checked = 0
     for rule, methods in state_changing_rules(app):
-        if rule.endpoint in CSRF_EXEMPT_ENDPOINTS | SANDBOX_CSRF_EXEMPT_ENDPOINTS:
+        if rule.endpoint in CSRF_EXEMPT_ENDPOINTS | SANDBOX_CSRF_EXEMPT_ENDPOINTS | API_CSRF_EXEMPT_ENDPOINTS:
             continue
         url = rule.rule
         for argument in rule.arguments:

@@ -694,3 +694,196 @@ def test_the_shop_page_shows_every_instagram_id_for_support(client, shop, agent,
         f"Instagram ids: account {connection.instagram_user_id} (/me user_id) · "
         "app-scoped 9170000000000001 (/me id) · login unknown (code exchange user_id)"
     )
+
+
+# ---- login paths (issue 15, part 6): counts, filter and column in the fleet; the shop's Page -----
+
+FACEBOOK_PAGE_ID = "104000000000001"
+FACEBOOK_USER_ID = "120000000000007"
+
+
+def make_facebook_connection(shop, *, page_name="Tea House", tasks="MANAGE,CREATE_CONTENT", **fields):
+    """A Facebook Login connection, built by setting the model's fields (as linking would store them)."""
+    return make_connection(
+        shop,
+        token="EAAGfactory-page-token",
+        login_path="facebook",
+        facebook_page_id=fields.pop("facebook_page_id", FACEBOOK_PAGE_ID),
+        facebook_page_name=page_name,
+        facebook_page_tasks=tasks,
+        facebook_user_id=fields.pop("facebook_user_id", FACEBOOK_USER_ID),
+        **fields,
+    )
+
+
+def broken(connection, db, *, state="needs_reconnect", cause="page_unlinked", days=1):
+    connection.state, connection.cause = state, cause
+    connection.state_changed_at = datetime.now(UTC) - timedelta(days=days)
+    db.session.commit()
+    return connection
+
+
+@pytest.fixture
+def two_paths(db):
+    """Shops on both login paths, some broken; one Facebook shop disconnected, one never connected."""
+    shops = {}
+    for name in ("Ivy Instagram", "Iris Instagram"):
+        shops[name] = make_shop(name=name)
+        make_connection(shops[name], username=name.split()[0].lower())
+    shops["Ink Instagram"] = make_shop(name="Ink Instagram")
+    broken(make_connection(shops["Ink Instagram"], username="ink"), db, cause="password_changed", days=3)
+    shops["Tea House"] = make_shop(name="Tea House")
+    make_facebook_connection(shops["Tea House"], username="tea_house")
+    shops["Tea Garden"] = make_shop(name="Tea Garden")
+    broken(make_facebook_connection(shops["Tea Garden"], page_name="Tea Garden Page", username="tea_garden"), db)
+    shops["Fern Facebook"] = make_shop(name="Fern Facebook")
+    broken(
+        make_facebook_connection(shops["Fern Facebook"], page_name="Fern", username="fern"),
+        db,
+        state="degraded",
+        cause="rate_limited",
+        days=2,
+    )
+    shops["Tea Gone"] = make_shop(name="Tea Gone")
+    make_facebook_connection(shops["Tea Gone"], page_name="Old Page", username="tea_gone", state="not_connected")
+    shops["Never"] = make_shop(name="Never connected")
+    return shops
+
+
+def test_fleet_counts_connections_per_login_path(client, db, agent, two_paths):
+    """Connected, disconnected by Meta and in any trouble, per path; not_connected is on no path."""
+    from webapp.services import fleet
+
+    counts = fleet.fleet_counts()
+    assert counts.paths == {
+        "instagram": fleet.PathCounts(connected=3, needs_reconnect=1, attention=1),
+        "facebook": fleet.PathCounts(connected=3, needs_reconnect=1, attention=2),
+    }
+    assert counts.states == {
+        "needs_reconnect": 2,
+        "expiring": 0,
+        "degraded": 1,
+        "healthy": 3,
+        "not_connected": 2,  # Tea Gone's disconnected row and the shop that never connected
+    }
+    page = client.get("/support/").get_data(as_text=True)
+    table = page.split('id="path-counts">')[1].split("</table>")[0]
+    rows = [re.sub(r"<[^>]+>", " ", row).split() for row in table.split("<tr>")[2:]]
+    assert rows == [["Instagram", "Login", "3", "1", "1"], ["Facebook", "Login", "3", "1", "2"]]
+    assert 'href="/support/?path=facebook"' in table
+
+
+def test_the_path_counts_come_from_the_grouped_scan_that_counts_states(app, client, db, agent, two_paths):
+    """The overview's query cost: one GROUP BY over the connections, and the filter adds no statement."""
+    from sqlalchemy import event
+
+    def statements(url):
+        seen = []
+
+        def record(_conn, _cursor, statement, *_args):
+            seen.append(" ".join(statement.split()))
+
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            assert client.get(url).status_code == 200
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        return seen
+
+    everything = statements("/support/")
+    grouped = [s for s in everything if "FROM instagram_connections GROUP BY" in s]
+    assert len(grouped) == 1 and "login_path" in grouped[0]
+    assert len(statements("/support/?path=facebook")) == len(everything)
+
+
+def test_the_fleet_filters_needs_attention_by_login_path_and_shows_the_path(client, db, agent, two_paths):
+    attention = re.compile(r'<td><a href="/support/shops/\d+">([^<]+)</a>')
+    everything = client.get("/support/").get_data(as_text=True)
+    assert attention.findall(everything) == ["Ink Instagram", "Fern Facebook", "Tea Garden"]
+    assert "<td>Facebook · Tea Garden Page</td>" in everything and "<td>Instagram</td>" in everything
+    facebook = client.get("/support/?path=facebook").get_data(as_text=True)
+    assert attention.findall(facebook) == ["Fern Facebook", "Tea Garden"]
+    assert "Needs attention on Facebook Login" in facebook and '<option value="facebook" selected>' in facebook
+    instagram = client.get("/support/?path=INSTAGRAM").get_data(as_text=True)
+    assert attention.findall(instagram) == ["Ink Instagram"]
+    assert attention.findall(client.get("/support/?path=myspace").get_data(as_text=True)) == attention.findall(
+        everything
+    )  # an unknown path filters nothing
+
+
+def test_a_long_page_name_is_cut_short_in_the_fleet(client, db, agent):
+    shop = make_shop(name="Long Page")
+    broken(make_facebook_connection(shop, page_name="The Very Long Name Of A Tea House Page On Facebook"), db)
+    page = client.get("/support/?path=facebook").get_data(as_text=True)
+    name = "The Very Long Name Of A Tea House Page On Facebook"
+    assert f'<td>Facebook · <span title="{name}">The Very Long Name Of A Tea H…</span></td>' in page
+
+
+def test_search_combines_with_the_login_path(client, agent, two_paths):
+    found = re.compile(r'<td><a href="/support/shops/\d+">([^<]+)</a></td>')
+    assert found.findall(client.get("/support/?q=tea").get_data(as_text=True)) == [
+        "Tea Garden",
+        "Tea Gone",
+        "Tea House",
+    ]
+    facebook = client.get("/support/?q=tea&path=facebook").get_data(as_text=True)
+    assert found.findall(facebook) == ["Tea Garden", "Tea House"]  # Tea Gone is connected on no path now
+    assert "2 found connected through Facebook Login" in facebook and "<td>Facebook · Tea House</td>" in facebook
+    assert found.findall(client.get("/support/?q=tea&path=instagram").get_data(as_text=True)) == []
+    assert found.findall(client.get("/support/?q=instagram&path=instagram").get_data(as_text=True)) == [
+        "Ink Instagram",
+        "Iris Instagram",
+        "Ivy Instagram",
+    ]
+
+
+def test_the_filter_is_kept_across_pages(client, db, agent):
+    for index in range(51):
+        broken(make_facebook_connection(make_shop(name=f"Broken {index:02d}")), db)
+    broken(make_connection(make_shop(name="Instagram broken")), db)
+    first = client.get("/support/?path=facebook").get_data(as_text=True)
+    assert "Page 1 of 2" in first and 'href="/support/?page=2&amp;path=facebook"' in first
+    second = client.get("/support/?page=2&path=facebook").get_data(as_text=True)
+    assert second.count('href="/support/shops/') == 1 and "Instagram broken" not in second
+
+
+def facts(page: str) -> dict[str, str]:
+    section = page.split('id="connection-facts"')[1].split("</section>")[0]
+    pairs = re.findall(r"<dt>(.*?)</dt>\s*<dd[^>]*>(.*?)</dd>", section, re.S)
+    return {term: " ".join(re.sub(r"<[^>]+>", "", value).split()) for term, value in pairs}
+
+
+def test_the_shop_page_shows_the_facebook_page_the_role_and_the_data_access_window(client, db, agent):
+    shop = make_shop(name="Tea House")
+    window_ends = datetime(2027, 2, 20, 9, 30, tzinfo=UTC)
+    make_facebook_connection(shop, instagram_user_id="17841400000000042", expires_at=window_ends)
+    page = client.get(f"/support/shops/{shop.id}").get_data(as_text=True)
+    shown = facts(page)
+    assert shown["Login path"] == "Facebook Login for Business"
+    assert shown["Page"] == f"Tea House · id {FACEBOOK_PAGE_ID}"
+    assert shown["Merchant's role on the Page"] == "Admin (MANAGE, CREATE_CONTENT)"
+    assert shown["Facebook user"].startswith(f"id {FACEBOOK_USER_ID} ")
+    assert shown["Data-access window ends"].startswith("20 Feb 2027, 09:30 UTC")
+    assert '<time datetime="2027-02-20T09:30:00Z"' in page
+    assert shown["Instagram account"].startswith("id 17841400000000042")
+    assert 'id="instagram-ids"' not in page  # Instagram Login's numbers do not apply
+
+
+def test_a_role_too_weak_for_the_page_says_so(client, db, agent):
+    shop = make_shop()
+    make_facebook_connection(shop, tasks="ANALYZE")
+    role = facts(client.get(f"/support/shops/{shop.id}").get_data(as_text=True))["Merchant's role on the Page"]
+    assert role == "Analyst (ANALYZE): not enough to act for the Page's Instagram account (needs Moderator or higher)"
+
+
+def test_the_shop_page_of_an_instagram_login_shows_no_page(client, shop, agent):
+    page = client.get(f"/support/shops/{shop.id}").get_data(as_text=True)
+    assert 'id="connection-facts"' not in page and "Page role" not in page and "Data-access window" not in page
+    assert "Login path: Instagram Login (Business Login)" in page and 'id="instagram-ids"' in page
+
+
+def test_a_disconnected_facebook_shop_shows_the_page_it_last_used(client, db, agent):
+    shop = make_shop()
+    make_facebook_connection(shop, state="not_connected")
+    page = client.get(f"/support/shops/{shop.id}").get_data(as_text=True)
+    assert "How it last connected" in page and facts(page)["Page"] == f"Tea House · id {FACEBOOK_PAGE_ID}"

@@ -18,8 +18,10 @@ from webapp import (
     request_input,
     templating,
 )
+from webapp.admin.api_keys import bp as api_keys_bp
 from webapp.admin.routes import bp as admin_bp
 from webapp.admin.webhooks import bp as webhooks_admin_bp
+from webapp.api import init_api
 from webapp.auth.routes import bp as auth_bp
 from webapp.auth.sessions import enforce_session_limits
 from webapp.config import PROJECT_ROOT, check_lease, engine_options, load_config
@@ -118,6 +120,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(notifications_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(webhooks_admin_bp)
+    app.register_blueprint(api_keys_bp)
+    init_api(app)  # /api/v1/: the Platform API and its OpenAPI document
     if app.config["INSTAGRAM_SANDBOX"]:
         # Never in production: load_config refuses INSTAGRAM_SANDBOX there.
         app.register_blueprint(sandbox_bp)

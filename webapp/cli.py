@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+from datetime import datetime
 from typing import NoReturn
 
 import click
@@ -15,9 +16,9 @@ from sqlalchemy import func, select
 
 from webapp import clock
 from webapp.extensions import db
-from webapp.models import ROLES, InstagramConnection, Shop
+from webapp.models import API_SCOPES, ROLES, InstagramConnection, LoginPath, Shop
 from webapp.sandbox import facebook as sandbox_facebook
-from webapp.services import accounts
+from webapp.services import accounts, api_keys
 from webapp.services.connections.diagnosis import explain_error
 from webapp.services.connections.key_rotation import rotate_token_keys
 from webapp.services.keepalive.leases import ACTIVE_STATES
@@ -27,7 +28,9 @@ from webapp.services.runtime import token_vault
 users_cli = AppGroup("users", help="Manage dashboard logins.")
 tokens_cli = AppGroup("tokens", help="Instagram access tokens.")
 demo_cli = AppGroup("demo", help="Demo data for local runs.")
+apikeys_cli = AppGroup("apikeys", help="Platform API keys (README, 'Platform API').")
 
+CLI_ACTOR = "the command line"  # how the audit log names what an operator did with `flask`
 DEMO_SHOP = {"name": "Bloom & Stem Flowers", "domain": "bloom-and-stem.example"}
 DEMO_MERCHANT = {"email": "owner@bloom-and-stem.example", "password": "sunflower-market-2026", "name": "Maya Jones"}
 DEMO_SUPPORT = {"email": "agent@support.example", "password": "helpdesk-tulip-2026", "name": "Sam Support"}
@@ -67,6 +70,60 @@ def create_user_command(email: str, role: str, shop_name: str | None, domain: st
     db.session.commit()
     where = f" for shop {shop.name!r}" if shop else ""
     click.echo(f"Created {role} {user.email}{where}.")
+
+
+@apikeys_cli.command("create")
+@click.option("--name", required=True, help="What uses the key, e.g. 'product sync'.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="A scope the key gets; repeat for more (or comma-separate): " + ", ".join(API_SCOPES) + ".",
+)
+def create_api_key_command(name: str, scopes: tuple[str, ...]):
+    """Make an API key and print it, once: only a hash of it is kept."""
+    try:
+        key, full_key = api_keys.create_key(name=name, scopes=scopes, created_by=None, now=clock.now(), label=CLI_ACTOR)
+    except api_keys.ApiKeyError as error:
+        db.session.rollback()
+        fail(str(error), 2)
+    click.echo(f"Created API key {key.key_id} “{key.name}” with {', '.join(key.scope_list)}.")
+    click.echo("The key, shown this once (store it in the service's secrets now):")
+    click.echo(full_key)
+
+
+@apikeys_cli.command("list")
+def list_api_keys_command():
+    """List every API key: id, name, scopes, created, last used, revoked."""
+    keys = api_keys.list_keys()
+    if not keys:
+        click.echo("No API keys yet. Make one with: flask --app wsgi apikeys create --name NAME --scope SCOPE")
+        return
+    click.echo(f"{'key id':<14}{'name':<28}{'scopes':<52}{'created':<22}{'last used':<22}revoked")
+    for key in keys:
+        click.echo(
+            f"{key.key_id:<14}{key.name[:26]:<28}{','.join(key.scope_list):<52}"
+            f"{_minute(key.created_at):<22}{_minute(key.last_used_at):<22}{_minute(key.revoked_at)}"
+        )
+
+
+def _minute(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "-"
+
+
+@apikeys_cli.command("revoke")
+@click.argument("key_id")
+def revoke_api_key_command(key_id: str):
+    """Revoke the key KEY_ID at once (its next request is refused)."""
+    try:
+        key = api_keys.find_key(key_id)
+    except api_keys.ApiKeyError as error:
+        fail(str(error), 2)
+    if not api_keys.revoke(key, actor=None, now=clock.now(), label=CLI_ACTOR):
+        click.echo(f"API key {key.key_id} “{key.name}” was already revoked; nothing changed.")
+        return
+    click.echo(f"Revoked API key {key.key_id} “{key.name}”.")
 
 
 @demo_cli.command("seed")
@@ -178,10 +235,29 @@ def worker_command(concurrency: int | None, batch_size: int | None, until_idle: 
 EXPLAIN_MAX_BYTES = 1_000_000  # far more than any error body; the rest of a huge file is not read
 
 
+LOGIN_PATH_WORDS = {LoginPath.INSTAGRAM: "Instagram Login", LoginPath.FACEBOOK: "Facebook Login"}
+
+
+def _login_path(_context, _parameter, value: str) -> LoginPath:
+    try:
+        return LoginPath(value.strip().lower())
+    except ValueError:
+        fail(f"--path must be instagram or facebook (how the shop connected), not {value!r}.", 2)
+
+
 @click.command("explain-error")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option(
+    "--path",
+    "path",
+    default=LoginPath.INSTAGRAM.value,
+    metavar="instagram|facebook",
+    callback=_login_path,
+    show_default=True,
+    help="How the shop connected: Instagram Login or Facebook Login; the advice follows it.",
+)
 @click.argument("source", default="-", required=False)
-def explain_error_command(as_json: bool, source: str):
+def explain_error_command(as_json: bool, path: LoginPath, source: str):
     """Explain one Meta error response (JSON body or raw text such as a log line) from FILE or stdin."""
     try:
         if source == "-":
@@ -192,15 +268,19 @@ def explain_error_command(as_json: bool, source: str):
                 raw = handle.read(EXPLAIN_MAX_BYTES)
     except OSError as error:
         fail(f"cannot read {source}: {error.strerror or error}.", 2)
-    answer = explain_error(raw)
+    answer = explain_error(raw, path)
     if as_json:
         click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
         return
     meta = answer["meta"]
     parsed = ", ".join(f"{key} {value}" for key, value in meta.items() if value is not None and key != "message")
     click.echo(f"Cause: {answer['cause']} - {answer['title']}")
+    click.echo(f"Login path: {LOGIN_PATH_WORDS[path]}")
     if parsed:
         click.echo(f"Parsed: {parsed}")
+    if answer["meta_user_title"] or answer["meta_user_message"]:
+        told = " - ".join(words for words in (answer["meta_user_title"], answer["meta_user_message"]) if words)
+        click.echo(f"Meta's message to the account owner: {told}")
     click.echo(
         f"Needs reconnect: {'yes' if answer['needs_reconnect'] else 'no'}; "
         f"retrying may help: {'yes' if answer['retryable'] else 'no'}"
@@ -224,3 +304,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(explain_error_command)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(apikeys_cli)

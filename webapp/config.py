@@ -198,6 +198,8 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "IMPERSONATION_MINUTES": _int(env, "IMPERSONATION_MINUTES", 30),
         "STATUS_POLL_SECONDS": _int(env, "STATUS_POLL_SECONDS", 30),
         "MANUAL_ACTION_RATE_LIMIT": env.get("MANUAL_ACTION_RATE_LIMIT", "6 per minute"),
+        # Platform API: one budget per API key across every endpoint (README, "Platform API").
+        "API_RATE_LIMIT": env.get("API_RATE_LIMIT", "600 per minute"),
         # The public origin Meta redirects back to, exactly as registered in the Meta app dashboard.
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL", "").rstrip("/") or None,
         # Where links in mails point when PUBLIC_BASE_URL is not set (local runs).
@@ -355,11 +357,22 @@ def graph_version(env: Mapping[str, str], name: str = "INSTAGRAM_GRAPH_VERSION")
 WRITE_BACK_RETRY_SECONDS = 7
 
 
+# A Facebook Login check makes up to this many calls in one lease (keepalive/facebook_check.py
+# PAGE_CHECK_CALLS: debug_token, two screens of the merchant's Pages, the Page); a test keeps them equal.
+FACEBOOK_CHECK_CALLS = 4
+
+
 def check_lease(config: dict) -> None:
-    """Refuse to start when a worker's lease could run out while its call to Meta is still going."""
-    worst_case = config["INSTAGRAM_HTTP_TIMEOUT"] + WRITE_BACK_RETRY_SECONDS
+    """Refuse to start when a worker's lease could run out while its calls to Meta are still going."""
+    calls = FACEBOOK_CHECK_CALLS if "facebook" in config.get("LOGIN_PATHS", ()) else 1
+    worst_case = calls * config["INSTAGRAM_HTTP_TIMEOUT"] + WRITE_BACK_RETRY_SECONDS
     if config["WORKER_LEASE_SECONDS"] < 2 * worst_case:
+        what = (
+            "INSTAGRAM_HTTP_TIMEOUT"
+            if calls == 1
+            else f"{calls} calls of INSTAGRAM_HTTP_TIMEOUT (a Facebook Login check)"
+        )
         raise ConfigError(
             f"WORKER_LEASE_SECONDS ({config['WORKER_LEASE_SECONDS']}) must be at least twice the worst-case "
-            f"call ({worst_case:g} s = INSTAGRAM_HTTP_TIMEOUT + write-back retries), i.e. {2 * worst_case:g} s."
+            f"work ({worst_case:g} s = {what} + write-back retries), i.e. {2 * worst_case:g} s."
         )

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from webapp.api import problems
 from webapp.extensions import db
 from webapp.htmx import hx_retarget_to_error_slot, is_fragment_request
 from webapp.services.connections.state import ConnectionChanged
@@ -69,6 +70,8 @@ def _render_standalone(template: str, **context) -> str:
 def _render(status: int, detail: str | None = None, *, layout: bool = True):
     title, message = MESSAGES.get(status, (f"Error {status}", ""))
     message = detail or message
+    if problems.wanted():  # the Platform API answers in problem documents, never pages
+        return problems.response(status, detail)
     if request.blueprint == "meta_requests" and request.method == "POST":  # Meta reads JSON, not pages
         return jsonify(error=title, detail=message), status
     if is_fragment_request():
@@ -98,6 +101,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        if problems.wanted():
+            return problems.for_http_error(error)
         detail = None
         if error.code == 429:
             detail = "Too many attempts. Wait a minute, then try again."

@@ -28,6 +28,11 @@ def redact(text: str) -> str:
     return _TOKEN_SHAPED.sub("[redacted]", text)
 
 
+def redact_token_shaped(text: str) -> str:
+    """Replace token-shaped strings only: for free text, where `code=190` is Meta's error code, not a secret."""
+    return _TOKEN_SHAPED.sub("[redacted]", text)
+
+
 def remove_secrets(text: str, secrets: list[str]) -> str:
     """Replace each of `secrets` (values we sent) wherever `text` quotes them."""
     for secret in secrets:

@@ -149,7 +149,7 @@ class LoginPath(StrEnum):
     FACEBOOK = "facebook"  # Facebook Login for Business: a Page's token and its linked Instagram account
 
 
-ACTOR_KINDS = ("merchant", "system", "support", "meta")
+ACTOR_KINDS = ("merchant", "system", "support", "meta", "platform")  # platform: a Platform API key
 
 
 class InstagramConnection(Model):
@@ -162,6 +162,8 @@ class InstagramConnection(Model):
             name="ck_instagram_connections_state",
         ),
         Index("ix_instagram_connections_state_changed", "state", "state_changed_at"),
+        # The fleet counts connections per state and login path from this index alone.
+        Index("ix_instagram_connections_state_login_path", "state", "login_path"),
         Index("ix_instagram_connections_due_at", "due_at"),
         Index("ix_instagram_connections_username_lower", text("lower(username)")),
     )
@@ -613,6 +615,67 @@ class UsedLinkToken(Model):
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+# What a Platform API key may do; each endpoint of /api/v1/ needs one of them (README, "Platform API").
+API_SCOPES = ("status:read", "token:read", "errors:write", "webhooks:manage")
+
+
+class ApiKey(Model):
+    """A key the shop platform's services call /api/v1/ with. Only a hash of its secret half is kept.
+
+    The full key, `ihk_<key_id>_<secret>`, is shown once when it is made; `key_id` finds the row and
+    names the key in lists and the audit log, and the SHA-256 of the high-entropy secret proves it.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(120))
+    scopes: Mapped[str] = mapped_column(String(200))  # comma-separated, from API_SCOPES
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_by: Mapped[str] = mapped_column(String(300))  # who made it, as the audit log names them
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def __repr__(self) -> str:
+        return f"<ApiKey {self.key_id} {self.name!r}{' revoked' if self.revoked_at else ''}>"
+
+    @property
+    def scope_list(self) -> list[str]:
+        return [scope for scope in self.scopes.split(",") if scope]
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scope_list
+
+    @property
+    def label(self) -> str:
+        """How the audit log names a request made with this key."""
+        return f"API key {self.key_id} ({self.name})"
+
+
+class ApiIdempotencyRecord(Model):
+    """One `Idempotency-Key` a key sent: the request's hash, and the answer it got (none while in progress)."""
+
+    __tablename__ = "api_idempotency_records"
+    __table_args__ = (
+        db.UniqueConstraint("api_key_id", "idempotency_key", name="uq_api_idempotency_records_key"),
+        Index("ix_api_idempotency_records_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int | None]
+    response_body: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    def __repr__(self) -> str:
+        return f"<ApiIdempotencyRecord key={self.api_key_id} {self.idempotency_key!r} {self.response_status}>"
 
 
 class Impersonation(Model):

@@ -63,15 +63,27 @@ def time_element(value: datetime | None, missing: str = "never", relative: bool 
 CONNECT_ENDPOINTS: dict[str, str] = {LoginPath.INSTAGRAM: "instagram.connect", LoginPath.FACEBOOK: "facebook.connect"}
 
 
-def connect_url(path: str | None) -> str | None:
-    """Where Connect, Reconnect and Renew access post for this login path; None while its route is absent."""
+def _route(path: str | None) -> str | None:
     endpoint = CONNECT_ENDPOINTS.get(path or LoginPath.INSTAGRAM)
     return url_for(endpoint) if endpoint and endpoint in current_app.view_functions else None
 
 
+def connect_url(path: str | None, *, fallback: bool = True) -> str | None:
+    """Where Connect, Reconnect and Renew access post for this login path.
+
+    A path the operator no longer offers (LOGIN_PATHS) falls back to the first one offered, so a
+    Reconnect button never leads to a refusal; with fallback=False (Renew access, which only
+    Facebook Login has) it is None instead.
+    """
+    offered = offered_paths()
+    if (path or LoginPath.INSTAGRAM) in offered:
+        return _route(path)
+    return _route(offered[0]) if fallback and offered else None
+
+
 def offered_paths() -> list[str]:
     """The login paths a merchant may connect with: LOGIN_PATHS, in its order, each with its route."""
-    return [path for path in current_app.config.get("LOGIN_PATHS", (LoginPath.INSTAGRAM,)) if connect_url(path)]
+    return [path for path in current_app.config.get("LOGIN_PATHS", (LoginPath.INSTAGRAM,)) if _route(path)]
 
 
 def register(app: Flask) -> None:

@@ -1,7 +1,7 @@
 """webhooks: endpoints, the event outbox and one delivery per event and endpoint
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0018
 Create Date: 2026-12-06 09:00:00.000000
 
 An event is written in the transaction of the change it reports (an outbox), with a stable id that
@@ -15,7 +15,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0019"
-down_revision = "0016"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

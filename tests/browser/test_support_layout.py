@@ -92,6 +92,7 @@ STAFF_PAGES = [
     "/support/outbox",
     "/admin/staff",
     "/admin/audit",
+    "/admin/api-keys",
 ]
 
 

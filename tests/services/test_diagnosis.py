@@ -589,7 +589,27 @@ def test_facebook_login_words_speak_of_the_page_and_log_in_with_facebook():
     password = words_for(CauseId.PASSWORD_CHANGED, "facebook")
     assert password.title == "The Facebook password was changed"
     assert RECONNECT_STEP not in password.checklist and any("log in with Facebook" in s for s in password.checklist)
-    assert words_for(CauseId.RATE_LIMITED, "facebook") is CAUSES[CauseId.RATE_LIMITED]  # nothing differs
+    assert words_for(CauseId.REQUEST_ERROR, "facebook") == CAUSES[CauseId.REQUEST_ERROR]  # nothing differs
+    assert words_for(CauseId.RATE_LIMITED, "facebook").title == "Facebook asked us to slow down"
+
+
+@pytest.mark.parametrize("cause_id", list(CAUSES))
+def test_a_facebook_login_shop_is_never_sent_to_log_in_to_instagram(cause_id):
+    for line in (*words_for(cause_id, "facebook").checklist, *words_for(cause_id, "facebook").prevention):
+        assert line != RECONNECT_STEP, cause_id
+        if "Reconnect" in line:  # (linking an account to the Page does mean logging in to Instagram)
+            assert "log in to Instagram" not in line, (cause_id, line)
+    assert "Instagram password" not in words_for(cause_id, "facebook").title
+
+
+def test_a_cause_of_the_other_path_counts_as_an_invalid_token():
+    from webapp.services.meta.classifier import classify_fields, on_path
+
+    unlinked = classify_fields(
+        message="The Page is not linked to any Instagram account: no instagram business account found"
+    )
+    assert on_path(unlinked, "facebook").cause == CauseId.PAGE_UNLINKED
+    assert on_path(unlinked, "instagram").cause == CauseId.INVALID_TOKEN
 
 
 def test_the_diagnosis_uses_the_words_of_the_connections_path():

@@ -117,7 +117,7 @@ CONFIDENCE_WORDS = {"certain": "Certain", "likely": "Most likely", "possible": "
 
 # Which events each timeline filter shows.
 EVENT_GROUPS = {
-    "problems": ("refresh_failed", "check_failed", "expired", "deauthorized", "token_unreadable"),
+    "problems": ("refresh_failed", "check_failed", "expired", "deauthorized", "token_unreadable", "error_reported"),
     "connections": (
         "connected",
         "reconnected",
@@ -153,6 +153,7 @@ EVENT_TITLES = {
     "expired": "Token expired",
     "token_unreadable": "Stored token unreadable",
     "support_viewed": "Dashboard viewed",  # followed by "by support"
+    "error_reported": "Error reported by the shop platform",
     REFUSAL_KINDS[Step.LOGIN_PAGE]: "Connecting stopped at Instagram's login page",
     REFUSAL_KINDS[Step.REPLY_CHECK]: "Connecting refused: the reply was not for this login",
     REFUSAL_KINDS[Step.CODE_EXCHANGE]: "Connecting refused by Instagram",
@@ -161,7 +162,12 @@ EVENT_TITLES = {
 
 
 # Who did it, beside an event; system events say nothing.
-ACTOR_WORDS = {"merchant": "by the shop", "support": "by support", "meta": "reported by Instagram"}
+ACTOR_WORDS = {
+    "merchant": "by the shop",
+    "support": "by support",
+    "meta": "reported by Instagram",
+    "platform": "through the shop platform's API",
+}
 
 
 SEEN = re.compile(r"\d{1,12}-[a-z_]{1,20}")

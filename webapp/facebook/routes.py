@@ -124,7 +124,7 @@ def callback():
 @owner_only
 def pages():
     """The Page picker: the shop's Page among those the login let us see, with the merchant's role on each."""
-    picker = facebook_linking.picker_for(current_user.shop, g.now)
+    picker = facebook_linking.picker_for(current_user.shop, current_user, g.now)
     if picker is None:
         flash(EXPIRED, "warning")
         return redirect(url_for("dashboard.index"))
@@ -173,6 +173,6 @@ def pages():
 @merchant_required
 @owner_only
 def cancel_pages():
-    facebook_linking.discard_pending(current_user.shop)
+    facebook_linking.discard_pending(current_user.shop, current_user)
     flash("No Page was connected. Nothing was changed.", "info")
     return redirect(url_for("dashboard.index"))

@@ -24,11 +24,13 @@ def record(
     ip_prefix: str | None = None,
     details: str | None = None,
     commit: bool = True,
+    label: str | None = None,
 ) -> AuditEntry:
+    """Append one row; `label` names an actor that is not a person (an API key, the command line)."""
     entry = AuditEntry(
         occurred_at=now,
         actor_id=actor.id if actor is not None else None,
-        actor_label=actor_label(actor),
+        actor_label=label or actor_label(actor),
         action=action,
         subject_user_id=subject_user.id if subject_user is not None else None,
         subject_shop_id=subject_shop_id

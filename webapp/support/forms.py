@@ -1,6 +1,9 @@
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, SubmitField, TextAreaField
+from wtforms import PasswordField, RadioField, SubmitField, TextAreaField
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # new in WTForms 3.3; its stubs are 3.2
 from wtforms.validators import DataRequired, Length
+
+from webapp.models import LoginPath
 
 
 class ExplainErrorForm(FlaskForm):
@@ -10,6 +13,16 @@ class ExplainErrorForm(FlaskForm):
             DataRequired(message="Paste an error: a JSON response, a log line or an exception message."),
             Length(max=20000, message="Paste at most 20,000 characters."),
         ],
+    )
+    # The advice differs by path (Page roles and the 90-day window are Facebook Login matters).
+    path = RadioField(
+        "How the shop connected",
+        choices=[
+            SelectChoice(LoginPath.INSTAGRAM.value, "Instagram Login"),
+            SelectChoice(LoginPath.FACEBOOK.value, "Facebook Login"),
+        ],
+        default=LoginPath.INSTAGRAM.value,
+        validate_choice=True,
     )
     submit = SubmitField("Explain")
 

@@ -27,22 +27,31 @@ bp = Blueprint("support", __name__, url_prefix="/support")
 PER_PAGE = 50
 
 
+@bp.context_processor
+def support_words() -> dict:
+    return {"login_path_names": fleet.PATH_NAMES}
+
+
 @bp.get("/")
 @staff_required
 def fleet_overview():
-    """Every shop at a glance: counts per state, recent causes, who needs attention (longest first)."""
+    """Every shop at a glance: counts per state and login path, recent causes, who needs attention (longest first)."""
     search = request.args.get("q", "").strip()[:100]
+    path = fleet.login_path_or_none(request.args.get("path"))
     page = page_number()
     if search:
-        results = db.paginate(fleet.search_shops(search), page=page, per_page=PER_PAGE, error_out=False)
-        return render_template("support/search.html", results=results, search=search)
-    attention = db.paginate(fleet.needs_attention(), page=page, per_page=PER_PAGE, error_out=True)
+        results = db.paginate(fleet.search_shops(search, path), page=page, per_page=PER_PAGE, error_out=False)
+        return render_template("support/search.html", results=results, search=search, path=path)
+    attention = db.paginate(fleet.needs_attention(path=path), page=page, per_page=PER_PAGE, error_out=True)
+    counts = fleet.fleet_counts()
     return render_template(
         "support/fleet.html",
-        counts=fleet.state_counts(),
+        counts=counts.states,
+        path_counts=counts.paths,
         causes=fleet.recent_causes(g.now),
         attention=attention,
         search=search,
+        path=path,
     )
 
 
@@ -69,6 +78,7 @@ def shop_detail(shop_id: int):
         mails=mails,
         audit_rows=audit_rows,
         merchant=impersonation.shop_merchant(shop),
+        page_role=fleet.page_role(connection),
         **context,
     )
 
@@ -197,7 +207,7 @@ def test_connection(shop_id: int):
 def explain():
     """Paste a raw Meta error and get the same answer as `flask explain-error`."""
     form = ExplainErrorForm()
-    answer = explain_error(form.raw_error.data or "") if form.validate_on_submit() else None
+    answer = explain_error(form.raw_error.data or "", form.path.data) if form.validate_on_submit() else None
     return render_template("support/explain.html", form=form, answer=answer), 400 if form.errors else 200
 
 

@@ -101,6 +101,17 @@ CAUSES: dict[str, Cause] = {
         (RECONNECT_STEP, "After reconnecting, check back tomorrow: the status should say Connected."),
         ("We renew connections automatically a week after each renewal; if you see this again, tell support.",),
         "Look at the refresh attempts in the timeline: if our automatic refresh failed, the reason is there.",
+        facebook=FacebookWords(
+            title="Facebook says the connection's session expired",
+            explanation="Facebook reported that the login session behind this connection expired. Connections "
+            "made through a Facebook Page do not end by date on their own, so a session ended early by Facebook "
+            "is the likely reason.",
+            checklist=(
+                FACEBOOK_RECONNECT_STEP,
+                "After reconnecting, check back tomorrow: the status should say Connected.",
+            ),
+            prevention=("If you see this again soon after reconnecting, tell support.",),
+        ),
     ),
     CauseId.PASSWORD_CHANGED: Cause(
         CauseId.PASSWORD_CHANGED,
@@ -289,6 +300,11 @@ CAUSES: dict[str, Cause] = {
         ("Keep the account professional; switching it to personal ends every shop connection.",),
         'Code 10 "The user is not an Instagram Business", or account_type from /me no longer BUSINESS or '
         "MEDIA_CREATOR.",
+        facebook=FacebookWords(
+            explanation="Only Business and Creator accounts can be connected to a shop. The Instagram account "
+            "linked to your Facebook Page was switched to a personal account, so the shop can no longer use it "
+            "through the Page.",
+        ),
     ),
     CauseId.PAGE_UNLINKED: Cause(
         CauseId.PAGE_UNLINKED,
@@ -336,6 +352,11 @@ CAUSES: dict[str, Cause] = {
         (),
         "Codes 4, 17, 32, 613, 341 or 80001-80006, or usage headers near 100%. Check the fleet for app-wide pauses.",
         reconnect_fixes=False,
+        facebook=FacebookWords(
+            title="Facebook asked us to slow down",
+            explanation="Facebook limits how many requests apps may make in an hour. We reached that limit and "
+            "paused; nothing is wrong with your account or your Page and nothing needs doing.",
+        ),
         nothing_to_do="We resume automatically as soon as Instagram allows.",
     ),
     CauseId.POLICY_BLOCK: Cause(
@@ -360,6 +381,11 @@ CAUSES: dict[str, Cause] = {
         (),
         "Codes 1 and 2, HTTP 5xx, time-outs, is_transient: true. Check Meta's status page if many shops show it.",
         reconnect_fixes=False,
+        facebook=FacebookWords(
+            title="Facebook is having trouble",
+            explanation="Facebook did not answer properly (an outage, a time-out, or an internal error on Meta's "
+            "side). This is temporary and your connection is still valid.",
+        ),
         nothing_to_do="We retry automatically, with growing pauses.",
     ),
     CauseId.APP_MISCONFIGURED: Cause(
@@ -412,7 +438,7 @@ PATTERNS: dict[str, Pattern] = {
         "frequent_reconnects",
         "Frequent log-ins and log-outs",
         "This connection was re-made several times in a short period. Logging in and out often, or switching "
-        "accounts on one device, makes Instagram reset sessions.",
+        "accounts on one device, makes Meta reset sessions.",
         ("Stay logged in to Instagram on your phone; avoid switching accounts in the same app.",),
     ),
 }
@@ -422,8 +448,10 @@ def words_for(cause_id: str, path: str | None) -> Cause:
     """The cause as told to a shop on its login path: Facebook Login's words where they differ."""
     cause = CAUSES[cause_id]
     words = cause.facebook
-    if path != LoginPath.FACEBOOK or words is None:
+    if path != LoginPath.FACEBOOK:
         return cause
+    if words is None:
+        words = FacebookWords()  # the cause's own words, but Reconnect still means logging in with Facebook
     checklist = words.checklist if words.checklist is not None else cause.checklist
     return replace(
         cause,

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, LoginPath
 from webapp.services import webhooks
 from webapp.services.connections.causes import (
     CAUSES,
@@ -75,8 +75,8 @@ TWO_REASON_SUBCODES = {
 }
 
 
-def explain_error(raw: str) -> dict:
-    """The `explain-error` answer for one raw Meta error (JSON or text)."""
+def explain_error(raw: str, path: str = LoginPath.INSTAGRAM) -> dict:
+    """The `explain-error` answer for one raw Meta error (JSON or text), in the words of login `path`."""
     parsed = parse_raw_error(raw)
     classification = classify_fields(
         code=parsed.code,
@@ -89,10 +89,14 @@ def explain_error(raw: str) -> dict:
     if not raw.strip():
         classification = classify_fields()
     if classification.cause == CauseId.UNKNOWN and parsed.code is None and parsed.type is None:
-        parsed = ParsedError(http_status=parsed.http_status)  # nothing recognised: report nothing as parsed
-    cause = CAUSES[classification.cause]
+        # Nothing recognised: report nothing as parsed, but Meta's words for the owner if it sent some.
+        parsed = ParsedError(
+            http_status=parsed.http_status, user_title=parsed.user_title, user_message=parsed.user_message
+        )
+    cause = words_for(classification.cause, path)
     return {
         "cause": cause.id,
+        "path": str(path),
         "needs_reconnect": classification.needs_reconnect,
         "retryable": classification.retryable,
         "title": cause.title,
@@ -102,6 +106,8 @@ def explain_error(raw: str) -> dict:
         "prevention": list(cause.prevention),
         "support_notes": cause.support_notes,
         "meta": parsed.as_meta(),
+        "meta_user_title": parsed.user_title,
+        "meta_user_message": parsed.user_message,
     }
 
 

@@ -13,8 +13,9 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select
 
 from webapp.extensions import db
 from webapp.models import (
@@ -171,7 +172,7 @@ def receive_login(
     _require_valid(user_debug, "the user token")
     pages = client.pages(long_grant.access_token)
     pending = _park(shop, user, short_grant, long_grant, user_debug, pages, now, vault)
-    picker = picker_for(shop, now)
+    picker = picker_for(shop, user, now)
     if picker is None:  # deleted meanwhile (a data deletion request): nothing to finish
         raise PendingLoginExpired()
     if not picker.choices:
@@ -217,7 +218,11 @@ def _park(
         "page_tokens": {page.id: page.access_token for page in pages if page.access_token},
     }
     permissions = user_debug.scopes or short_grant.permissions
-    db.session.execute(db.delete(PendingFacebookLogin).where(PendingFacebookLogin.shop_id == shop.id))
+    db.session.execute(
+        db.delete(PendingFacebookLogin).where(
+            PendingFacebookLogin.shop_id == shop.id, PendingFacebookLogin.user_id == user.id
+        )
+    )
     pending = PendingFacebookLogin(
         shop_id=shop.id,
         user_id=user.id,
@@ -235,10 +240,11 @@ def _park(
     return pending
 
 
-def live_pending_login(shop: Shop, now: datetime) -> PendingFacebookLogin | None:
+def live_pending_login(shop: Shop, user: User, now: datetime) -> PendingFacebookLogin | None:
+    """This merchant's parked login for this shop: another merchant of the shop never sees or uses it."""
     pending = db.session.scalar(
         select(PendingFacebookLogin)
-        .where(PendingFacebookLogin.shop_id == shop.id)
+        .where(PendingFacebookLogin.shop_id == shop.id, PendingFacebookLogin.user_id == user.id)
         .order_by(PendingFacebookLogin.id.desc())
     )
     if pending is None or pending.expires_at < now:
@@ -259,9 +265,9 @@ def _parked_pages(pending: PendingFacebookLogin) -> tuple[ParkedPage, ...]:
     )
 
 
-def picker_for(shop: Shop, now: datetime) -> PagePicker | None:
+def picker_for(shop: Shop, user: User, now: datetime) -> PagePicker | None:
     """The parked login's Pages and the shop's current account; None when there is no live parked login."""
-    pending = live_pending_login(shop, now)
+    pending = live_pending_login(shop, user, now)
     if pending is None:
         return None
     connection = db.session.scalar(select(InstagramConnection).where(InstagramConnection.shop_id == shop.id))
@@ -290,7 +296,7 @@ def choose_page(
     call to Meta) when the Page cannot be used (no Instagram account, a role too low, no token), and
     MetaApiError when Meta refuses the Page's token.
     """
-    pending = live_pending_login(shop, now)
+    pending = live_pending_login(shop, user, now)
     if pending is None or (pending_id is not None and pending.id != pending_id):
         raise PendingLoginExpired()
     page = next((parked for parked in _parked_pages(pending) if parked.id == page_id), None)
@@ -342,9 +348,14 @@ def _store_page(
     policy: Policy,
 ) -> Linked:
     """Store the Page's token and its Instagram account on the shop's connection; the parked login goes."""
-    pending = db.session.get(PendingFacebookLogin, pending_id)
+    # Locked (PostgreSQL) so that a data deletion for this Facebook user waits for the pick and then
+    # finds the connection it made; cancelled, or deleted on Meta's request, while Meta answered: gone.
+    query = select(PendingFacebookLogin).where(PendingFacebookLogin.id == pending_id)
+    if db.engine.dialect.name == "postgresql":
+        query = query.with_for_update()
+    pending = db.session.scalar(query)
     if pending is None or pending.expires_at < now:
-        raise PendingLoginExpired()  # cancelled, or deleted on Meta's request, while Meta answered
+        raise PendingLoginExpired()
     connection = connection_for(shop)
     previous_state = connection.state
     profile = page.profile
@@ -379,7 +390,16 @@ def _store_page(
             user_token_expires_at=pending.user_token_expires_at,
         ),
     )
-    # Whatever else was waiting for this shop (this login, an Instagram account switch) is settled now.
+    # This parked login must still be there as it ends (SQLite takes no row lock: a deletion request
+    # that removed it meanwhile wins, and nothing of its user is stored).
+    # Session.execute types every result as a plain Result; a DELETE's is a CursorResult.
+    taken = cast(
+        CursorResult, db.session.execute(db.delete(PendingFacebookLogin).where(PendingFacebookLogin.id == pending_id))
+    )
+    if taken.rowcount != 1:
+        db.session.rollback()
+        raise PendingLoginExpired()
+    # Whatever else was waiting for this shop (other parked logins, an Instagram account switch) is settled now.
     db.session.execute(db.delete(PendingFacebookLogin).where(PendingFacebookLogin.shop_id == shop.id))
     db.session.execute(db.delete(PendingConnection).where(PendingConnection.shop_id == shop.id))
     db.session.commit()
@@ -387,7 +407,11 @@ def _store_page(
     return Linked(connection, kind, previous_state)
 
 
-def discard_pending(shop: Shop) -> None:
-    """Forget the parked login (its tokens with it); the connection stays as it was."""
-    db.session.execute(db.delete(PendingFacebookLogin).where(PendingFacebookLogin.shop_id == shop.id))
+def discard_pending(shop: Shop, user: User) -> None:
+    """Forget this merchant's parked login (its tokens with it); the connection stays as it was."""
+    db.session.execute(
+        db.delete(PendingFacebookLogin).where(
+            PendingFacebookLogin.shop_id == shop.id, PendingFacebookLogin.user_id == user.id
+        )
+    )
     db.session.commit()

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from webapp.extensions import db
 from webapp.models import ConnectionState, InstagramConnection, LoginPath, PendingConnection, Shop, User
 from webapp.services import audit, webhooks
+from webapp.services.connections.page_roles import tasks_column
 from webapp.services.connections.state import (
     Actor,
     connection_for,
@@ -292,7 +293,7 @@ def _set_login_path(connection: InstagramConnection, facebook: FacebookPageLink 
     connection.facebook_user_id = facebook.facebook_user_id
     connection.facebook_page_id = facebook.page_id
     connection.facebook_page_name = facebook.page_name
-    connection.facebook_page_tasks = ",".join(facebook.page_tasks)
+    connection.facebook_page_tasks = tasks_column(facebook.page_tasks)
     connection.user_token_ciphertext = vault.encrypt(facebook.user_token)
     connection.user_token_expires_at = facebook.user_token_expires_at
     # Instagram Login's own ids are the Instagram app's numbering: the Instagram app's callbacks no

@@ -122,6 +122,9 @@ def request_data_deletion(
     callback = _claim_callback("data_deletion", meta_user_id, issued_at, now, login_path)
     if callback is None:  # the same request came before: its row holds the code we answered
         return db.session.execute(_same_request("data_deletion", login_path, meta_user_id, issued_at)).scalar_one()
+    # Parked logins go first: on PostgreSQL this waits for a Page pick holding one (facebook_linking
+    # locks it), so the connection that pick just made is among those found next and loses its tokens.
+    _drop_parked_logins(meta_user_id, login_path)
     connections = db.session.scalars(select(InstagramConnection).where(known_to_app(login_path, meta_user_id))).all()
     ids = {
         known for c in connections for known in (c.instagram_user_id, c.instagram_scoped_id, c.login_user_id) if known
@@ -153,7 +156,6 @@ def request_data_deletion(
             message="Instagram data deleted at the account owner's request "
             f"(confirmation {callback.confirmation_code}).",
         )
-    _drop_parked_logins(meta_user_id, login_path)
     callback.status = "completed"
     callback.completed_at = now
     callback.connections_affected = len(connections)

@@ -11,6 +11,10 @@ are fixed sets of tasks (https://developers.facebook.com/docs/pages/overview#tas
 
 Reading the Page's Instagram account for the shop needs one of the acting tasks (MANAGE,
 CREATE_CONTENT or MODERATE); an Advertiser or Analyst can see the Page but not act for it.
+
+Pages on the New Pages Experience list the same access as PROFILE_PLUS_* tasks
+(PROFILE_PLUS_FULL_CONTROL, PROFILE_PLUS_MANAGE, ...; the Graph API's Page task enum, as Meta's
+business SDKs list it); they count exactly like their classic counterparts.
 """
 
 from __future__ import annotations
@@ -18,13 +22,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 ROLES: tuple[tuple[str, frozenset[str]], ...] = (
-    ("Admin", frozenset({"MANAGE"})),
-    ("Editor", frozenset({"CREATE_CONTENT"})),
-    ("Moderator", frozenset({"MODERATE"})),
-    ("Advertiser", frozenset({"ADVERTISE"})),
-    ("Analyst", frozenset({"ANALYZE"})),
+    ("Admin", frozenset({"MANAGE", "PROFILE_PLUS_FULL_CONTROL", "PROFILE_PLUS_MANAGE"})),
+    ("Editor", frozenset({"CREATE_CONTENT", "PROFILE_PLUS_CREATE_CONTENT"})),
+    ("Moderator", frozenset({"MODERATE", "PROFILE_PLUS_MODERATE"})),
+    ("Advertiser", frozenset({"ADVERTISE", "PROFILE_PLUS_ADVERTISE"})),
+    ("Analyst", frozenset({"ANALYZE", "PROFILE_PLUS_ANALYZE"})),
 )
-ACTING_TASKS = frozenset({"MANAGE", "CREATE_CONTENT", "MODERATE"})
+ACTING_TASKS = frozenset(
+    {
+        "MANAGE",
+        "CREATE_CONTENT",
+        "MODERATE",
+        "PROFILE_PLUS_FULL_CONTROL",
+        "PROFILE_PLUS_MANAGE",
+        "PROFILE_PLUS_CREATE_CONTENT",
+        "PROFILE_PLUS_MODERATE",
+    }
+)
+# The tasks kept on the connection (facebook_page_tasks, 255 characters): those that name a role.
+KEPT_TASKS = frozenset().union(*(marks for _, marks in ROLES))
+TASKS_COLUMN_LENGTH = 255
 # The weakest role that still has an acting task: what a merchant is told to ask for.
 ENOUGH_ROLE = "Moderator"
 
@@ -48,3 +65,15 @@ def describe(tasks: Iterable[str]) -> str:
     listed = [task.upper() for task in tasks]
     role = role_for(listed)
     return f"{role} ({', '.join(listed)})" if role else "no role"
+
+
+def tasks_column(tasks: Iterable[str]) -> str:
+    """The tasks as the connection keeps them: the ones that name a role, comma-separated, within the column.
+
+    Meta lists up to two dozen tasks on a Page (messaging, insights, ...); only these decide the role.
+    """
+    kept: list[str] = []
+    for task in (task.upper() for task in tasks):
+        if task in KEPT_TASKS and task not in kept and len(",".join([*kept, task])) <= TASKS_COLUMN_LENGTH:
+            kept.append(task)
+    return ",".join(kept)

@@ -19,9 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from webapp.services.connections.page_roles import describe, role_for, tasks_enough
+from webapp.services.meta.classifier import TRANSIENT_CAUSES, classify_error
 from webapp.services.meta.client import MetaApiError, Usage
 from webapp.services.meta.facebook import FacebookClient, PageRoleTooLow, PageUnlinked, ScopeNarrowed, TokenDebug
 
+# The role lookup reads this many screens of /me/accounts (100 Pages each) at most: with debug_token
+# and the Page itself, a check makes at most PAGE_CHECK_CALLS calls (config.check_lease counts them).
+TASK_SCREENS = 2
+PAGE_CHECK_CALLS = 1 + TASK_SCREENS + 1
 # The scopes whose granular targets must still name the chosen Page or Instagram account, and which.
 PAGE_SCOPES = ("pages_show_list", "pages_read_engagement")
 INSTAGRAM_SCOPES = ("instagram_basic",)
@@ -70,13 +75,14 @@ def check_page(client: FacebookClient, target: PageTarget) -> tuple[PageCheck, M
         learned.debug, learned.usage = debug, debug.usage
         if not debug.is_valid:
             raise debug.error or MetaApiError("Meta says the Page token is no longer valid.", code=190)
-        learned.tasks = _tasks(client, target)
+        learned.tasks = _tasks(client, target, learned)
         if learned.tasks is not None and not tasks_enough(learned.tasks):
             raise PageRoleTooLow(
                 f"Your role on the Facebook Page {target.page_label} is now {describe(learned.tasks)}; "
                 f"it was {role_for(target.tasks) or 'unknown'}. The shop needs Admin, Editor or Moderator."
             )
         page = _page(client, target)
+        learned.usage = busiest(learned.usage, page.usage)
         learned.page_name = page.name
         if page.instagram_account_id is None:
             raise PageUnlinked(
@@ -91,8 +97,7 @@ def check_page(client: FacebookClient, target: PageTarget) -> tuple[PageCheck, M
         # Last: an unlinked account or a lowered role also leaves the scopes short of it, and is the better answer.
         _check_scopes(debug, target)
     except MetaApiError as error:
-        if not error.usage.app and not error.usage.business:
-            error.usage = learned.usage
+        error.usage = busiest(learned.usage, error.usage)
         return learned, error.without([target.page_token, target.user_token or ""])
     return learned, None
 
@@ -110,7 +115,12 @@ def _check_scopes(debug: TokenDebug, target: PageTarget) -> None:
             raise ScopeNarrowed(f"The permission {scope} no longer covers the shop's {subject}.")
 
 
-def _tasks(client: FacebookClient, target: PageTarget) -> tuple[str, ...] | None:
+def busiest(*usages: Usage) -> Usage:
+    """Of several answers' usage headers, the ones nearest Meta's limit (they decide whether to slow down)."""
+    return max(usages, key=lambda usage: (usage.highest_percent, bool(usage.app or usage.business)))
+
+
+def _tasks(client: FacebookClient, target: PageTarget, learned: PageCheck) -> tuple[str, ...] | None:
     """The merchant's tasks on the Page, from the user token; None when that token cannot tell any more.
 
     The user token lives 60 days and the Page token outlives it; once it has no answer the Page
@@ -119,9 +129,13 @@ def _tasks(client: FacebookClient, target: PageTarget) -> tuple[str, ...] | None
     if not target.user_token:
         return None
     try:
-        pages = client.pages(target.user_token)
-    except MetaApiError:
-        return None
+        pages = client.pages(target.user_token, max_screens=TASK_SCREENS)
+    except MetaApiError as error:
+        learned.usage = busiest(learned.usage, error.usage)
+        if classify_error(error).cause in TRANSIENT_CAUSES:
+            raise  # Meta's trouble or its rate limit: calling on would only make it worse
+        return None  # the user token's own trouble (it expired, say): the Page token still decides
+    learned.usage = busiest(learned.usage, *(page.usage for page in pages))
     for page in pages:
         if page.id == target.page_id:
             return page.tasks

@@ -23,12 +23,12 @@ from webapp.extensions import db
 from webapp.models import ConnectionState, InstagramConnection, RateLimitPause
 from webapp.services.connections.causes import CauseId
 from webapp.services.connections.diagnosis import store_diagnosis
-from webapp.services.connections.page_roles import role_for
+from webapp.services.connections.page_roles import role_for, tasks_column
 from webapp.services.connections.state import META, SYSTEM, Actor, record_event, set_state, store_token
 from webapp.services.keepalive.facebook_check import PageCheck, check_page
 from webapp.services.keepalive.leases import Claim, Work, drop_lease, safe_rollback
 from webapp.services.keepalive.policy import Policy, backoff, schedule_after_success
-from webapp.services.meta.classifier import Classification, classify_error
+from webapp.services.meta.classifier import Classification, classify_error, on_path
 from webapp.services.meta.client import (
     LONG_LIVED_TOKEN_LIFETIME,
     InstagramClient,
@@ -192,7 +192,8 @@ def _apply(
     if outcome.error is None:
         summary = _apply_success(connection, claim, outcome, now, policy, vault, rng)
     else:
-        summary = _apply_failure(connection, outcome, classify_error(outcome.error), now, policy, rng)
+        classification = on_path(classify_error(outcome.error), connection.login_path)
+        summary = _apply_failure(connection, outcome, classification, now, policy, rng)
     _apply_usage(connection, outcome.usage, now, policy)
     return summary
 
@@ -293,7 +294,7 @@ def _apply_failure(connection, outcome, classification: Classification, now, pol
 def _apply_page_facts(connection: InstagramConnection, learned: PageCheck) -> None:
     """Keep what the Page check learned, even when it ended in trouble: the card and evidence show it."""
     if learned.tasks is not None:
-        connection.facebook_page_tasks = ",".join(learned.tasks)[:255]
+        connection.facebook_page_tasks = tasks_column(learned.tasks)
     if learned.page_name:
         connection.facebook_page_name = learned.page_name[:255]
     if learned.instagram_username:  # set only when the Page still links the shop's own account

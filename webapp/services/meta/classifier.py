@@ -383,6 +383,15 @@ def classify_fields(
     return _of(CauseId.UNKNOWN)
 
 
+def on_path(classification: Classification, path: str | None) -> Classification:
+    """The classification as it applies to a connection on `path`: a cause of the other path only
+    (a Page unlinked, on Instagram Login) says nothing true about it, so it counts as an invalid token."""
+    only_on = CAUSES[classification.cause].only_on
+    if path is None or only_on is None or only_on == path:
+        return classification
+    return _of(CauseId.INVALID_TOKEN)
+
+
 def classify_error(error: MetaApiError) -> Classification:
     """Classify a failed call: Meta's error body, a bad status, a timeout or a broken body."""
     if error.failure in ("timeout", "connection"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from webapp.logging_filters import redact, redact_token_shaped
 from webapp.services.meta import bounded_json
 from webapp.services.meta.client import parse_error_body
 
@@ -17,6 +18,9 @@ class ParsedError:
     message: str | None = None
     http_status: int | None = None
     is_transient: bool | None = None
+    # Meta's own words for the account owner (error_user_title, error_user_msg), token-shaped text redacted.
+    user_title: str | None = None
+    user_message: str | None = None
 
     def as_meta(self) -> dict:
         return {"code": self.code, "subcode": self.subcode, "type": self.type, "message": self.message}
@@ -42,6 +46,9 @@ _MESSAGE = re.compile(
 )
 # Meta's flat OAuth field: in a wrapper's log line ("message: 'Failed to obtain access token'") it is Meta's own words.
 _FLAT_MESSAGE = re.compile(r"[\"']?error_message[\"']?\s*[:=]\s*[\"']([^\"']+)[\"']", re.IGNORECASE)
+# Meta's words for the account owner in a log line; quoted either way, as they often hold an apostrophe.
+_USER_TITLE = re.compile(r"[\"']?error_user_title[\"']?\s*[:=]\s*(?:\"([^\"]+)\"|'([^']+)')", re.IGNORECASE)
+_USER_MESSAGE = re.compile(r"[\"']?error_user_msg[\"']?\s*[:=]\s*(?:\"([^\"]+)\"|'([^']+)')", re.IGNORECASE)
 
 
 def _first_int(patterns: list[str], text: str) -> int | None:
@@ -95,6 +102,11 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+def _owner_words(text: str | None) -> str | None:
+    """Meta's words for the account owner as pages may show them: printable, token-shaped text redacted."""
+    return redact(_printable(text.strip()))[:1000] if text and text.strip() else None
+
+
 def _meta_number(value) -> int | None:
     """A code or subcode as Meta could send it (a non-negative 64-bit integer), else None."""
     return value if isinstance(value, int) and 0 <= value < 2**63 else None
@@ -121,6 +133,8 @@ def parse_raw_error(raw: str) -> ParsedError:
                 message=_printable(error.message),
                 http_status=error.http_status,
                 is_transient=error.is_transient if isinstance(error.is_transient, bool) else None,
+                user_title=_owner_words(error.user_title),
+                user_message=_owner_words(error.user_message),
             )
     message = _FLAT_MESSAGE.search(text) or _MESSAGE.search(text)
     type_match = _TYPE.search(text)
@@ -129,7 +143,16 @@ def parse_raw_error(raw: str) -> ParsedError:
         code=_first_int(_TEXT_FIELDS["code"], text),
         subcode=_first_int(_TEXT_FIELDS["subcode"], text),
         type=type_match.group(1) if type_match else None,
-        message=message.group(1) if message else (text[:500] or None),
+        # Read from text, it never went through the client's error (which redacts): no token shows on a page.
+        # The whole paste is redacted before it is cut, so no token cut in two slips through as a shorter run.
+        message=redact_token_shaped(message.group(1)) if message else (redact_token_shaped(text[:2000])[:500] or None),
         http_status=_first_int(_TEXT_FIELDS["http_status"], text),
         is_transient=transient or None,
+        user_title=_owner_words(_group(_USER_TITLE, text)),
+        user_message=_owner_words(_group(_USER_MESSAGE, text)),
     )
+
+
+def _group(pattern: re.Pattern, text: str) -> str | None:
+    match = pattern.search(text)
+    return next((group for group in match.groups() if group), None) if match else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import requests
@@ -39,6 +39,8 @@ class Page:
     tasks: tuple[str, ...] = ()
     instagram_account_id: str | None = None
     instagram_username: str | None = None
+    # Meta's usage headers on the answer that carried this Page (rate limits are read from them).
+    usage: Usage = field(default_factory=Usage, compare=False, repr=False)
 
     @property
     def has_instagram(self) -> bool:
@@ -154,19 +156,19 @@ class FacebookClient(MetaHttp):
         )
         return parse_grant(body, usage)
 
-    def pages(self, user_token: str) -> list[Page]:
-        """Every Page the user has a task on (all screens of /me/accounts), each with its own token."""
+    def pages(self, user_token: str, *, max_screens: int = MAX_PAGE_SCREENS) -> list[Page]:
+        """Every Page the user has a task on (up to `max_screens` screens of /me/accounts), each with its own token."""
         pages: list[Page] = []
         after: str | None = None
-        for _ in range(MAX_PAGE_SCREENS):
+        for _ in range(max_screens):
             params = {"fields": PAGE_FIELDS, "limit": str(PAGE_LIMIT)}
             if after:
                 params["after"] = after
-            body, _usage = self._get("me/accounts", params, token=user_token)
+            body, usage = self._get("me/accounts", params, token=user_token)
             entries = body.get("data")
             if not isinstance(entries, list):
-                raise MetaApiError("/me/accounts answered without a data list", failure="malformed")
-            pages += [page for page in map(_page, entries) if page is not None]
+                raise MetaApiError("/me/accounts answered without a data list", failure="malformed", usage=usage)
+            pages += [replace(page, usage=usage) for page in map(_page, entries) if page is not None]
             paging = _object(body.get("paging"))
             following = _object(paging.get("cursors")).get("after")
             # Meta leaves `next` out on the last screen. Its URL is not followed: it repeats the token
@@ -185,7 +187,7 @@ class FacebookClient(MetaHttp):
         page = _page({key: value for key, value in body.items() if key != "access_token"})
         if page is None:
             raise MetaApiError(f"/{page_id} answered without the Page's id", failure="malformed", usage=usage)
-        return page
+        return replace(page, usage=usage)
 
     def debug_token(self, input_token: str) -> TokenDebug:
         """Ask Meta about a user or Page token, with the app token (app id|app secret)."""

@@ -1,6 +1,6 @@
 """Webhook endpoints over the Platform API (`webhooks:manage`): list, add with a secret shown once, disable.
 
-They call webapp/services/webhooks.py, the other half of issue 16; until it is merged these tests skip.
+They call webapp/services/webhooks.py.
 """
 
 from __future__ import annotations

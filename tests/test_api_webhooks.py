@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from tests.api_helpers import PROBLEM, make_key
-
 from webapp.services import webhooks
+
 pytestmark = pytest.mark.usefixtures("pinned_clock")
 
 URL = "https://platform.example/hooks/instagram"

@@ -185,7 +185,8 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "INSTAGRAM_STATE_MINUTES": _int(env, "INSTAGRAM_STATE_MINUTES", 10),
         # Keep-alive policy (DESIGN.md, "Token lifecycle policy"); every number is a config value.
         "REFRESH_AFTER_HOURS": _int(env, "REFRESH_AFTER_HOURS", 7 * 24),
-        "CHECK_INTERVAL_MINUTES": _int(env, "CHECK_INTERVAL_MINUTES", 6 * 60),
+        "CHECK_INTERVAL_MINUTES": _int(env, "CHECK_INTERVAL_MINUTES", 50),
+        "FACEBOOK_CHECK_INTERVAL_MINUTES": _int(env, "FACEBOOK_CHECK_INTERVAL_MINUTES", 6 * 60),
         "SCHEDULE_JITTER": float(env.get("SCHEDULE_JITTER", "0.1")),
         "EXPIRY_WARNING_DAYS": _int(env, "EXPIRY_WARNING_DAYS", 10),
         "BACKOFF_BASE_SECONDS": _int(env, "BACKOFF_BASE_SECONDS", 120),

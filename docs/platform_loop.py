@@ -124,6 +124,8 @@ def _problem(response: requests.Response) -> str:
         body = response.json()
     except ValueError:
         return response.text[:200] or response.reason
+    if not isinstance(body, dict):
+        return json.dumps(body)[:200]
     return (body.get("detail") or body.get("title") or json.dumps(body)[:200]).rstrip(".")
 
 

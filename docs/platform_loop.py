@@ -449,7 +449,7 @@ def loop(args, api: Api, receiver: Receiver) -> None:
         f"{again.headers.get('Idempotent-Replayed')}, action {again.json()['action']} (the stored answer; "
         "applied once)"
     )
-    say(f"Waiting for the webhook (the worker sends at its next tick, within a minute; at most {args.wait:.0f} s)...")
+    say(f"Waiting for the webhook (a worker looks for queued ones every few seconds; at most {args.wait:.0f} s)...")
     event = wait_for_webhook(receiver, shop_id, args.wait)
     data = event["data"]
     say(f"{event['type']} at {event['timestamp']}:")

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 DATABASE_RETRY_SECONDS = (1, 2, 4, 8, 15, 30)
 
 
+MAIL_BATCH = 20  # mails one delivery run claims before it looks at its stop flag and its lock again
+
+
 class WorkerRefused(RuntimeError):
     """This worker must not start (e.g. a second worker on SQLite)."""
 
@@ -159,15 +162,19 @@ class Worker:
 
     def _mail_loop(self) -> None:
         while True:
+            full = False
             try:
                 with self.app.app_context():
-                    delivery.deliver(self.app, self.clock(), stop=self.stop_mail)
+                    results = delivery.deliver(self.app, self.clock(), limit=MAIL_BATCH, stop=self.stop_mail)
+                # A full batch may have left more behind (200 shops broken at once): send on at once,
+                # not 20 a minute.
+                full = sum(results.values()) >= MAIL_BATCH
             except SQLAlchemyError as error:
                 log.warning("mail delivery paused: database unavailable (%s)", type(error).__name__)
             except Exception:
                 log.exception("mail delivery failed; it is tried again at the next tick")
             with self.mail_lock:
-                if not self.mail_again or self.stop_mail.is_set():
+                if not (self.mail_again or full) or self.stop_mail.is_set():
                     # Under the lock: a send_mail() from now on starts a new thread rather than
                     # leaving its request to a thread that is about to end.
                     self.mail_thread = None

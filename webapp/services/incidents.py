@@ -72,10 +72,7 @@ class Thresholds:
 
     def opens(self, figures: Figures) -> bool:
         """Many connections, and a large share of those answered, failing for Meta's reasons."""
-        return (
-            figures.failing >= self.min_connections
-            and figures.failing * 100 >= self.open_percent * figures.checked
-        )
+        return figures.failing >= self.min_connections and figures.failing * 100 >= self.open_percent * figures.checked
 
     def calm(self, figures: Figures) -> bool:
         """Calls succeed again and few fail."""

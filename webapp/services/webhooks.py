@@ -239,7 +239,9 @@ def emit_fleet(type: str, now: datetime, data: dict) -> WebhookEvent | None:
     endpoints = _subscribed(type)
     if not endpoints:
         return None
-    event = WebhookEvent(event_id=new_event_id(), type=type, shop_id=None, connection_id=None, payload=data, occurred_at=now)
+    event = WebhookEvent(
+        event_id=new_event_id(), type=type, shop_id=None, connection_id=None, payload=data, occurred_at=now
+    )
     return _queue(event, endpoints, now)
 
 

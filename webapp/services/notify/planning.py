@@ -272,7 +272,9 @@ def plan(app: Flask, now: datetime, connection_ids: list[int] | None = None) -> 
         people = [u for u in connection.shop.users if u.active and u.role == "merchant"]
         in_incident = incidents.part_of(connection, incident)
         for person in people:
-            for notice in due_notices(connection, now, app.config, told.get(person.id, Told()), in_incident=in_incident):
+            for notice in due_notices(
+                connection, now, app.config, told.get(person.id, Told()), in_incident=in_incident
+            ):
                 if notice.optional_preference and not getattr(person, notice.optional_preference):
                     continue
                 created += _record(app, notice, connection, person, now)

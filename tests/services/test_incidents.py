@@ -8,12 +8,13 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from tests.factories import make_connection
+from tests.factories import make_connection, make_facebook_connection
 from webapp.config import ConfigError, load_config
 from webapp.extensions import db as _db
 from webapp.models import AuditEntry, ConnectionEvent, FleetIncident, FleetIncidentUpdate, WebhookEvent
 from webapp.services import incidents, webhooks
 from webapp.services.connections.causes import CauseId
+from webapp.services.notify.planning import Told, due_notices
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 THRESHOLDS = incidents.Thresholds(
@@ -231,3 +232,25 @@ def test_the_defaults(tmp_path):
         close_percent=10,
         close_after=timedelta(minutes=15),
     )
+
+
+def test_only_the_renewal_warning_waits_for_the_incident(app, db):
+    """Held: "renewal keeps failing" (Meta's trouble). Not held: a disconnect Meta confirmed, or Facebook's
+    data-access window, which ends on its date whatever Meta does."""
+    failing = make_connection(
+        issued_at=NOW - timedelta(days=58), state="expiring", cause=CauseId.PROVIDER_ERROR, refresh_failures=1
+    )
+    window = make_facebook_connection(
+        expires_at=NOW + timedelta(days=2), state="degraded", cause=CauseId.PROVIDER_ERROR
+    )
+    broken = make_connection(state="needs_reconnect", cause=CauseId.PASSWORD_CHANGED, incident_started_at=NOW)
+
+    def kinds(connection, in_incident):
+        return [n.kind for n in due_notices(connection, NOW, app.config, Told(), in_incident=in_incident)]
+
+    assert kinds(failing, False) == ["expiry_warning"] and kinds(failing, True) == []
+    assert kinds(window, True) == ["expiry_warning"]
+    assert kinds(broken, True) == ["disconnected"]
+    incident = FleetIncident(scope="meta", opened_at=NOW)
+    assert incidents.part_of(failing, incident) and incidents.part_of(window, incident)
+    assert not incidents.part_of(broken, incident)

@@ -251,6 +251,6 @@ def test_only_the_renewal_warning_waits_for_the_incident(app, db):
     assert kinds(failing, False) == ["expiry_warning"] and kinds(failing, True) == []
     assert kinds(window, True) == ["expiry_warning"]
     assert kinds(broken, True) == ["disconnected"]
-    incident = FleetIncident(scope="meta", opened_at=NOW)
+    incident = incidents.OpenIncident(1, NOW, None)
     assert incidents.part_of(failing, incident) and incidents.part_of(window, incident)
     assert not incidents.part_of(broken, incident)

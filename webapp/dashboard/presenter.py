@@ -10,7 +10,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from webapp.extensions import db
-from webapp.models import ConnectionEvent, ConnectionState, FleetIncident, InstagramConnection, LoginPath
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, LoginPath
 from webapp.services import incidents
 from webapp.services.connections.causes import DATA_ACCESS_WINDOW, CauseId
 from webapp.services.connections.checklist import checklist_ticks
@@ -289,7 +289,9 @@ def card_view(
     return during_incident(_card_view(connection, now), connection, incident)
 
 
-def during_incident(view: CardView, connection: InstagramConnection | None, incident: FleetIncident | None) -> CardView:
+def during_incident(
+    view: CardView, connection: InstagramConnection | None, incident: incidents.OpenIncident | None
+) -> CardView:
     """Add the fleet incident to the card: the banner, and calm words where the shop's trouble is the incident's."""
     if incident is None:
         return view

@@ -129,23 +129,34 @@ def fleet_figures(now: datetime, window: timedelta) -> Figures:
     return Figures(checked=checked, failing=failing, succeeded=succeeded, causes=causes)
 
 
-def current() -> FleetIncident | None:
+@dataclass(frozen=True)
+class OpenIncident:
+    """What the pages need of the open incident (every polled card reads it: three columns, no ORM object)."""
+
+    id: int
+    opened_at: datetime
+    recovering_since: datetime | None
+
+
+def current() -> OpenIncident | None:
     """The open incident, if any (read once per request: the card, the panel and the banner share it)."""
     if has_request_context() and "fleet_incident" in g:
         return g.fleet_incident
-    incident = db.session.scalar(
-        select(FleetIncident).where(FleetIncident.scope == SCOPE, FleetIncident.closed_at.is_(None)).limit(1)
-    )
+    row = db.session.execute(
+        select(FleetIncident.id, FleetIncident.opened_at, FleetIncident.recovering_since)
+        .where(FleetIncident.scope == SCOPE, FleetIncident.closed_at.is_(None))
+        .limit(1)
+    ).first()
+    incident = OpenIncident(*row) if row is not None else None
     if has_request_context():
         g.fleet_incident = incident
     return incident
 
 
-def part_of(connection: InstagramConnection | None, incident: FleetIncident | None) -> bool:
-    """Whether this connection's trouble is the incident's: working but failing for Meta's reasons, while it is open."""
+def part_of(connection: InstagramConnection | None, incident: OpenIncident | None) -> bool:
+    """Whether this connection's trouble is the open incident's: working but failing for Meta's reasons."""
     return (
         incident is not None
-        and incident.closed_at is None
         and connection is not None
         and connection.state in (ConnectionState.DEGRADED, ConnectionState.EXPIRING)
         and connection.cause in INCIDENT_CAUSES

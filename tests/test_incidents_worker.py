@@ -209,11 +209,11 @@ def test_two_worker_processes_open_one_incident_and_close_it(database_uri, tmp_p
         logs = [tmp_path / f"w{i}.log" for i in range(2)]
         workers = [start_worker(env, "--concurrency", "4", "--batch-size", "5", log=log) for log in logs]
         try:
-            opened = wait_for(database_uri, "SELECT count(*) FROM fleet_incidents", 1, timeout=60)
+            opened = wait_for(database_uri, "SELECT count(*) FROM fleet_incidents", 1, timeout=120)
             time.sleep(3)  # both workers keep failing and deciding for a while
             stub.clear_faults()
             closed = wait_for(
-                database_uri, "SELECT count(*) FROM fleet_incidents WHERE closed_at IS NOT NULL", 1, timeout=60
+                database_uri, "SELECT count(*) FROM fleet_incidents WHERE closed_at IS NOT NULL", 1, timeout=120
             )
         finally:
             for worker in workers:

@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 # While the database is away the worker waits and tries again, never exits (promise 36).
 DATABASE_RETRY_SECONDS = (1, 2, 4, 8, 15, 30)
 # After answers from Meta came in, the fleet incident is looked at again at most this often by one
-# worker (and whenever it runs out of work); the scheduler tick looks once a minute whatever happens.
-INCIDENT_EVALUATION_SECONDS = 10
+# worker (and at the end of an --until-idle run); the scheduler tick looks once a minute whatever
+# happens. Counting a 100k fleet's window during an outage takes a database some 100s of ms.
+INCIDENT_EVALUATION_SECONDS = 30
 
 
 # Results that are an answer from Meta written to the database: what the fleet incident is decided on.
@@ -173,12 +174,12 @@ class Worker:
         if changed is not None:
             self.webhooks.kick()
 
-    def _evaluate_incident_if_due(self, idle: bool) -> None:
+    def _evaluate_incident_if_due(self, finishing: bool) -> None:
         if not self.answers_unseen:
             return
         now = self.clock()
         last = self.incident_evaluated_at
-        if idle or last is None or now - last >= timedelta(seconds=INCIDENT_EVALUATION_SECONDS):
+        if finishing or last is None or now - last >= timedelta(seconds=INCIDENT_EVALUATION_SECONDS):
             with self.app.app_context():
                 self.evaluate_incident(now)
 
@@ -310,7 +311,7 @@ class Worker:
         claims = self.claim(min(room, self.batch_size), in_flight=busy) if topping_up else []
         for claim in claims:
             in_flight[pool.submit(self._guarded, claim, stop)] = claim
-        self._evaluate_incident_if_due(idle=not in_flight)
+        self._evaluate_incident_if_due(finishing=until_idle and not in_flight)
         if not in_flight:
             if until_idle and not self.unwritten:
                 return None

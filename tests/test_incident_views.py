@@ -10,6 +10,7 @@ from tests.factories import make_connection, make_user
 from webapp.dashboard import presenter
 from webapp.extensions import db as _db
 from webapp.models import ConnectionEvent, FleetIncident, FleetIncidentUpdate
+from webapp.services import webhooks
 from webapp.services.connections.causes import CAUSES, CauseId
 from webapp.services.connections.diagnosis import store_diagnosis
 
@@ -147,3 +148,17 @@ def test_incident_pages_are_for_staff_and_unknown_ones_are_404(client, auth, mer
     assert client.get("/support/incidents/999999").status_code == 404
     assert client.get("/support/incidents/99999999999999999999").status_code == 404
     assert client.get(f"/support/incidents/{incident.id}?page=999999").status_code == 404
+
+
+def test_an_incident_event_shows_in_the_webhook_delivery_log(client, auth, db):
+    """A fleet event names no shop: the admin's delivery log lists it all the same."""
+    webhooks.create_endpoint(
+        url="https://platform.example/hooks", description="", event_types=["incident.opened"], created_by="t", now=NOW
+    )
+    webhooks.emit_fleet(webhooks.INCIDENT_OPENED, NOW, {"incident_id": 1, "status": "open"})
+    _db.session.commit()
+    auth.login_as(make_user(role="admin"))
+    response = client.get("/admin/webhooks/deliveries")
+    assert response.status_code == 200 and "incident.opened" in response.get_data(as_text=True)
+    with pytest.raises(ValueError):
+        webhooks.emit_fleet(webhooks.STATE_CHANGED, NOW, {})

@@ -224,7 +224,29 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         # A connection that keeps breaking and coming back: "connected again" waits until it has held
         # this long, and breaks within this long of a "disconnected" notice wait for one summary.
         "NOTICE_QUIET_MINUTES": _minutes(env, "NOTICE_QUIET_MINUTES", 10),
+        **_incident_thresholds(env),
     }
+
+
+def _incident_thresholds(env: Mapping[str, str]) -> dict:
+    """When a fleet incident opens and closes (services/incidents.py; README "Fleet incidents")."""
+    values = {
+        "INCIDENT_WINDOW_MINUTES": _int(env, "INCIDENT_WINDOW_MINUTES", 10),
+        "INCIDENT_MIN_CONNECTIONS": _int(env, "INCIDENT_MIN_CONNECTIONS", 10),
+        "INCIDENT_OPEN_PERCENT": _int(env, "INCIDENT_OPEN_PERCENT", 50),
+        "INCIDENT_CLOSE_PERCENT": _int(env, "INCIDENT_CLOSE_PERCENT", 10),
+        "INCIDENT_CLOSE_MINUTES": _int(env, "INCIDENT_CLOSE_MINUTES", 15),
+    }
+    if values["INCIDENT_WINDOW_MINUTES"] < 1 or values["INCIDENT_CLOSE_MINUTES"] < 0:
+        raise ConfigError("INCIDENT_WINDOW_MINUTES must be 1 or more, INCIDENT_CLOSE_MINUTES 0 or more.")
+    if values["INCIDENT_MIN_CONNECTIONS"] < 2:
+        raise ConfigError("INCIDENT_MIN_CONNECTIONS must be 2 or more: one shop's trouble is never a fleet incident.")
+    if not 0 <= values["INCIDENT_CLOSE_PERCENT"] < values["INCIDENT_OPEN_PERCENT"] <= 100:
+        raise ConfigError(
+            "INCIDENT_CLOSE_PERCENT must be below INCIDENT_OPEN_PERCENT, both between 0 and 100 "
+            f"(got {values['INCIDENT_CLOSE_PERCENT']} and {values['INCIDENT_OPEN_PERCENT']})."
+        )
+    return values
 
 
 # Every one of these must be set in production; README "Configuration" says why. The credentials of

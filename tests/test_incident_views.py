@@ -78,8 +78,9 @@ def test_a_merchant_in_the_incident_sees_one_calm_banner_not_their_own_alarm(cli
     assert presenter.INCIDENT_SENTENCE in page and "Instagram is having trouble</span>" in page
     assert presenter.STATE_LABELS["degraded"][0] not in page
     panel = client.get("/what-happened", headers=HX).get_data(as_text=True)
-    assert presenter.INCIDENT_BANNER_DETAIL in panel
-    assert "checklist" not in panel and "diagnosis-empty" not in panel
+    assert presenter.INCIDENT_PANEL_TITLE in panel and presenter.INCIDENT_PANEL_TEXT in panel
+    assert presenter.INCIDENT_BANNER_DETAIL not in panel  # the card's banner says it once
+    assert '<ol class="checklist' not in panel and "diagnosis-empty" not in panel
 
 
 def test_the_card_fragment_carries_the_banner_and_tells_an_open_page(client, merchant, db):
@@ -91,9 +92,9 @@ def test_the_card_fragment_carries_the_banner_and_tells_an_open_page(client, mer
     assert "<html" not in body and presenter.INCIDENT_BANNER in body
     assert f"seen={connection.version}-degraded-i{incident.id}" in body
     assert response.headers["HX-Trigger"] == "connection-changed"  # the panel fetches its calm words
-    assert presenter.INCIDENT_NOTICE in body
+    assert 'class="flash' not in body  # the banner is the news: no notice repeating it under the card
     again = client.get(f"/card?seen={connection.version}-degraded-i{incident.id}", headers=HX)
-    assert "HX-Trigger" not in again.headers and presenter.INCIDENT_NOTICE not in again.get_data(as_text=True)
+    assert "HX-Trigger" not in again.headers and presenter.INCIDENT_BANNER in again.get_data(as_text=True)
 
 
 def test_a_healthy_shop_sees_the_banner_and_its_own_good_state(client, merchant, db):

@@ -61,7 +61,12 @@ INCIDENT_SENTENCE = (
     "Your connection is still valid. Instagram is not answering properly for many shops right now; we keep "
     "retrying, and it recovers by itself."
 )
-INCIDENT_NOTICE = "Instagram is having trouble for many shops right now; nothing for you to do."
+# "What happened" while the card's banner says the above: what it means for this shop, not the banner again.
+INCIDENT_PANEL_TITLE = "Nothing is wrong with your shop"
+INCIDENT_PANEL_TEXT = (
+    "Your Instagram account and its connection are fine: there is no checklist to follow and nothing to "
+    "reconnect. This panel goes back to normal by itself once Instagram answers again."
+)
 
 
 # The state in the middle of a sentence ("3 shops: 2 connected, 1 having trouble.").
@@ -199,10 +204,10 @@ def change_notice(seen_by_page: str | None, card: CardView) -> str | None:
     """The notice for a page that last saw `seen_by_page`: None when nothing changed or only details did."""
     if not seen_by_page or seen_by_page == card.seen:
         return None
-    _version, previous_state, previous_incident = (seen_by_page.split("-") + ["", ""])[:3]
+    _version, previous_state, _incident = (seen_by_page.split("-") + ["", ""])[:3]
     previous_state = previous_state or ConnectionState.NOT_CONNECTED
-    if card.calm and (previous_state != card.state or previous_incident != f"i{card.incident_id}"):
-        return INCIDENT_NOTICE
+    if card.calm:
+        return None  # the card's own banner is the news; a notice under it would say it a third time
     if previous_state == card.state:
         return None
     if not card.via_facebook:

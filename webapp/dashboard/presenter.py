@@ -64,7 +64,7 @@ INCIDENT_SENTENCE = (
 # "What happened" while the card's banner says the above: what it means for this shop, not the banner again.
 INCIDENT_PANEL_TITLE = "Nothing is wrong with your shop"
 INCIDENT_PANEL_TEXT = (
-    "Your Instagram account and its connection are fine: there is no checklist to follow and nothing to "
+    "Your Instagram account and its connection are fine: there is no checklist to follow and no need to "
     "reconnect. This panel goes back to normal by itself once Instagram answers again."
 )
 

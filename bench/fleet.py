@@ -221,6 +221,7 @@ def main() -> int:
         ("search, Facebook Login only", "/support/?q=%40shop0123&path=facebook", searches),
         ("search (shop: every shop)", "/support/?q=shop", searches),
         ("search (12: two characters)", "/support/?q=12", searches),
+        ("search (zz: two, no shop)", "/support/?q=zz", searches),
         ("shop detail (Facebook Login)", f"/support/shops/{args.shops // 2}", fleet_pages),
         ("shop detail (Instagram Login)", f"/support/shops/{args.shops // 2 + 1}", fleet_pages),
     ]

@@ -136,7 +136,7 @@ def needs_attention(page: int, per_page: int, total: int, path: LoginPath | None
     return pagination
 
 
-SEARCH_LIMIT = 1000  # matches counted and listed; past it, support is asked to narrow the search
+SEARCH_LIMIT = 200  # matches counted and listed; past it, support is asked to narrow the search
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,20 @@ def test_a_search_matching_more_than_the_limit_lists_the_first_by_name(client, a
     assert "3 found" in page and "More than" not in page
 
 
+def test_a_shop_with_several_matching_logins_counts_once_under_the_cap(client, agent, db, monkeypatch):
+    busy = make_shop(name="Aa Busy")
+    for person in ("ana", "ben", "cy"):
+        make_user(shop=busy, email=f"{person}@team.example")
+    for name in ("Bb Quiet", "Cc Quiet"):
+        make_user(shop=make_shop(name=name), email=f"owner@{name.split()[0].lower()}-team.example")
+    monkeypatch.setattr(fleet, "SEARCH_LIMIT", 2)
+    page = client.get("/support/?q=team.example").get_data(as_text=True)
+    assert FOUND.findall(page) == ["Aa Busy", "Bb Quiet"] and "More than 2 found" in page
+    monkeypatch.setattr(fleet, "SEARCH_LIMIT", 3)
+    page = client.get("/support/?q=team.example").get_data(as_text=True)
+    assert FOUND.findall(page) == ["Aa Busy", "Bb Quiet", "Cc Quiet"] and "3 found" in page and "More" not in page
+
+
 def test_search_pages_hold_the_ranked_matches(client, agent, db, shops, monkeypatch):
     monkeypatch.setattr(support_routes, "PER_PAGE", 2)
     first = client.get("/support/?q=ab").get_data(as_text=True)

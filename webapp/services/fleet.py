@@ -235,5 +235,6 @@ def shops_matching(search: str, path: LoginPath | None = None):
     return union(
         first_by_name(or_(matches(Shop.name), matches(Shop.domain))),
         first_by_name(matches(InstagramConnection.username), through=InstagramConnection),
-        first_by_name(matches(User.email), through=User),
+        # A shop may have several logins: EXISTS counts it once, so the LIMIT counts shops, not logins.
+        first_by_name(select(User.id).where(User.shop_id == Shop.id, matches(User.email)).exists()),
     ).subquery()

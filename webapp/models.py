@@ -166,6 +166,16 @@ class InstagramConnection(Model):
         Index("ix_instagram_connections_state_login_path", "state", "login_path"),
         Index("ix_instagram_connections_due_at", "due_at"),
         Index("ix_instagram_connections_username_lower", text("lower(username)")),
+        # Needs attention, in the fleet's order, holding only connections in trouble (migration 0020;
+        # PostgreSQL's copy says NULLS FIRST, which SQLite does by default and cannot spell in an index).
+        Index(
+            "ix_instagram_connections_attention",
+            "state_changed_at",
+            "id",
+            "login_path",
+            postgresql_where=text("state IN ('needs_reconnect', 'expiring', 'degraded')"),
+            sqlite_where=text("state IN ('needs_reconnect', 'expiring', 'degraded')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import distinct, func, or_, select
-from sqlalchemy.orm import contains_eager
+from sqlalchemy import bindparam, distinct, func, or_, select, union
+from sqlalchemy.orm import contains_eager, selectinload
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, LoginPath, Shop, User
@@ -34,6 +34,11 @@ class PathCounts:
 class FleetCounts:
     states: dict[str, int]  # shops per state, in STATE_ORDER; a shop that never connected is not connected
     paths: dict[str, PathCounts]  # connections per login path, in PATH_ORDER
+
+    @property
+    def attention(self) -> int:
+        """Connections that need attention on any path: needs_reconnect, expiring or degraded."""
+        return sum(self.states[state] for state in ATTENTION_STATES)
 
 
 def fleet_counts() -> FleetCounts:
@@ -102,38 +107,110 @@ def recent_causes(now: datetime, days: int = 30) -> list[tuple[str, int]]:
     return [(cause, count) for cause, count in rows]
 
 
-def needs_attention(search: str | None = None, path: LoginPath | None = None):
-    """Connections in trouble (on one login path, if given), longest in trouble first, each with its shop loaded."""
-    query = (
-        select(InstagramConnection)
-        .join(Shop, Shop.id == InstagramConnection.shop_id)
-        .options(contains_eager(InstagramConnection.shop))
-        .where(InstagramConnection.state.in_(ATTENTION_STATES))
-        .order_by(InstagramConnection.state_changed_at.asc().nulls_first(), InstagramConnection.id)
+def needs_attention(page: int, per_page: int, total: int, path: LoginPath | None = None):
+    """One page of the connections in trouble (on one login path, if given), longest in trouble first.
+
+    `total` is how many there are, known from fleet_counts: a count(*) would cost more than the page.
+    The page's ids come from the partial index ix_instagram_connections_attention alone (an index-only
+    scan, however many rows the OFFSET skips); only those 50 rows and their shops are then read. The
+    states are written into the SQL, not bound, so that PostgreSQL sees the query's rows are the
+    index's rows whatever plan it caches.
+    """
+    in_trouble = InstagramConnection.state.in_(
+        bindparam("attention_states", list(ATTENTION_STATES), expanding=True, literal_execute=True)
     )
-    return _filtered(query, search, path)
-
-
-def search_shops(search: str, path: LoginPath | None = None):
-    """Any shop whose name, domain, Instagram @username or a login email matches (connected on `path`, if given)."""
-    query = (
-        select(Shop)
-        .outerjoin(InstagramConnection, InstagramConnection.shop_id == Shop.id)
-        .options(contains_eager(Shop.instagram_connection))
-        .order_by(func.lower(Shop.name), Shop.id)
-    )
-    return _filtered(query, search, path)
-
-
-def _filtered(query, search: str | None, path: LoginPath | None = None):
+    order = (InstagramConnection.state_changed_at.asc().nulls_first(), InstagramConnection.id)
+    ids = select(InstagramConnection.id).where(in_trouble).order_by(*order)
     if path is not None:
-        # A connection that was disconnected keeps the path it last used; only live ones are on a path.
-        query = query.where(
-            InstagramConnection.login_path == path, InstagramConnection.state != ConnectionState.NOT_CONNECTED
+        ids = ids.where(InstagramConnection.login_path == path)  # a connection in trouble is connected
+    pagination = db.paginate(ids, page=page, per_page=per_page, count=False)
+    pagination.total = total
+    pagination.items = list(
+        db.session.scalars(
+            select(InstagramConnection)
+            .options(selectinload(InstagramConnection.shop))
+            .where(InstagramConnection.id.in_(pagination.items))
+            .order_by(*order)
         )
-    term = (search or "").strip().lower().lstrip("@")
-    if not term:
-        return query
+    )
+    return pagination
+
+
+SEARCH_LIMIT = 200  # matches counted and listed; past it, support is asked to narrow the search
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """One page of the shops a search found, first by name, and how many it found (up to SEARCH_LIMIT)."""
+
+    items: list[Shop]
+    page: int
+    per_page: int
+    total: int  # found, up to SEARCH_LIMIT
+    more: bool  # more than SEARCH_LIMIT shops match: only the first SEARCH_LIMIT by name are listed
+
+    @property
+    def pages(self) -> int:
+        return -(-self.total // self.per_page)
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def prev_num(self) -> int:
+        return self.page - 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def next_num(self) -> int:
+        return self.page + 1
+
+
+def search_shops(search: str, page: int, per_page: int, path: LoginPath | None = None) -> SearchResults:
+    """Shops whose name, domain, Instagram @username or a login email contains `search` (connected on `path`).
+
+    One query finds the first SEARCH_LIMIT + 1 matching ids by name, which both counts and pages them;
+    a second reads the page's shops.
+    """
+    matching = shops_matching(search, path)
+    ranked = db.session.scalars(
+        select(matching.c.shop_id).order_by(matching.c.sort_name, matching.c.shop_id).limit(SEARCH_LIMIT + 1)
+    ).all()
+    listed = ranked[:SEARCH_LIMIT]
+    on_page = listed[(page - 1) * per_page : page * per_page]
+    shops = (
+        db.session.scalars(
+            select(Shop)
+            .outerjoin(InstagramConnection, InstagramConnection.shop_id == Shop.id)
+            .options(contains_eager(Shop.instagram_connection))
+            .where(Shop.id.in_(on_page))
+            .order_by(func.lower(Shop.name), Shop.id)
+        ).all()
+        if on_page
+        else []
+    )
+    return SearchResults(
+        items=list(shops), page=page, per_page=per_page, total=len(listed), more=len(ranked) > SEARCH_LIMIT
+    )
+
+
+def shops_matching(search: str, path: LoginPath | None = None):
+    """The first SEARCH_LIMIT + 1 shops by name whose name, domain, @username or a login email contains `search`.
+
+    Case does not count; "%", "_" and "\\" match themselves. Each table is asked on its own, first by
+    shop name and at most SEARCH_LIMIT + 1 rows, and the answers joined (a UNION): the union holds the
+    overall first SEARCH_LIMIT + 1, and PostgreSQL picks per table between reading the column's trigram
+    index (migration 0020; `lower(column) LIKE`, the index's own expression), which is quick when few
+    rows match, and walking shops in name order until enough match, which is quick when many do. An
+    OR across the join, as before, could use neither. Without pg_trgm, and on SQLite, the same query
+    gives the same answer by reading the tables; so does a term under three characters, which holds no
+    trigram.
+    """
+    term = search.strip().lower().lstrip("@")
     # Usernames are full of "_", a LIKE wildcard: escape wildcards so they match themselves.
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     pattern = f"%{escaped}%"
@@ -141,7 +218,23 @@ def _filtered(query, search: str | None, path: LoginPath | None = None):
     def matches(column):
         return func.lower(column).like(pattern, escape="\\")
 
-    emails = select(User.shop_id).where(matches(User.email), User.shop_id.is_not(None))
-    return query.where(
-        or_(matches(Shop.name), matches(Shop.domain), matches(InstagramConnection.username), Shop.id.in_(emails))
-    )
+    def first_by_name(condition, through=None):
+        query = select(Shop.id.label("shop_id"), func.lower(Shop.name).label("sort_name"))
+        if through is not None:
+            query = query.join(through, through.shop_id == Shop.id)
+        if path is not None:
+            if through is not InstagramConnection:
+                query = query.join(InstagramConnection, InstagramConnection.shop_id == Shop.id)
+            # A connection that was disconnected keeps the path it last used; only live ones are on a path.
+            query = query.where(
+                InstagramConnection.login_path == path, InstagramConnection.state != ConnectionState.NOT_CONNECTED
+            )
+        query = query.where(condition).order_by(func.lower(Shop.name), Shop.id).limit(SEARCH_LIMIT + 1)
+        return select(query.subquery())  # SQLite takes ORDER BY and LIMIT in a UNION only inside a subquery
+
+    return union(
+        first_by_name(or_(matches(Shop.name), matches(Shop.domain))),
+        first_by_name(matches(InstagramConnection.username), through=InstagramConnection),
+        # A shop may have several logins: EXISTS counts it once, so the LIMIT counts shops, not logins.
+        first_by_name(select(User.id).where(User.shop_id == Shop.id, matches(User.email)).exists()),
+    ).subquery()

@@ -40,10 +40,11 @@ def fleet_overview():
     path = fleet.login_path_or_none(request.args.get("path"))
     page = page_number()
     if search:
-        results = db.paginate(fleet.search_shops(search, path), page=page, per_page=PER_PAGE, error_out=False)
-        return render_template("support/search.html", results=results, search=search, path=path)
-    attention = db.paginate(fleet.needs_attention(path=path), page=page, per_page=PER_PAGE, error_out=True)
+        found = fleet.search_shops(search, page, PER_PAGE, path)
+        return render_template("support/search.html", results=found, search=search, path=path)
     counts = fleet.fleet_counts()
+    in_trouble = counts.paths[path].attention if path else counts.attention
+    attention = fleet.needs_attention(page, PER_PAGE, total=in_trouble, path=path)
     return render_template(
         "support/fleet.html",
         incident=incidents.current(),

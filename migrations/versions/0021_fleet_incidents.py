@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0021"
-down_revision = "0019"  # TEMPORARY for testing in this branch: "0020" once the parallel 0020 lands
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 

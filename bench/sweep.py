@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -29,11 +30,13 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import BackendWatch  # noqa: E402
 from testbed.fleet import seed_due_connections  # noqa: E402
 from testbed.meta_stub import MetaStub  # noqa: E402
 from webapp.config import normalise_database_url  # noqa: E402
 
 BIN = Path(sys.executable).parent
+APPLICATION_NAME = "bench-sweep"  # how the workers' PostgreSQL backends are found for their CPU time
 
 
 def ensure_database(url: str) -> None:
@@ -63,6 +66,7 @@ def environment(url: str, stub: MetaStub, key: str) -> dict:
             "INSTAGRAM_API_BASE": stub.base_url,
             "LOG_LEVEL": "WARNING",
             "WORKER_POLL_SECONDS": "0.2",
+            "DB_APPLICATION_NAME": APPLICATION_NAME,
         }
     )
     return env
@@ -104,13 +108,23 @@ def main() -> int:
             "--batch-size",
             str(args.batch_size),
         ]
-        started = time.monotonic()
-        workers = [
-            subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            for _ in range(args.workers)
-        ]
-        failures = [w for w in workers if w.wait() != 0]
-        elapsed = time.monotonic() - started
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        own_before = time.process_time()
+        load_before = os.getloadavg()[0]
+        with BackendWatch(args.database_url, APPLICATION_NAME) as backends:
+            started = time.monotonic()
+            workers = [
+                subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                for _ in range(args.workers)
+            ]
+            failures = [w for w in workers if w.wait() != 0]
+            elapsed = time.monotonic() - started
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        workers_cpu = children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
+        stub_cpu = time.process_time() - own_before  # this process: the stub's threads, and the sampling
+        load_after = os.getloadavg()[0]
+        first_call = (stub.first_call_at or started) - started
+        calls_span = (stub.last_answer_at or started) - (stub.first_call_at or started)
         for worker in failures:
             print(worker.stderr.read().decode()[-2000:], file=sys.stderr)
         refreshes = stub.refreshes
@@ -133,7 +147,8 @@ def main() -> int:
     print(f"connections        {args.connections}")
     print(f"workers x conc.    {args.workers} x {args.concurrency}")
     print(f"stub latency       {args.latency * 1000:.0f} ms")
-    print(f"elapsed            {elapsed:.2f} s (worker start-up included)")
+    print(f"elapsed            {elapsed:.2f} s (worker start-up included; first call at {first_call:.2f} s)")
+    print(f"first to last call {calls_span:.2f} s (ratio {calls_span / ideal:.3f} without start-up and exit)")
     print(f"ideal              {ideal:.2f} s")
     print(f"ratio to ideal     {ratio:.3f}  (budget 1.25)")
     print(f"throughput         {args.connections / elapsed:.0f} refreshes/s")
@@ -142,6 +157,12 @@ def main() -> int:
     print(f"healthy, fresh     {healthy}")
     print(f"worker failures    {len(failures)}")
     print(f"most calls at once on one connection {most_at_once}")
+    done = max(len(refreshes), 1)
+    print(
+        f"CPU per refresh    workers {workers_cpu * 1000 / done:.2f} ms (start-up included), "
+        f"PostgreSQL backends {backends.seconds * 1000 / done:.2f} ms, stub {stub_cpu * 1000 / done:.2f} ms"
+    )
+    print(f"load average       {load_before:.2f} before, {load_after:.2f} after (1 min; 2 cores here)")
     if args.fault:
         print(f"faults served      {faults_served}")
         failed_calls = sum(faults_served.values())

@@ -31,12 +31,13 @@ class BackendWatch:
         self.url = url
         self.application_name = application_name
         self.cpu: dict[int, float] = {}
+        self.baseline: dict[int, float] = {}  # backends already there when the watch began: counted from then
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     @property
     def seconds(self) -> float:
-        return sum(self.cpu.values())
+        return sum(seconds - self.baseline.get(pid, 0.0) for pid, seconds in self.cpu.items())
 
     def _sample(self, connection) -> None:
         rows = connection.execute(
@@ -54,6 +55,9 @@ class BackendWatch:
             self._sample(connection)
 
     def __enter__(self) -> BackendWatch:
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            self._sample(connection)
+        self.baseline = dict(self.cpu)
         self.thread.start()
         return self
 

@@ -68,18 +68,22 @@ class Meter:
             stack = getattr(meter.local, "stack", None)
             if stack is None:
                 stack = meter.local.stack = []
+                meter.local.buckets = []
+            outermost = bucket not in meter.local.buckets  # a call inside its own bucket is not counted again
             stack.append(0.0)  # CPU spent in buckets nested inside this one
+            meter.local.buckets.append(bucket)
             started = time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
                 spent = time.thread_time() - started
                 nested = stack.pop()
+                meter.local.buckets.pop()
                 if stack:
                     stack[-1] += spent
                 with meter.lock:
                     meter.seconds[bucket] += spent - nested
-                    meter.calls[bucket] += 1
+                    meter.calls[bucket] += outermost
 
         setattr(owner, name, measured)
 
@@ -199,7 +203,7 @@ def main() -> int:
     print(f"wall               {wall:.1f} s, {done / wall:.0f} refreshes/s")
     print(f"load average       {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"backends seen      {len(backends.cpu)}")
-    print(f"transactions       {meter.calls['database']} claims and write-backs for {done} refreshes")
+    print(f"transactions       {meter.calls['database']} (claims and write-backs) for {done} refreshes")
     print(f"{'CPU per refresh':<32}{'ms':>8}")
     for label, seconds in rows:
         print(f"{label:<32}{seconds * 1000 / done:>8.2f}")

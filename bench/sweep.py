@@ -7,16 +7,26 @@ number of duplicate refreshes (a connection refreshed more than once). DESIGN.md
 1.25x of the ideal, zero duplicates with 4 workers. Needs PostgreSQL; uses (and resets) the
 database named by --database-url, `bench` on the local server by default.
 
+The W `flask --app wsgi worker` processes are started first and the clock starts when the N
+connections fall due (one commit) while they poll, as in a deployment whose worker dynos run for
+days; it stops when the last new token is written back. Their start-up (about 1.5 s of CPU each to
+import the app) is printed on its own. `--cold-start` times instead from spawning `--until-idle`
+workers over already-due rows to their exit, start-up included (how this script measured before).
+It also prints the CPU time per refresh of the workers, of their PostgreSQL backends (read from
+/proc, so the database must run on this machine) and of the stub, and the load average.
+
 `--fault KIND=COUNT` (repeatable) makes the stub misbehave on COUNT refresh calls, as testbed/meta_stub.py
 describes (trickle, status, reset, malformed, app_rate_limit, account_rate_limit, echo_token); the
 run then reports how the workers coped (no connection worked twice at once, no token lost) instead of
-the time budget, since failed calls back off for minutes.
+the time budget, since failed calls back off for minutes (always timed as with --cold-start).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import signal
 import subprocess
 import sys
 import time
@@ -29,11 +39,13 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import BackendWatch, process_cpu  # noqa: E402
 from testbed.fleet import seed_due_connections  # noqa: E402
 from testbed.meta_stub import MetaStub  # noqa: E402
 from webapp.config import normalise_database_url  # noqa: E402
 
 BIN = Path(sys.executable).parent
+APPLICATION_NAME = "bench-sweep"  # how the workers' PostgreSQL backends are found for their CPU time
 
 
 def ensure_database(url: str) -> None:
@@ -63,9 +75,94 @@ def environment(url: str, stub: MetaStub, key: str) -> dict:
             "INSTAGRAM_API_BASE": stub.base_url,
             "LOG_LEVEL": "WARNING",
             "WORKER_POLL_SECONDS": "0.2",
+            "DB_APPLICATION_NAME": APPLICATION_NAME,
         }
     )
     return env
+
+
+def worker_command(args) -> list[str]:
+    return [
+        str(BIN / "flask"),
+        "--app",
+        "wsgi",
+        "worker",
+        "--concurrency",
+        str(args.concurrency),
+        "--batch-size",
+        str(args.batch_size),
+    ]
+
+
+def spawn(command: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def sweep_cold(args, env: dict, url: str, key: str, stub: MetaStub) -> dict:
+    """Seed, then spawn `--until-idle` workers and time them from spawn to exit (their start-up included)."""
+    seed_due_connections(url, args.connections, key)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with BackendWatch(args.database_url, APPLICATION_NAME) as backends:
+        started = time.monotonic()
+        workers = [spawn(worker_command(args) + ["--until-idle"], env) for _ in range(args.workers)]
+        failures = [w for w in workers if w.wait() != 0]
+        elapsed = time.monotonic() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "elapsed": elapsed,
+        "start_up": (stub.first_call_at or started) - started,
+        "workers_cpu": children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime,
+        "backends_cpu": backends.seconds,
+        "failures": failures,
+    }
+
+
+def sweep_warm(args, env: dict, url: str, key: str, stub: MetaStub) -> dict:
+    """Start the workers, wait until each polls, then make N connections due at once and time until all are written.
+
+    This is a sweep as a deployment sees it: its worker dynos run for days, so their start-up
+    (importing the app: about 1.5 s of CPU each) is paid once per deploy, not once per sweep.
+    """
+    engine = create_engine(url)
+    spawned = time.monotonic()
+    workers = [spawn(worker_command(args), env) for _ in range(args.workers)]
+    try:
+        with engine.connect() as connection:
+            while connection.scalar(text("SELECT count(*) FROM worker_processes")) < args.workers:
+                if any(w.poll() is not None for w in workers) or time.monotonic() - spawned > 300:
+                    raise RuntimeError("the workers did not start")
+                connection.commit()
+                time.sleep(0.1)
+        start_up = time.monotonic() - spawned
+        with BackendWatch(args.database_url, APPLICATION_NAME) as backends:
+            cpu_before = sum(process_cpu(w.pid) or 0.0 for w in workers)
+            fell_due = seed_due_connections(url, args.connections, key)
+            limit = fell_due + 20 * args.connections * args.latency / (args.workers * args.concurrency) + 60
+            with engine.connect() as connection:
+                while time.monotonic() < limit:
+                    written = connection.scalar(
+                        text(
+                            "SELECT count(*) FROM instagram_connections WHERE token_issued_at > now() - interval '1 hour'"
+                        )
+                    )
+                    connection.commit()
+                    if written >= args.connections:
+                        break
+                    time.sleep(0.1)
+            done_at = time.monotonic()
+            workers_cpu = sum(process_cpu(w.pid) or 0.0 for w in workers) - cpu_before
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        failures = [w for w in workers if w.wait(timeout=120) != 0]
+        engine.dispose()
+    return {
+        "elapsed": done_at - fell_due,
+        "start_up": start_up,
+        "workers_cpu": workers_cpu,
+        "backends_cpu": backends.seconds,
+        "failures": failures,
+    }
 
 
 def main() -> int:
@@ -77,11 +174,18 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.1, help="seconds the stub waits per call")
     parser.add_argument("--fault", action="append", default=[], metavar="KIND=COUNT", help="inject a stub fault")
     parser.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="time from spawning `--until-idle` workers to their exit, their start-up included (always with --fault)",
+    )
+    parser.add_argument(
         "--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bench")
     )
     args = parser.parse_args()
 
     key = Fernet.generate_key().decode()
+    url = normalise_database_url(args.database_url)
+    cold = args.cold_start or bool(args.fault)
     print(f"Preparing {args.connections} due connections in {args.database_url.rsplit('@', 1)[-1]} ...", flush=True)
     ensure_database(args.database_url)
     with MetaStub(latency=args.latency) as stub:
@@ -92,32 +196,18 @@ def main() -> int:
         subprocess.run(
             [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True
         )
-        seed_due_connections(normalise_database_url(args.database_url), args.connections, key)
-        command = [
-            str(BIN / "flask"),
-            "--app",
-            "wsgi",
-            "worker",
-            "--until-idle",
-            "--concurrency",
-            str(args.concurrency),
-            "--batch-size",
-            str(args.batch_size),
-        ]
-        started = time.monotonic()
-        workers = [
-            subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            for _ in range(args.workers)
-        ]
-        failures = [w for w in workers if w.wait() != 0]
-        elapsed = time.monotonic() - started
-        for worker in failures:
+        own_before = time.process_time()
+        load_before = os.getloadavg()[0]
+        timing = (sweep_cold if cold else sweep_warm)(args, env, url, key, stub)
+        stub_cpu = time.process_time() - own_before  # this process: the stub's threads, the seeding and the polls
+        load_after = os.getloadavg()[0]
+        for worker in timing["failures"]:
             print(worker.stderr.read().decode()[-2000:], file=sys.stderr)
         refreshes = stub.refreshes
         most_at_once = max(stub.most_at_once.values(), default=0)
         faults_served = dict(stub.faults_served)
 
-    engine = create_engine(normalise_database_url(args.database_url))
+    engine = create_engine(url)
     with engine.connect() as connection:
         healthy = connection.scalar(
             text(
@@ -126,6 +216,7 @@ def main() -> int:
             )
         )
     engine.dispose()
+    elapsed, failures = timing["elapsed"], timing["failures"]
     ideal = args.connections * args.latency / (args.workers * args.concurrency)
     duplicates = sum(count - 1 for count in refreshes.values() if count > 1)
     missed = args.connections - len(refreshes)
@@ -133,7 +224,15 @@ def main() -> int:
     print(f"connections        {args.connections}")
     print(f"workers x conc.    {args.workers} x {args.concurrency}")
     print(f"stub latency       {args.latency * 1000:.0f} ms")
-    print(f"elapsed            {elapsed:.2f} s (worker start-up included)")
+    if cold:
+        print(
+            f"elapsed            {elapsed:.2f} s (spawn to exit: start-up included; first call at {timing['start_up']:.2f} s)"
+        )
+    else:
+        print(
+            f"worker start-up    {timing['start_up']:.2f} s (spawn until all {args.workers} poll; not part of the sweep)"
+        )
+        print(f"elapsed            {elapsed:.2f} s (from the rows falling due to the last one written back)")
     print(f"ideal              {ideal:.2f} s")
     print(f"ratio to ideal     {ratio:.3f}  (budget 1.25)")
     print(f"throughput         {args.connections / elapsed:.0f} refreshes/s")
@@ -142,6 +241,14 @@ def main() -> int:
     print(f"healthy, fresh     {healthy}")
     print(f"worker failures    {len(failures)}")
     print(f"most calls at once on one connection {most_at_once}")
+    done = max(len(refreshes), 1)
+    print(
+        f"CPU per refresh    workers {timing['workers_cpu'] * 1000 / done:.2f} ms"
+        + (" (start-up included)" if cold else "")
+        + f", PostgreSQL backends {timing['backends_cpu'] * 1000 / done:.2f} ms, "
+        f"stub and this script {stub_cpu * 1000 / done:.2f} ms"
+    )
+    print(f"load average       {load_before:.2f} before, {load_after:.2f} after (1 min; 2 cores here)")
     if args.fault:
         print(f"faults served      {faults_served}")
         failed_calls = sum(faults_served.values())

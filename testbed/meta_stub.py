@@ -96,6 +96,9 @@ class MetaStub:
         self.faults: list[Fault] = []
         self.holds: list[Hold] = []
         self.faults_served: Counter = Counter()
+        # time.monotonic() of the first call that arrived and of the last answer (bench/sweep.py)
+        self.first_call_at: float | None = None
+        self.last_answer_at: float | None = None
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -178,6 +181,7 @@ class MetaStub:
         finally:
             with self.lock:
                 self.in_flight[connection_id] -= 1
+                self.last_answer_at = time.monotonic()
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> int | None:
         parts = urlsplit(handler.path)
@@ -188,6 +192,7 @@ class MetaStub:
         token = (query.get("access_token") or [""])[0]
         connection_id = self.connection_of(token)
         with self.lock:
+            self.first_call_at = self.first_call_at or time.monotonic()
             self.calls[connection_id] += 1
             self.in_flight[connection_id] += 1
             self.most_at_once[connection_id] = max(self.most_at_once[connection_id], self.in_flight[connection_id])

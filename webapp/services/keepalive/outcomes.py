@@ -7,6 +7,7 @@ transaction is open while Meta is called.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -16,7 +17,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 
 from webapp.extensions import db
@@ -104,6 +106,69 @@ def _fenced_row(claim: Claim) -> InstagramConnection | None:
     if db.engine.dialect.name == "postgresql":
         query = query.with_for_update()
     return db.session.scalar(query)
+
+
+def _fenced_rows(claims: list[Claim]) -> dict[int, InstagramConnection]:
+    """The rows these claims still hold (version and owner unchanged), locked on PostgreSQL, by id."""
+    fences = {claim.connection_id: (claim.version, claim.owner) for claim in claims}
+    query = select(InstagramConnection).where(InstagramConnection.id.in_(fences)).order_by(InstagramConnection.id)
+    if db.engine.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row.id: row for row in db.session.scalars(query) if (row.version, row.lease_owner) == fences[row.id]}
+
+
+def record_outcomes(
+    results: list[tuple[Claim, Outcome | None, datetime]],
+    *,
+    policy: Policy,
+    vault: TokenVault,
+    rng: random.Random,
+) -> list[Summary]:
+    """Write several results back in one transaction, each fenced by its own claim; one summary each.
+
+    The worker's calls end many at a time: one transaction for all of them spares each result a
+    pool checkout, a round trip and a commit of its own. Each write is tried once here; one that
+    does not land is WRITE_FAILED, for the worker to keep and write once the database answers
+    (promise 8). When the database is away every result is kept; when one row's write fails for
+    another reason, each result is written alone, so that row costs the others nothing.
+    """
+    if len(results) == 1:
+        claim, outcome, finished_at = results[0]
+        once = dataclasses.replace(policy, write_attempts=1)
+        return [record_outcome(claim, outcome, now=finished_at, policy=once, vault=vault, rng=rng)]
+    summaries: list[Summary] = []
+    lost: list[Claim] = []
+    try:
+        rows = _fenced_rows([claim for claim, _, _ in results])
+        for claim, outcome, finished_at in results:
+            connection = rows.get(claim.connection_id)
+            if connection is None:
+                lost.append(claim)
+                summaries.append(Summary.LEASE_LOST)
+                continue
+            summaries.append(_apply(connection, claim, outcome, finished_at, policy, vault, rng))
+            if connection.state != ConnectionState.HEALTHY:
+                store_diagnosis(connection, finished_at)  # in the same transaction as the trouble it explains
+            connection.lease_owner = connection.lease_expires_at = None
+        db.session.commit()
+    except (OperationalError, PoolTimeout) as error:
+        safe_rollback()
+        log.warning(
+            "write-back of %d results failed (%s); kept to be written later", len(results), type(error).__name__
+        )
+        return [Summary.WRITE_FAILED] * len(results)
+    except SQLAlchemyError as error:
+        # StaleDataError among them: another writer moved a row between our read and our write
+        # (SQLite takes no row locks); alone, that row's result is discarded and the rest land.
+        safe_rollback()
+        log.warning(
+            "write-back of %d results failed together (%s); writing each alone", len(results), type(error).__name__
+        )
+        return [record_outcomes([result], policy=policy, vault=vault, rng=rng)[0] for result in results]
+    for claim in lost:
+        log.warning("connection %s: lease lost before write-back; result discarded", claim.connection_id)
+        drop_lease(claim)
+    return summaries
 
 
 def record_outcome(

@@ -242,23 +242,40 @@ class Worker:
                 exclude=in_flight,
             )
 
-    def process(self, claim: leases.Claim) -> outcomes.Summary:
-        """Do one claim's work in this thread: call Meta (no transaction open), then write back."""
-        with self.app.app_context():
-            outcome = None
-            if claim.work != leases.Work.EXPIRE and not claim.unreadable:
-                outcome = outcomes.call_meta(claim, self.client, self.facebook)
-            finished_at = self.clock()
-            summary = outcomes.record_outcome(
-                claim, outcome, now=finished_at, policy=self.policy, vault=self.vault, rng=self.rng, sleep=self.sleep
+    def call(self, claim: leases.Claim) -> tuple[outcomes.Outcome | None, datetime]:
+        """Make the claim's call to Meta (none for an expired or unreadable token); no database is touched."""
+        outcome = None
+        if claim.work != leases.Work.EXPIRE and not claim.unreadable:
+            outcome = outcomes.call_meta(claim, self.client, self.facebook)
+        return outcome, self.clock()
+
+    def write_back(
+        self, called: list[tuple[leases.Claim, outcomes.Outcome | None, datetime]]
+    ) -> list[outcomes.Summary]:
+        """Write results back, together in one transaction; a result that does not land is kept for later."""
+        try:
+            with self.app.app_context():
+                summaries = outcomes.record_outcomes(called, policy=self.policy, vault=self.vault, rng=self.rng)
+        except Exception:
+            if len(called) > 1:
+                log.exception("write-back of %d results failed unexpectedly; writing each alone", len(called))
+                return [self.write_back([result])[0] for result in called]
+            log.exception(
+                "connection %s: unexpected error; the lease will expire and it is retried", called[0][0].connection_id
             )
+            return [outcomes.Summary.ERROR]
+        for (claim, outcome, finished_at), summary in zip(called, summaries, strict=True):
+            error = outcome.error if outcome else None
+            detail = f" (code {error.code}, subcode {error.subcode})" if error is not None else ""
+            log.info("connection %s %s: %s%s", claim.connection_id, claim.work, summary, detail)
             if summary == outcomes.Summary.WRITE_FAILED:
                 with self.unwritten_lock:
                     self.unwritten.append((claim, outcome, finished_at))
-        error = outcome.error if outcome else None
-        detail = f" (code {error.code}, subcode {error.subcode})" if error is not None else ""
-        log.info("connection %s %s: %s%s", claim.connection_id, claim.work, summary, detail)
-        return summary
+        return summaries
+
+    def process(self, claim: leases.Claim) -> outcomes.Summary:
+        """Do one claim's work in this thread: call Meta (no transaction open), then write back."""
+        return self.write_back([(claim, *self.call(claim))])[0]
 
     def run(
         self,
@@ -271,7 +288,10 @@ class Worker:
 
         The pool is kept fed: whenever fewer than `concurrency` calls are in flight, more due
         connections are claimed (up to twice the concurrency waiting), so no batch waits for its
-        slowest call before the next one starts.
+        slowest call before the next one starts. The pool's threads only call Meta; this loop
+        writes back every call that ended since its last turn in one transaction, so a thread
+        never waits on the database and each result costs no checkout, round trip or commit of
+        its own.
         """
         self._until_database_answers(self.register, stop)
         last_tick = None
@@ -390,19 +410,28 @@ class Worker:
                 self._wait_for_database(error, outage, stop)
 
     def _collect(self, done, in_flight: dict, on_result) -> None:
-        released, changed = [], []
+        """Write back the calls that ended, together, and count what they came to."""
+        released, called, summaries = [], [], []
         for future in done:
             claim = in_flight.pop(future)
-            summary = future.result()
-            if summary == outcomes.Summary.RELEASED:
+            result = future.result()
+            if result == outcomes.Summary.RELEASED:
                 released.append(claim)
-                continue
-            if planning.notifies_at_once(summary):
-                changed.append(claim.connection_id)
-            if summary in ANSWERS_FROM_META:
-                self.answers_unseen = True
-            if summary == outcomes.Summary.WRITE_FAILED:
-                continue  # kept in self.unwritten; counted once it is written
+            elif isinstance(result, outcomes.Summary):  # an unexpected error; the lease runs out
+                summaries.append(result)
+            else:
+                called.append((claim, *result))
+        written = self.write_back(called) if called else []
+        changed = [
+            claim.connection_id
+            for (claim, _, _), summary in zip(called, written, strict=True)
+            if planning.notifies_at_once(summary)
+        ]
+        # A result kept for later (write_failed) is counted once it is written.
+        summaries += [summary for summary in written if summary != outcomes.Summary.WRITE_FAILED]
+        if any(summary in ANSWERS_FROM_META for summary in summaries):
+            self.answers_unseen = True  # a fleet incident may open or close (incidents.evaluate)
+        for summary in summaries:
             self.totals[summary] += 1
             if on_result:
                 on_result(summary)
@@ -416,11 +445,14 @@ class Worker:
             self.send_mail()
             self.webhooks.kick()  # the platform hears of the change at once too
 
-    def _guarded(self, claim: leases.Claim, stop: threading.Event) -> outcomes.Summary:
+    def _guarded(
+        self, claim: leases.Claim, stop: threading.Event
+    ) -> tuple[outcomes.Outcome | None, datetime] | outcomes.Summary:
+        """In a pool thread: the claim's call to Meta, or RELEASED when stopping, or ERROR; the loop writes back."""
         if stop.is_set():
             return outcomes.Summary.RELEASED  # stopping: hand the lease back instead of starting a new call
         try:
-            return self.process(claim)
+            return self.call(claim)
         except Exception:
             log.exception(
                 "connection %s: unexpected error; the lease will expire and it is retried", claim.connection_id

@@ -13,6 +13,8 @@ import heapq
 import socket
 import threading
 import time
+from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -50,7 +52,13 @@ class _Watchdog:
     def _run(self) -> None:
         while True:
             with self.condition:
-                while not self.due or self.due[0][0] > time.monotonic():
+                while True:
+                    # Calls that already ended need no firing: drop them now, whatever their deadline,
+                    # so the watchdog wakes for calls still open, not once for every call ever made.
+                    while self.due and self.due[0][2].closed:
+                        heapq.heappop(self.due)
+                    if self.due and self.due[0][0] <= time.monotonic():
+                        break
                     timeout = self.due[0][0] - time.monotonic() if self.due else None
                     self.condition.wait(timeout)
                 _, _, watch = heapq.heappop(self.due)
@@ -184,9 +192,33 @@ class DeadlineAdapter(HTTPAdapter):
         return response
 
 
+class SettledSession(requests.Session):
+    """A session that reads proxy and CA-bundle settings from the environment once per host, not per call.
+
+    requests looks them up on every request, walking the whole of os.environ twice (proxies, then
+    no_proxy): a sixth of the CPU time of a call to the Meta stub (0.83 ms -> 0.69 ms). A process's
+    environment does not change while it runs, and Meta's calls go to two or three hosts.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._settings_by_origin: dict[tuple, Any] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies or not self.trust_env:  # proxies given for this call: requests' own way
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream, verify, cert)
+        settings = self._settings_by_origin.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(url, {}, stream, verify, cert)
+            self._settings_by_origin[key] = settings
+        return {**settings, "proxies": dict(settings["proxies"])}
+
+
 def deadline_session(deadline: float, pool_maxsize: int = 10) -> requests.Session:
     """A requests session whose calls end by `deadline` seconds, over http and https alike."""
-    session = requests.Session()
+    session = SettledSession()
     adapter = DeadlineAdapter(deadline, pool_connections=4, pool_maxsize=pool_maxsize)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from sqlalchemy import select
 
-from tests.api_helpers import ME, PROBLEM, make_key, profile
-from tests.conftest import TEST_CLIENT_SECRET
+from tests.api_helpers import PROBLEM, make_key
 from tests.factories import make_connection, make_shop
-from tests.instagram_helpers import FakeInstagram, connect
 from webapp.extensions import db as _db
 from webapp.models import ConnectionEvent, WebhookEvent
-from webapp.services import webhooks
-from webapp.services.meta.signed_request import sign
 
 IG_USER = "17841400000000077"
 TOKEN = "IGAAshop-token-of-the-tea-house-0123456789abcdef"
@@ -59,3 +54,56 @@ def test_a_token_reported_as_the_fbtrace_id_is_not_stored(client, db, connection
     db.session.expire_all()
     assert fbtrace_id not in all_stored_text()
     assert fbtrace_id[:24] not in all_stored_text()
+
+
+HOSTILE_BODIES = {
+    "nested": "[" * 50_000 + "]" * 50_000,
+    "nested in a field": '{"message": ' + "[" * 50_000 + "]" * 50_000 + "}",
+    "NaN": '{"code": NaN}',
+    "Infinity": '{"message": Infinity}',
+    "empty": "",
+    "not JSON": "{code: 190",
+    "not UTF-8": b'{"message": "\xff\xfe"}',
+}
+
+
+@pytest.mark.usefixtures("pinned_clock")
+@pytest.mark.parametrize("path", ["/api/v1/shops/{shop}/errors", "/api/v1/webhooks"])
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+def test_a_body_that_is_not_usable_json_is_a_400_problem(client, db, connection, shop, path, body):
+    """Bug: the API's bodies were read by webargs' plain json.loads: JSON nested some thousand levels deep
+    (RecursionError) or an integer of more than 4300 digits (ValueError) ended in a 500, NaN and Infinity
+    (not JSON) were read as numbers, and an empty body was taken for `{}`, so an empty POST was applied as
+    a report of nothing and recorded in the shop's history (promise 39)."""
+    _, headers = make_key()
+    response = client.post(
+        path.format(shop=shop.id),
+        headers={**headers, "Idempotency-Key": "k", "Content-Type": "application/json"},
+        data=body,
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.mimetype == PROBLEM
+    assert "JSON" in response.get_json()["detail"]
+    assert db.session.scalars(select(ConnectionEvent)).all() == []
+
+
+@pytest.mark.usefixtures("pinned_clock")
+@pytest.mark.parametrize("digits", [19, 400, 5000])
+def test_a_number_too_long_for_any_field_is_a_422_naming_the_field(client, db, connection, shop, digits):
+    """Bug: an integer of more than 4300 digits made json.loads raise ValueError: a 500 (promise 39).
+    A field we ignore may hold any number (Meta adds fields): only the field that cannot take it is refused."""
+    _, headers = make_key()
+    huge = "9" * digits
+    response = client.post(
+        f"/api/v1/shops/{shop.id}/errors",
+        headers={**headers, "Idempotency-Key": "k", "Content-Type": "application/json"},
+        data='{"code": ' + huge + "}",
+    )
+    assert response.status_code == 422 and response.mimetype == PROBLEM
+    assert list(response.get_json()["errors"]["json"]) == ["code"]
+    ignored = client.post(
+        f"/api/v1/shops/{shop.id}/errors",
+        headers={**headers, "Idempotency-Key": "k2", "Content-Type": "application/json"},
+        data='{"code": 4, "error_data": {"n": ' + huge + "}}",
+    )
+    assert ignored.status_code == 200

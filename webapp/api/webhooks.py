@@ -7,17 +7,17 @@ only call its `create_endpoint`, `list_endpoints` and `disable_endpoint`.
 from __future__ import annotations
 
 from flask import g
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from webapp.api import schemas
 from webapp.api.auth import current_key, require_scope
+from webapp.api.bodies import ApiBlueprint
 from webapp.api.problems import Problem
 from webapp.extensions import csrf, db
 from webapp.models import WebhookEndpoint
 from webapp.services import webhooks
 
-bp = Blueprint(
+bp = ApiBlueprint(
     "platform_api_webhooks",
     __name__,
     url_prefix="/api/v1",
@@ -68,6 +68,8 @@ def list_webhooks():
 @bp.route("/webhooks", methods=["POST"])
 @csrf.exempt  # server to server: the bearer key is the proof of origin, and no cookie is ever read
 @bp.response(201, schemas.NewWebhookEndpointSchema)
+@bp.alt_response(400, response="BAD_REQUEST")
+@bp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
 @bp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 @require_scope("webhooks:manage")
 @bp.arguments(NewEndpointArgsSchema)

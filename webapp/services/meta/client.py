@@ -139,7 +139,7 @@ class MetaApiError(Exception):
         self.usage = usage or Usage()
 
     def without(self, secrets: list[str]) -> MetaApiError:
-        """Remove every secret the call sent from the texts, in case Meta (or a reporter) quoted one back (promise 34)."""
+        """Remove every secret the call sent from the texts, in case Meta (or a caller) quoted one (promise 34)."""
         self.message = remove_secrets(self.message, secrets)
         if self.user_title:
             self.user_title = remove_secrets(self.user_title, secrets)

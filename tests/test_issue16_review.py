@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from tests.api_helpers import PROBLEM, make_key
+from tests.api_helpers import ME, PROBLEM, make_key, meta_error, profile
 from tests.factories import make_connection, make_shop
 from webapp.extensions import db as _db
-from webapp.models import ConnectionEvent, WebhookEvent
+from webapp.models import ConnectionEvent, InstagramConnection, WebhookEvent
 
 IG_USER = "17841400000000077"
 TOKEN = "IGAAshop-token-of-the-tea-house-0123456789abcdef"
@@ -107,3 +108,53 @@ def test_a_number_too_long_for_any_field_is_a_422_naming_the_field(client, db, c
         data='{"code": 4, "error_data": {"n": ' + huge + "}}",
     )
     assert ignored.status_code == 200
+
+
+def test_a_flood_of_bogus_revocation_reports_asks_meta_a_bounded_number_of_times(
+    client, db, connection, shop, requests_mock, pinned_clock
+):
+    """Bug: every report of a permanent cause made a confirming call to Meta, however many came: one buggy
+    caller sending "190/460" for a healthy shop in a loop (each with a new Idempotency-Key, as a retrying
+    client does) made us call Meta once per report, far past the 30 calls a connection may cost a day
+    (DESIGN.md, budgets). Confirming calls are now spaced per connection and capped per key and day;
+    the shop stays healthy throughout and another service's report is still heard."""
+    from webapp import clock
+    from webapp.services.keepalive.policy import Policy
+
+    me = requests_mock.get(ME, **profile(IG_USER))
+    _, buggy = make_key("errors:write", name="buggy sync")
+    bogus = {"code": 190, "error_subcode": 460, "message": "password changed"}
+    burst = [report(client, shop.id, buggy, bogus, key=f"burst-{n}").get_json() for n in range(10)]
+    assert me.call_count == 1
+    assert {answer["action"] for answer in burst} == {"not_confirmed"}
+    assert {answer["connection"]["state"] for answer in burst} == {"healthy"}
+    for minutes in range(2, 24 * 60, 10):  # a report every ten minutes for a day
+        clock.pin(pinned_clock + timedelta(minutes=minutes))
+        assert report(client, shop.id, buggy, bogus, key=f"day-{minutes}").get_json()["action"] == "not_confirmed"
+    assert me.call_count <= 1 + Policy().confirms_per_key_per_day
+    calls_by_the_buggy_caller = me.call_count
+    clock.pin(pinned_clock + timedelta(hours=23, minutes=59))
+    _, other = make_key("errors:write", name="feed sync")
+    assert report(client, shop.id, other, bogus, key="other-1").get_json()["action"] == "not_confirmed"
+    assert me.call_count == calls_by_the_buggy_caller + 1  # asked: another caller is still heard
+    db.session.expire_all()
+    assert db.session.get(InstagramConnection, connection.id).state == "healthy"
+
+
+def test_a_real_revocation_reported_right_after_a_check_is_confirmed_a_minute_later(
+    client, db, connection, shop, requests_mock, pinned_clock
+):
+    """The spacing between confirming calls delays a real revocation by at most a minute (DESIGN.md: p95 < 60 s)."""
+    from webapp import clock
+
+    me = requests_mock.get(ME, **profile(IG_USER))
+    _, headers = make_key("errors:write")
+    bogus = {"code": 190, "error_subcode": 460, "message": "password changed"}
+    assert report(client, shop.id, headers, bogus, key="a").get_json()["action"] == "not_confirmed"
+    requests_mock.get(ME, **meta_error(190, "Error validating access token: The user changed their password.", 460))
+    clock.pin(pinned_clock + timedelta(seconds=20))
+    early = report(client, shop.id, headers, bogus, key="b").get_json()
+    assert early["action"] == "not_confirmed" and "seconds ago" in early["detail"]
+    clock.pin(pinned_clock + timedelta(seconds=61))
+    assert report(client, shop.id, headers, bogus, key="c").get_json()["action"] == "confirmed_disconnected"
+    assert me.call_count == 1

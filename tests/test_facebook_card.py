@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from flask import Blueprint, url_for
+from flask import url_for
 
 from tests.factories import make_connection, make_facebook_connection, make_user
 from webapp.dashboard import presenter
@@ -20,25 +20,6 @@ pytestmark = pytest.mark.usefixtures("pinned_clock")
 @pytest.fixture
 def now() -> datetime:
     return NOW
-
-
-@pytest.fixture
-def without_facebook_route():
-    """No `facebook.connect` (see `facebook_connect_route`)."""
-
-
-@pytest.fixture(autouse=True)
-def facebook_connect_route(app, request):
-    """`facebook.connect` as the Facebook blueprint offers it: a stand-in where that blueprint is not there.
-
-    Registered before the first request (`merchant` logs in through the form). A test that asks for
-    `without_facebook_route` sees the app as it is before the blueprint exists.
-    """
-    if "without_facebook_route" in request.fixturenames or "facebook.connect" in app.view_functions:
-        return
-    stand_in = Blueprint("facebook", __name__, url_prefix="/facebook")
-    stand_in.add_url_rule("/connect", "connect", lambda: ("", 204), methods=["POST"])
-    app.register_blueprint(stand_in)
 
 
 def card(client) -> str:
@@ -246,22 +227,17 @@ def test_not_connected_with_one_path_offers_its_button_alone(client, merchant, a
     assert "connect-choice" not in body and "Choose how to connect" not in body and absent not in body
 
 
-def test_without_the_facebook_route_only_instagram_is_offered(without_facebook_route, client, merchant, app):
-    if "facebook.connect" in app.view_functions:
-        pytest.skip("the Facebook blueprint is part of the app now")
+def test_with_facebook_login_switched_off_a_facebook_card_offers_no_dead_button(client, merchant, app):
+    """An operator who stops offering Facebook Login: Reconnect leads to Instagram Login, Renew access is gone."""
+    app.config["LOGIN_PATHS"] = ("instagram",)
+    make_facebook_connection(
+        merchant.shop, state="needs_reconnect", cause="page_unlinked", expires_at=NOW + timedelta(days=5)
+    )
     body = card(client)
-    assert form_with(body, "Connect Instagram") and "Facebook" not in body
-
-
-def test_without_the_facebook_route_a_facebook_card_offers_no_dead_button(
-    without_facebook_route, client, merchant, app
-):
-    if "facebook.connect" in app.view_functions:
-        pytest.skip("the Facebook blueprint is part of the app now")
-    make_facebook_connection(merchant.shop)
-    body = card(client)
-    assert "Reconnect" not in body and "Renew access" not in body
-    assert form_with(body, "Test connection now")
+    with app.test_request_context():
+        facebook_connect, instagram_connect = url_for("facebook.connect"), url_for("instagram.connect")
+    assert action(form_with(body, "Reconnect")) == instagram_connect
+    assert facebook_connect not in body and "Renew access" not in body
 
 
 def test_an_open_page_hears_access_renewed_until_the_new_end(client, merchant, db):

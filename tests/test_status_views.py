@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import make_connection, make_user
+from webapp import clock
 from webapp.models import ChecklistTick, ConnectionEvent
 from webapp.services.connections.state import connection_for
 from webapp.services.notify.compose import compose_notice
@@ -266,7 +268,12 @@ def test_activity_fragment_and_page(client, merchant, db):
 
 
 def seen_by(body: str) -> str:
-    return re.search(r'hx-get="/card\?seen=([^"]+)"', body).group(1)
+    return re.search(r'hx-get="/card\?seen=([^"&]+)', body).group(1)
+
+
+def next_poll(body: str) -> str:
+    """The URL the card's next poll asks for, as htmx would."""
+    return html.unescape(re.search(r'hx-get="(/card\?[^"]+)"', body).group(1))
 
 
 def test_a_poll_tells_the_open_page_when_the_connection_changed(client, merchant, db):
@@ -286,9 +293,54 @@ def test_a_poll_tells_the_open_page_when_the_connection_changed(client, merchant
     assert "Instagram just ended the connection" in body
     assert seen_by(body) != seen
 
-    # The next poll carries the new value: the change is announced once, not on every poll.
-    again = client.get(f"/card?seen={seen_by(body)}", headers=htmx)
-    assert "HX-Trigger" not in again.headers and "just ended" not in again.get_data(as_text=True)
+    # The next poll carries the new value: the rest of the page is told once, not on every poll.
+    again = client.get(next_poll(body), headers=htmx)
+    assert "HX-Trigger" not in again.headers
+
+
+def test_a_change_notice_stays_on_the_card_for_a_while(client, merchant, db, app):
+    """A merchant who looks away for one poll still reads what changed (CHANGE_NOTICE_SECONDS)."""
+    app.config["CHANGE_NOTICE_SECONDS"] = 120
+    connection = make_connection(merchant.shop, issued_at=NOW - timedelta(days=2))
+    htmx = {"HX-Request": "true"}
+    seen = seen_by(client.get("/card", headers=htmx).get_data(as_text=True))
+    break_connection(db, connection)
+    body = client.get(f"/card?seen={seen}", headers=htmx).get_data(as_text=True)
+    assert "Instagram just ended the connection" in body
+
+    for later in (30, 119):
+        clock.pin(NOW + timedelta(seconds=later))
+        response = client.get(next_poll(body), headers=htmx)
+        body = response.get_data(as_text=True)
+        assert "Instagram just ended the connection" in body, later
+        assert "HX-Trigger" not in response.headers  # the rest of the page was told once
+
+    clock.pin(NOW + timedelta(seconds=121))
+    body = client.get(next_poll(body), headers=htmx).get_data(as_text=True)
+    assert "just ended" not in body and 'class="flash' not in body
+    assert "told=" not in next_poll(body)
+
+
+def test_a_change_notice_goes_when_the_connection_changes_back(client, merchant, db):
+    connection = make_connection(merchant.shop, issued_at=NOW - timedelta(days=2))
+    htmx = {"HX-Request": "true"}
+    seen = seen_by(client.get("/card", headers=htmx).get_data(as_text=True))
+    break_connection(db, connection)
+    body = client.get(f"/card?seen={seen}", headers=htmx).get_data(as_text=True)
+    connection.state, connection.cause = "healthy", None  # reconnected in another tab
+    db.session.commit()
+    body = client.get(next_poll(body), headers=htmx).get_data(as_text=True)
+    assert "just ended" not in body and "works again" in body
+
+
+def test_a_tampered_notice_in_the_poll_url_is_ignored(client, merchant):
+    make_connection(merchant.shop, issued_at=NOW - timedelta(days=2))
+    htmx = {"HX-Request": "true"}
+    seen = seen_by(client.get("/card", headers=htmx).get_data(as_text=True))
+    for query in ("told=<script>&until=9999999999", "told=1-needs_reconnect&until=soon", "told=&until="):
+        response = client.get(f"/card?seen={seen}&{query}", headers=htmx)
+        assert response.status_code == 200
+        assert "<script>" not in response.get_data(as_text=True)
 
 
 def test_a_change_within_the_same_state_refreshes_without_a_notice(client, merchant, db):

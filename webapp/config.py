@@ -198,8 +198,10 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "WORKER_CONCURRENCY": _int(env, "WORKER_CONCURRENCY", 8),
         "WORKER_BATCH_SIZE": _int(env, "WORKER_BATCH_SIZE", 50),
         "WORKER_POLL_SECONDS": float(env.get("WORKER_POLL_SECONDS", "5")),
+        "OUTBOX_POLL_SECONDS": float(env.get("OUTBOX_POLL_SECONDS", "5")),
         "IMPERSONATION_MINUTES": _int(env, "IMPERSONATION_MINUTES", 30),
         "STATUS_POLL_SECONDS": _int(env, "STATUS_POLL_SECONDS", 30),
+        "CHANGE_NOTICE_SECONDS": _int(env, "CHANGE_NOTICE_SECONDS", 120),
         "MANUAL_ACTION_RATE_LIMIT": env.get("MANUAL_ACTION_RATE_LIMIT", "6 per minute"),
         # Platform API: one budget per API key across every endpoint (README, "Platform API").
         "API_RATE_LIMIT": env.get("API_RATE_LIMIT", "600 per minute"),

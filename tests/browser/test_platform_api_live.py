@@ -49,6 +49,7 @@ def test_a_key_made_in_the_browser_reads_the_token_and_no_log_line_holds_a_secre
 
     admin = _page(browser, base_url)
     log_in(admin, DEMO_ADMIN)
+    admin.locator("details.admin-menu > summary").click()
     admin.get_by_role("link", name="API keys").click()
     admin.get_by_label("Name").fill("product sync")
     admin.get_by_role("checkbox", name=re.compile("status:read")).check()

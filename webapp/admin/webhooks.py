@@ -19,12 +19,21 @@ from webapp.services import audit, webhooks
 bp = Blueprint("webhooks", __name__, url_prefix="/admin/webhooks")
 
 
+# What each event means, for the admin choosing them (README "Webhooks" has their data).
+EVENT_WORDS = {
+    webhooks.STATE_CHANGED: "a connection changed state (it stopped working, works again, was disconnected)",
+    webhooks.RECONNECTED: "a merchant connected or reconnected Instagram",
+    webhooks.EXPIRING: "a connection ends soon and could not be renewed yet",
+    webhooks.ACCESS_RENEWED: "a merchant renewed Facebook Login's access window",
+}
+
+
 class EndpointForm(FlaskForm):
     url = StringField("URL", validators=[Length(max=webhooks.URL_MAX_LENGTH)])
     description = StringField("Description", validators=[Length(max=webhooks.DESCRIPTION_MAX_LENGTH)])
     event_types = SelectMultipleField(
         "Events",
-        choices=[SelectChoice(name, name) for name in webhooks.EVENT_TYPES],
+        choices=[SelectChoice(name, f"{name} — {EVENT_WORDS[name]}") for name in webhooks.EVENT_TYPES],
         default=list(webhooks.EVENT_TYPES),
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),

@@ -32,7 +32,12 @@ def index():
 @merchant_required
 def card():
     """The Instagram card alone (htmx), or the dashboard that contains it."""
-    return fragments.card_response(changed=False, seen=presenter.page_saw(request.args.get("seen")))
+    return fragments.card_response(
+        changed=False,
+        seen=presenter.page_saw(request.args.get("seen")),
+        told=presenter.page_saw(request.args.get("told")),
+        told_until=request.args.get("until", type=int),
+    )
 
 
 @bp.get("/what-happened")

@@ -81,6 +81,10 @@ class Worker:
         self.concurrency = concurrency or config["WORKER_CONCURRENCY"]
         self.batch_size = batch_size or config["WORKER_BATCH_SIZE"]
         self.poll_seconds = config["WORKER_POLL_SECONDS"] if poll_seconds is None else poll_seconds
+        # Mail and webhooks that another process queued (an error report, a callback from Meta, support)
+        # are looked for this often between ticks, so a merchant hears of a break within seconds.
+        self.outbox_poll = timedelta(seconds=config["OUTBOX_POLL_SECONDS"])
+        self.outbox_looked_at: datetime | None = None
         self.client = client or worker_client(app, self.concurrency)
         self.facebook = facebook or worker_facebook_client(app, self.concurrency)
         self.clock = clock
@@ -260,7 +264,11 @@ class Worker:
         if last_tick is None or now - last_tick >= timedelta(seconds=60):
             self.tick()
             self.heartbeat()
-            last_tick = now
+            last_tick = self.outbox_looked_at = now
+        elif self.outbox_looked_at is None or now - self.outbox_looked_at >= self.outbox_poll:
+            self.outbox_looked_at = now
+            self.send_mail()
+            self.webhooks.kick()
         self._write_unwritten()
         room = 2 * self.concurrency - len(in_flight)
         topping_up = len(in_flight) <= self.concurrency

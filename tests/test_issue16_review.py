@@ -158,3 +158,46 @@ def test_a_real_revocation_reported_right_after_a_check_is_confirmed_a_minute_la
     clock.pin(pinned_clock + timedelta(seconds=61))
     assert report(client, shop.id, headers, bogus, key="c").get_json()["action"] == "confirmed_disconnected"
     assert me.call_count == 1
+
+
+def test_data_deletion_blanks_the_account_in_webhook_events_of_a_shop_that_switched_away(
+    client, auth, merchant, requests_mock, db
+):
+    """Bug: a data-deletion request blanks the account in the stored webhook events of the connections
+    still linked to it (webhooks.forget_account), and scrubs the history of shops that switched to another
+    account since, but not their webhook events: the events from before the switch, still pending or sent
+    again from the delivery log, kept naming the deleted account (`username`)."""
+    from tests.conftest import TEST_CLIENT_SECRET
+    from tests.instagram_helpers import FakeInstagram, connect
+    from webapp.services import webhooks
+    from webapp.services.meta.signed_request import sign
+
+    webhooks.create_endpoint(
+        url="https://platform.example/hooks",
+        description="",
+        event_types=list(webhooks.EVENT_TYPES),
+        created_by="test",
+        now=merchant.created_at,
+    )
+    first = FakeInstagram(requests_mock, username="first_account").install()
+    connect(client, auth)
+    FakeInstagram(
+        requests_mock,
+        user_id="17841400000000999",
+        scoped_id="9170000000000999",
+        login_user_id="2710000000000999",
+        username="other_account",
+        long_token="IGAAlong-lived-token-0999",
+    ).install()
+    connect(client, auth, code="code-999")
+    client.post("/instagram/switch", data={"csrf_token": auth.csrf_token("/instagram/switch")})
+    db.session.expire_all()
+    assert "first_account" in all_stored_text() and "other_account" in all_stored_text()
+    signed = sign(
+        {"user_id": first.user_id, "algorithm": "HMAC-SHA256", "issued_at": 2_000_000_000}, TEST_CLIENT_SECRET
+    )
+    assert client.post("/instagram/data-deletion", data={"signed_request": signed}).status_code == 200
+    db.session.expire_all()
+    stored = [(w.type, w.payload.get("kind"), w.payload["username"]) for w in db.session.scalars(select(WebhookEvent))]
+    assert not [event for event in stored if event[2] == "first_account"], stored
+    assert ("connection.reconnected", "switched_account", "other_account") in stored  # the new account's stay

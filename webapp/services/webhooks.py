@@ -355,12 +355,28 @@ def forget_account(connection_ids: set[int]) -> None:
     """
     if not connection_ids:
         return
-    events = db.session.scalars(select(WebhookEvent).where(WebhookEvent.connection_id.in_(connection_ids)))
+    for event in db.session.scalars(select(WebhookEvent).where(WebhookEvent.connection_id.in_(connection_ids))):
+        _blank_account(event)
+
+
+def forget_earlier_account(connection_id: int, until: datetime, current_username: str | None) -> None:
+    """Blank an account a connection has switched away from in its events up to the switch (a data-deletion request).
+
+    Events from then that name the account the shop uses now (the switch's own `reconnected`) keep it.
+    """
+    events = db.session.scalars(
+        select(WebhookEvent).where(WebhookEvent.connection_id == connection_id, WebhookEvent.occurred_at <= until)
+    )
     for event in events:
-        blanked: dict = {"username": None}
-        if event.payload.get("diagnosis"):
-            blanked["diagnosis"] = event.payload["diagnosis"] | {"evidence": []}  # evidence may name the account
-        event.payload = event.payload | blanked
+        if current_username is None or event.payload.get("username") != current_username:
+            _blank_account(event)
+
+
+def _blank_account(event: WebhookEvent) -> None:
+    blanked: dict = {"username": None}
+    if event.payload.get("diagnosis"):
+        blanked["diagnosis"] = event.payload["diagnosis"] | {"evidence": []}  # evidence may name the account
+    event.payload = event.payload | blanked  # a new dict: JSON columns track assignment only
 
 
 def timestamp(moment: datetime | None) -> str | None:

@@ -201,3 +201,70 @@ def test_data_deletion_blanks_the_account_in_webhook_events_of_a_shop_that_switc
     stored = [(w.type, w.payload.get("kind"), w.payload["username"]) for w in db.session.scalars(select(WebhookEvent))]
     assert not [event for event in stored if event[2] == "first_account"], stored
     assert ("connection.reconnected", "switched_account", "other_account") in stored  # the new account's stay
+
+
+@pytest.mark.usefixtures("pinned_clock")
+def test_two_identical_reports_at_once_are_applied_once(app, client, db, connection, shop, requests_mock):
+    """Idempotency under concurrency (on PostgreSQL when TEST_DATABASE_URL is set): two requests with the same
+    key and body, the second arriving while the first's confirming call is at Meta: one call, one event,
+    and the second is told to wait (409) or gets the first's answer, never a second application."""
+    import threading
+
+    at_meta, release = threading.Event(), threading.Event()
+
+    def slow_profile(request, context):
+        at_meta.set()
+        release.wait(10)
+        return profile(IG_USER)["json"]
+
+    me = requests_mock.get(ME, json=slow_profile)
+    _, headers = make_key("errors:write")
+    bogus = {"code": 190, "error_subcode": 460, "message": "password changed"}
+    answers, shop_id = {}, shop.id
+
+    def send(name):
+        answers[name] = report(app.test_client(), shop_id, headers, bogus, key="same-key")
+
+    first = threading.Thread(target=send, args=("first",))
+    first.start()
+    assert at_meta.wait(10)
+    send("second")  # the first is still at Meta
+    release.set()
+    first.join(10)
+    assert answers["first"].status_code == 200 and answers["first"].get_json()["action"] == "not_confirmed"
+    assert answers["second"].status_code == 409
+    assert answers["second"].get_json()["type"] == "/api/v1/problems/idempotency-key-in-progress"
+    again = report(client, shop.id, headers, bogus, key="same-key")
+    assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == answers["first"].get_json()
+    assert me.call_count == 1
+    db.session.expire_all()
+    assert len(db.session.scalars(select(ConnectionEvent).where(ConnectionEvent.kind == "error_reported")).all()) == 1
+
+
+@pytest.mark.usefixtures("pinned_clock")
+@pytest.mark.skipif(not __import__("os").environ.get("TEST_REDIS_URL"), reason="TEST_REDIS_URL is not set (CI sets it)")
+def test_a_keys_budget_is_shared_by_every_web_process_through_redis(app_config, db):
+    """Promise 38 for the API: with REDIS_URL, two app instances (two dynos) count one key's requests together,
+    and another key keeps its own budget."""
+    import os
+    import uuid
+
+    from webapp import create_app
+
+    config = {
+        **app_config,
+        "API_RATE_LIMIT": "3 per minute",
+        "RATELIMIT_STORAGE_URI": os.environ["TEST_REDIS_URL"],
+        "RATELIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+    }
+    dyno_one, dyno_two = create_app(config), create_app(config)
+    with dyno_one.app_context():
+        _, first = make_key("status:read")
+        _, second = make_key("status:read", name="feed sync")
+    statuses = [
+        dyno.test_client().get("/api/v1/connections", headers=first).status_code
+        for dyno in (dyno_one, dyno_two, dyno_one, dyno_two)
+    ]
+    assert statuses == [200, 200, 200, 429]
+    assert dyno_one.test_client().get("/api/v1/connections", headers=second).status_code == 200

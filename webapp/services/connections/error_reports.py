@@ -221,7 +221,7 @@ def _why_meta_is_not_asked(
             f"{meta} was asked about the stored token {int((now - asked_at).total_seconds())} seconds ago and "
             f"{answered}: nothing changed. If your calls are still refused after {again:%H:%M:%S} UTC, report again."
         )
-    contradicted = db.session.scalar(
+    contradicted = db.session.execute(
         select(func.count())
         .select_from(ConnectionEvent)
         .where(
@@ -231,7 +231,7 @@ def _why_meta_is_not_asked(
             ConnectionEvent.actor_id == actor.id,
             ConnectionEvent.occurred_at > now - CONTRADICTIONS_WINDOW,
         )
-    )
+    ).scalar_one()
     if contradicted >= policy.confirms_per_key_per_day:
         return (
             f"{meta} accepted the stored token each of the {contradicted} times this API key's reports made us ask "

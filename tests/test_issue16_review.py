@@ -12,6 +12,7 @@ from tests.api_helpers import ME, PROBLEM, make_key, meta_error, profile
 from tests.factories import make_connection, make_shop
 from webapp.extensions import db as _db
 from webapp.models import ConnectionEvent, InstagramConnection, WebhookEvent
+from webapp.services import webhooks
 
 IG_USER = "17841400000000077"
 TOKEN = "IGAAshop-token-of-the-tea-house-0123456789abcdef"
@@ -268,3 +269,62 @@ def test_a_keys_budget_is_shared_by_every_web_process_through_redis(app_config, 
     ]
     assert statuses == [200, 200, 200, 429]
     assert dyno_one.test_client().get("/api/v1/connections", headers=second).status_code == 200
+
+
+@pytest.mark.usefixtures("pinned_clock")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost/api/v1/webhooks",  # the host the test client calls
+        "http://127.0.0.1:5000/instagram/data-deletion",  # LOCAL_BASE_URL
+        "https://dashboard.example.com/hooks",  # PUBLIC_BASE_URL
+        "https://DASHBOARD.example.com.:443/hooks",
+    ],
+)
+def test_a_webhook_to_the_dashboard_itself_is_refused(app, client, db, url):
+    """Bug: a webhook endpoint could point at the dashboard itself (a typo, a copied link): every delivery
+    then hits one of our own routes, is refused (401, 400, 404) and is retried for 24 hours, for nothing."""
+    app.config["PUBLIC_BASE_URL"] = "https://dashboard.example.com"
+    _, headers = make_key("webhooks:manage")
+    response = client.post("/api/v1/webhooks", headers=headers, json={"url": url})
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert "this dashboard itself" in response.get_json()["detail"]
+    assert client.get("/api/v1/webhooks", headers=headers).get_json()["endpoints"] == []
+
+
+@pytest.mark.usefixtures("pinned_clock")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/hooks",
+        "https://localhost:8443/hooks",
+        "https://2130706433/hooks",  # 127.0.0.1 as one number: the resolver reads it so
+        "https://10.0.0.5/hooks",
+        "https://192.168.1.10/hooks",
+        "https://169.254.169.254/latest/meta-data/",  # a cloud's metadata service
+        "https://[::1]/hooks",
+        "https://[fd00::1]/hooks",
+        "https://0.0.0.0/hooks",
+    ],
+)
+def test_production_refuses_webhooks_to_private_addresses(app, client, db, url):
+    """Bug: production took any https URL, so a holder of a webhooks:manage key could make the worker POST to
+    loopback, the private network or a cloud metadata address (the contract test even says the service
+    refuses private addresses; it did not). Local runs and tests keep loopback receivers."""
+    _, headers = make_key("webhooks:manage")
+    app.config["PRODUCTION"] = True
+    response = client.post("/api/v1/webhooks", headers=headers, json={"url": url})
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert "public address" in response.get_json()["detail"]
+    public = client.post("/api/v1/webhooks", headers=headers, json={"url": "https://platform.example/hooks"})
+    assert public.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.1:5000/hooks", "http://[::ffff:127.0.0.1]:5000/hooks", "http://2130706433:5000/hooks"]
+)
+def test_the_dashboards_own_address_spelt_otherwise_is_refused_too(url):
+    """The admin page passes URLs to the service as typed (no marshmallow): 127.1 and friends are 127.0.0.1."""
+    with pytest.raises(webhooks.EndpointRefused, match="this dashboard itself"):
+        webhooks.check_url(url, allow_http=True, own_origins=["http://127.0.0.1:5000"])
+    assert webhooks.check_url("http://127.0.0.1:5001/hooks", allow_http=True, own_origins=["http://127.0.0.1:5000"])

@@ -328,3 +328,51 @@ def test_the_dashboards_own_address_spelt_otherwise_is_refused_too(url):
     with pytest.raises(webhooks.EndpointRefused, match="this dashboard itself"):
         webhooks.check_url(url, allow_http=True, own_origins=["http://127.0.0.1:5000"])
     assert webhooks.check_url("http://127.0.0.1:5001/hooks", allow_http=True, own_origins=["http://127.0.0.1:5000"])
+
+
+def test_a_receiver_answering_with_a_huge_body_is_not_read_to_its_end(app, db):
+    """Bug: a delivery read the receiver's whole answer into memory (requests' `.content`), though only its
+    first 200 characters are kept: a receiver (or a URL that serves a file) answering with gigabytes, fast,
+    within WEBHOOK_TIMEOUT, made the worker hold them all. The sender now reads at most a few kilobytes."""
+    import socket
+    import threading
+    from datetime import UTC, datetime
+
+    from webapp.services import webhook_delivery
+    from webapp.services.connections import state as connection_state
+
+    body_size, chunk = 256 * 1024 * 1024, b"x" * 65536
+    sent = {"bytes": 0}
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n\r\n" % body_size)
+        try:
+            while sent["bytes"] < body_size:
+                conn.sendall(chunk)
+                sent["bytes"] += len(chunk)
+        except OSError:
+            pass  # the sender stopped reading and closed the connection
+        conn.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    now = datetime.now(UTC)
+    webhooks.create_endpoint(
+        url=f"http://127.0.0.1:{listener.getsockname()[1]}/hooks",
+        description="",
+        event_types=["connection.state_changed"],
+        created_by="test",
+        now=now,
+    )
+    connection = make_connection(username="tea_house")
+    connection_state.set_state(connection, "degraded", now, cause="provider_error")
+    db.session.commit()
+    assert webhook_delivery.deliver(app, now) == {"retry": 1}
+    server.join(30)
+    listener.close()
+    assert sent["bytes"] < 32 * 1024 * 1024, f"the sender read {sent['bytes']} bytes of the answer"
+    delivery = db.session.scalar(select(webhooks.WebhookDelivery))
+    assert delivery.last_response_code == 500 and delivery.last_error.startswith("HTTP 500 Oops: xxxx")

@@ -376,3 +376,30 @@ def test_a_receiver_answering_with_a_huge_body_is_not_read_to_its_end(app, db):
     assert sent["bytes"] < 32 * 1024 * 1024, f"the sender read {sent['bytes']} bytes of the answer"
     delivery = db.session.scalar(select(webhooks.WebhookDelivery))
     assert delivery.last_response_code == 500 and delivery.last_error.startswith("HTTP 500 Oops: xxxx")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["create", "--name", "sync\x00job", "--scope", "status:read"], "control characters"),
+        (["create", "--name", "sync\x1b[31mjob", "--scope", "status:read"], "control characters"),
+        (["revoke", "0123\x00456789a"], "There is no API key"),
+    ],
+)
+def test_cli_refuses_control_characters_with_exit_2(runner, db, args, message):
+    """Bug: `flask apikeys create --name` took a NUL (PostgreSQL refuses it: a traceback, exit 1) or an
+    escape sequence (stored, then replayed to every terminal that runs `apikeys list`), and `apikeys revoke`
+    with a NUL in the id crashed on PostgreSQL instead of saying there is no such key."""
+    from webapp.models import ApiKey
+
+    result = runner.invoke(args=["apikeys", *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert db.session.scalars(select(ApiKey)).all() == []
+
+
+@pytest.mark.parametrize("key_id", ["0123456789a\x00", "0123456789a\x1b", "0123456789aé"])
+def test_a_bearer_key_id_with_odd_characters_is_a_401_problem(client, db, key_id):
+    """Bug: a presented key whose 12-character id held a NUL reached the database as a query parameter:
+    PostgreSQL refuses NUL in text, so the API answered 500 instead of 401."""
+    response = client.get("/api/v1/connections", headers={"Authorization": f"Bearer ihk_{key_id}_{'A' * 43}"})
+    assert response.status_code == 401 and response.mimetype == PROBLEM

@@ -403,3 +403,28 @@ def test_a_bearer_key_id_with_odd_characters_is_a_401_problem(client, db, key_id
     PostgreSQL refuses NUL in text, so the API answered 500 instead of 401."""
     response = client.get("/api/v1/connections", headers={"Authorization": f"Bearer ihk_{key_id}_{'A' * 43}"})
     assert response.status_code == 401 and response.mimetype == PROBLEM
+
+
+@pytest.mark.usefixtures("pinned_clock")
+def test_a_key_revoked_while_its_token_request_is_in_flight_gets_no_token(client, db, connection, shop, monkeypatch):
+    """Bug: the key was checked when the request came in, and the token handed out later from that check:
+    a key revoked in between (an admin reacting to a leak) still received the token, and the audit log
+    showed a token read by a key after its revocation. The key is now read again, locked against a
+    concurrent revocation on PostgreSQL, in the transaction that audits the read."""
+    from webapp import clock
+    from webapp.models import ApiKey, AuditEntry
+    from webapp.services import api_keys, platform_api
+
+    key, headers = make_key("token:read")
+    real_read_token = platform_api.read_token
+
+    def revoked_meanwhile(*args, **kwargs):
+        api_keys.revoke(db.session.get(ApiKey, key.id), actor=None, now=clock.now(), label="an admin")
+        return real_read_token(*args, **kwargs)
+
+    monkeypatch.setattr(platform_api, "read_token", revoked_meanwhile)
+    response = client.get(f"/api/v1/shops/{shop.id}/token", headers=headers)
+    assert response.status_code == 401 and response.mimetype == PROBLEM
+    assert TOKEN not in response.get_data(as_text=True)
+    assert "revoked" in response.get_json()["detail"]
+    assert [entry.action for entry in db.session.scalars(select(AuditEntry))][-1] != "api.token_read"

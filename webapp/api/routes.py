@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import abort, current_app, g, request
 
 from webapp.api import schemas
-from webapp.api.auth import current_key, require_scope
+from webapp.api.auth import BEARER_CHALLENGE, current_key, require_scope
 from webapp.api.bodies import ApiBlueprint
 from webapp.api.problems import PROBLEM_TYPES, Problem
 from webapp.extensions import csrf, db
@@ -81,6 +81,8 @@ def shop_token(shop_id: int):
         token = platform_api.read_current_token(shop, api_key=current_key(), now=g.now, vault=token_vault())
     except platform_api.TokenUnavailable as refusal:
         raise Problem("token-unavailable", refusal.detail, state=refusal.state, cause=refusal.cause) from None
+    except platform_api.KeyRevoked:
+        raise Problem("api-key", "This API key was revoked.", headers=BEARER_CHALLENGE) from None
     return token, NO_STORE
 
 

@@ -428,3 +428,33 @@ def test_a_key_revoked_while_its_token_request_is_in_flight_gets_no_token(client
     assert TOKEN not in response.get_data(as_text=True)
     assert "revoked" in response.get_json()["detail"]
     assert [entry.action for entry in db.session.scalars(select(AuditEntry))][-1] != "api.token_read"
+
+
+@pytest.mark.usefixtures("pinned_clock")
+def test_webhook_endpoints_added_or_disabled_through_the_api_are_audited(client, db):
+    """Bug: the admin pages audit adding and disabling a webhook endpoint (README: "audited, as are adding and
+    disabling endpoints"), but the API's POST and DELETE /api/v1/webhooks did neither: a webhooks:manage key
+    could point every connection change (shop, account name, state) at a new URL with no trace in the audit log."""
+    from webapp.models import AuditEntry
+
+    key, headers = make_key("webhooks:manage")
+    created = client.post("/api/v1/webhooks", headers=headers, json={"url": "https://platform.example/hooks"})
+    assert created.status_code == 201
+    endpoint_id = created.get_json()["id"]
+    assert client.delete(f"/api/v1/webhooks/{endpoint_id}", headers=headers).status_code == 204
+    assert client.delete(f"/api/v1/webhooks/{endpoint_id}", headers=headers).status_code == 204  # no change
+    entries = [
+        (entry.action, entry.actor_label, entry.details)
+        for entry in db.session.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        if entry.action.startswith("webhooks.")
+    ]
+    assert entries == [
+        (
+            "webhooks.endpoint_created",
+            key.label,
+            f"endpoint {endpoint_id}: https://platform.example/hooks "
+            "(connection.state_changed,connection.reconnected,connection.expiring,connection.access_renewed)",
+        ),
+        ("webhooks.endpoint_disabled", key.label, f"endpoint {endpoint_id}"),
+    ]
+    assert "whsec_" not in repr(entries)

@@ -15,7 +15,7 @@ from webapp.api.bodies import ApiBlueprint
 from webapp.api.problems import Problem
 from webapp.extensions import csrf, db
 from webapp.models import WebhookEndpoint
-from webapp.services import webhooks
+from webapp.services import audit, webhooks
 
 bp = ApiBlueprint(
     "platform_api_webhooks",
@@ -90,6 +90,14 @@ def create_webhook(new: dict):
     except webhooks.EndpointRefused as refusal:  # the service's own rules (e.g. https only in production)
         db.session.rollback()
         raise Problem("validation", str(refusal), errors={"json": {refusal.field: [str(refusal)]}}) from None
+    # Audited as the admin pages audit it: where connection changes go is worth a trace.
+    audit.record(
+        "webhooks.endpoint_created",
+        now=g.now,
+        actor=None,
+        label=current_key().label,
+        details=f"endpoint {endpoint.id}: {endpoint.url} ({endpoint.event_types})",
+    )
     return {**_described(endpoint), "secret": secret}, 201, NO_STORE
 
 
@@ -104,5 +112,12 @@ def disable_webhook(endpoint_id: int):
     Needs the scope `webhooks:manage`. Disabling one that is already disabled changes nothing.
     """
     db.get_or_404(WebhookEndpoint, endpoint_id, description="There is no webhook endpoint with that number.")
-    webhooks.disable_endpoint(endpoint_id, g.now)  # False when it already was: the same answer
+    if webhooks.disable_endpoint(endpoint_id, g.now):  # False when it already was: the same answer
+        audit.record(
+            "webhooks.endpoint_disabled",
+            now=g.now,
+            actor=None,
+            label=current_key().label,
+            details=f"endpoint {endpoint_id}",
+        )
     return "", 204

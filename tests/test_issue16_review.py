@@ -458,3 +458,42 @@ def test_webhook_endpoints_added_or_disabled_through_the_api_are_audited(client,
         ("webhooks.endpoint_disabled", key.label, f"endpoint {endpoint_id}"),
     ]
     assert "whsec_" not in repr(entries)
+
+
+def test_an_attempt_that_fails_after_its_endpoint_was_disabled_ends_failed_not_pending(app, db, requests_mock):
+    """Bug: disabling an endpoint fails its waiting deliveries, and lets one being sent finish; but when that
+    one then failed, its outcome put it back to `pending` with a next attempt that never comes (a disabled
+    endpoint is never claimed): the delivery log showed it waiting for ever."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    from webapp.models import WebhookDelivery, WebhookEndpoint
+    from webapp.services import webhook_delivery
+    from webapp.services.connections import state as connection_state
+
+    now = datetime.now(UTC)
+    endpoint, _ = webhooks.create_endpoint(
+        url="https://platform.example/hooks",
+        description="",
+        event_types=["connection.state_changed"],
+        created_by="test",
+        now=now,
+    )
+    endpoint_id = endpoint.id
+    connection_state.set_state(make_connection(username="tea_house"), "degraded", now, cause="provider_error")
+    db.session.commit()
+    engine = db.engine
+
+    def disabled_while_sending(request, context):
+        with engine.begin() as other:  # an admin disables it while the POST is out
+            other.execute(update(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).values(disabled_at=now))
+        context.status_code = 503
+        return ""
+
+    requests_mock.post("https://platform.example/hooks", text=disabled_while_sending)
+    webhook_delivery.deliver(app, now)
+    db.session.expire_all()
+    delivery = db.session.scalar(select(WebhookDelivery))
+    assert requests_mock.call_count == 1
+    assert (delivery.status, delivery.next_attempt_at, delivery.last_response_code) == ("failed", None, 503)

@@ -346,6 +346,20 @@ def _record_outcome(claim: _Claim, outcome: _Outcome) -> bool:
             .execution_options(synchronize_session=False)
         ),
     ).rowcount
+    if written == 1 and outcome["status"] == "pending":
+        # Its endpoint was disabled during the send: no attempt will follow, so it does not wait for one.
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == claim.id,
+                WebhookDelivery.claim_token == claim.token,
+                WebhookDelivery.endpoint_id.in_(
+                    select(WebhookEndpoint.id).where(WebhookEndpoint.disabled_at.is_not(None))
+                ),
+            )
+            .values(status="failed", next_attempt_at=None)
+            .execution_options(synchronize_session=False)
+        )
     db.session.commit()
     if written != 1:
         log.warning(

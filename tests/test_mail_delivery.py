@@ -184,3 +184,20 @@ def test_a_claim_that_ran_out_without_an_outcome_is_not_resent(app, slow_inbox):
     assert len(slow_inbox.recipients) == 1
     mail = db.session.get(OutboundMail, first)
     assert mail.status == "unknown" and "outcome unknown" in mail.last_error
+
+
+def test_a_burst_of_mail_is_sent_in_one_go_not_a_batch_a_minute(app):
+    """Issue 17: 200 shops broken at once were mailed 20 a minute (one batch per tick): p95 164 s in bench/detect.py."""
+    from webapp.services.keepalive.worker import MAIL_BATCH, Worker
+
+    inbox, controller = smtp_server(delay=0)
+    try:
+        app.config.update(MAIL_URL=inbox.url, MAIL_SEND_TIMEOUT=SEND_TIMEOUT)
+        addresses = seed_due_mails(2 * MAIL_BATCH + 5, datetime.now(UTC))
+        worker = Worker(app, concurrency=1)
+        worker.send_mail()  # once, as a tick or the outbox poll does
+        worker.wait_for_mail()
+    finally:
+        controller.stop()
+    assert sorted(inbox.recipients) == sorted(addresses)
+    assert unfinished() == 0

@@ -185,7 +185,8 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "INSTAGRAM_STATE_MINUTES": _int(env, "INSTAGRAM_STATE_MINUTES", 10),
         # Keep-alive policy (DESIGN.md, "Token lifecycle policy"); every number is a config value.
         "REFRESH_AFTER_HOURS": _int(env, "REFRESH_AFTER_HOURS", 7 * 24),
-        "CHECK_INTERVAL_MINUTES": _int(env, "CHECK_INTERVAL_MINUTES", 6 * 60),
+        "CHECK_INTERVAL_MINUTES": _int(env, "CHECK_INTERVAL_MINUTES", 50),
+        "FACEBOOK_CHECK_INTERVAL_MINUTES": _int(env, "FACEBOOK_CHECK_INTERVAL_MINUTES", 6 * 60),
         "SCHEDULE_JITTER": float(env.get("SCHEDULE_JITTER", "0.1")),
         "EXPIRY_WARNING_DAYS": _int(env, "EXPIRY_WARNING_DAYS", 10),
         "BACKOFF_BASE_SECONDS": _int(env, "BACKOFF_BASE_SECONDS", 120),
@@ -226,7 +227,29 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         # A connection that keeps breaking and coming back: "connected again" waits until it has held
         # this long, and breaks within this long of a "disconnected" notice wait for one summary.
         "NOTICE_QUIET_MINUTES": _minutes(env, "NOTICE_QUIET_MINUTES", 10),
+        **_incident_thresholds(env),
     }
+
+
+def _incident_thresholds(env: Mapping[str, str]) -> dict:
+    """When a fleet incident opens and closes (services/incidents.py; README "Fleet incidents")."""
+    values = {
+        "INCIDENT_WINDOW_MINUTES": _int(env, "INCIDENT_WINDOW_MINUTES", 10),
+        "INCIDENT_MIN_CONNECTIONS": _int(env, "INCIDENT_MIN_CONNECTIONS", 10),
+        "INCIDENT_OPEN_PERCENT": _int(env, "INCIDENT_OPEN_PERCENT", 50),
+        "INCIDENT_CLOSE_PERCENT": _int(env, "INCIDENT_CLOSE_PERCENT", 10),
+        "INCIDENT_CLOSE_MINUTES": _int(env, "INCIDENT_CLOSE_MINUTES", 15),
+    }
+    if values["INCIDENT_WINDOW_MINUTES"] < 1 or values["INCIDENT_CLOSE_MINUTES"] < 0:
+        raise ConfigError("INCIDENT_WINDOW_MINUTES must be 1 or more, INCIDENT_CLOSE_MINUTES 0 or more.")
+    if values["INCIDENT_MIN_CONNECTIONS"] < 2:
+        raise ConfigError("INCIDENT_MIN_CONNECTIONS must be 2 or more: one shop's trouble is never a fleet incident.")
+    if not 0 <= values["INCIDENT_CLOSE_PERCENT"] < values["INCIDENT_OPEN_PERCENT"] <= 100:
+        raise ConfigError(
+            "INCIDENT_CLOSE_PERCENT must be below INCIDENT_OPEN_PERCENT, both between 0 and 100 "
+            f"(got {values['INCIDENT_CLOSE_PERCENT']} and {values['INCIDENT_OPEN_PERCENT']})."
+        )
+    return values
 
 
 # Every one of these must be set in production; README "Configuration" says why. The credentials of

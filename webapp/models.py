@@ -725,3 +725,72 @@ class AuditEntry(Model):
 
     def __repr__(self) -> str:
         return f"<AuditEntry {self.action} by {self.actor_label}>"
+
+
+class FleetIncident(Model):
+    """Meta itself failing for much of the fleet at once: one row per outage, opened and closed by the worker.
+
+    Opened when many connections fail with passing or app-wide causes within minutes
+    (services/incidents.py); while it is open, merchants see one calm banner and are not mailed about
+    those causes. Closed once calls have succeeded again for a while.
+    """
+
+    __tablename__ = "fleet_incidents"
+    __table_args__ = (
+        # At most one open incident per scope, however many workers decide at the same moment.
+        Index(
+            "uq_fleet_incidents_open",
+            "scope",
+            unique=True,
+            postgresql_where=text("closed_at IS NULL"),
+            sqlite_where=text("closed_at IS NULL"),
+        ),
+        Index("ix_fleet_incidents_opened_at", "opened_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), default="meta")
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set while calls succeed again and the failure rate stays low; the incident closes once this is
+    # old enough (INCIDENT_CLOSE_MINUTES), and is cleared if the failures come back.
+    recovering_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    causes: Mapped[str] = mapped_column(String(255), default="")  # cause ids seen, comma-separated
+    failing_at_open: Mapped[int] = mapped_column(default=0)
+    checked_at_open: Mapped[int] = mapped_column(default=0)
+    peak_failing: Mapped[int] = mapped_column(default=0)
+    peak_percent: Mapped[int] = mapped_column(default=0)
+    shops_touched: Mapped[int | None]  # counted when it closes
+
+    updates: DynamicMapped[FleetIncidentUpdate] = relationship(back_populates="incident", lazy="dynamic")
+
+    def __repr__(self) -> str:
+        return f"<FleetIncident {self.id} {self.scope} {'open' if self.closed_at is None else 'closed'}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+    @property
+    def cause_ids(self) -> list[str]:
+        return [cause for cause in self.causes.split(",") if cause]
+
+
+class FleetIncidentUpdate(Model):
+    """One line of an incident's timeline: what the fleet's calls looked like at one evaluation."""
+
+    __tablename__ = "fleet_incident_updates"
+    __table_args__ = (Index("ix_fleet_incident_updates_incident_time", "incident_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("fleet_incidents.id", ondelete="CASCADE"))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(16))  # opened | ongoing | recovering | relapsed | closed
+    checked: Mapped[int] = mapped_column(default=0)  # connections with a keep-alive answer in the window
+    failing: Mapped[int] = mapped_column(default=0)  # of those, whose latest answer failed for Meta's reasons
+    message: Mapped[str] = mapped_column(String(500), default="")
+
+    incident: Mapped[FleetIncident] = relationship(back_populates="updates")
+
+    def __repr__(self) -> str:
+        return f"<FleetIncidentUpdate {self.kind} incident={self.incident_id} {self.failing}/{self.checked}>"

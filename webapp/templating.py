@@ -95,6 +95,8 @@ def register(app: Flask) -> None:
     app.jinja_env.globals["state_labels"] = presenter.STATE_LABELS
     app.jinja_env.globals["state_phrases"] = presenter.STATE_PHRASES
     app.jinja_env.globals["confidence_words"] = presenter.CONFIDENCE_WORDS
+    app.jinja_env.globals["incident_banner"] = presenter.INCIDENT_BANNER
+    app.jinja_env.globals["incident_banner_detail"] = presenter.INCIDENT_BANNER_DETAIL
     app.jinja_env.globals["day_words"] = presenter.DAY_WORDS
     app.jinja_env.globals["cause_catalogue"] = CAUSES
     app.jinja_env.globals["permission_facts"] = permission_facts

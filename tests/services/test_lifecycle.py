@@ -385,7 +385,9 @@ def test_usage_header_near_the_limit_slows_down(app, db, vault, meta_client, req
     assert run_cycle(app, vault, meta_client) == ["checked"]
     row = reload(db, connection)
     assert row.state == "healthy" and row.paused_until == NOW + timedelta(minutes=20)
-    assert leases.work_for(row, NOW + timedelta(minutes=10, hours=6), POLICY) is None
+    row.check_due_at = NOW  # even a connection due for its check waits out the pause
+    assert leases.work_for(row, NOW + timedelta(minutes=10), POLICY) is None
+    assert leases.work_for(row, NOW + timedelta(minutes=21), POLICY) is not None
 
 
 def test_fenced_write_after_the_lease_ran_out(app, db, vault, meta_client, requests_mock):
@@ -490,3 +492,29 @@ def test_app_refuses_to_start_with_a_short_lease(app_config):
 
     with pytest.raises(ConfigError, match="must be at least twice"):
         create_app({**app_config, "WORKER_LEASE_SECONDS": 5})
+
+
+def test_checks_come_every_50_minutes_on_instagram_login_and_every_6_hours_on_facebook_login(app, db):
+    """Issue 17: a revocation shows within the hour from checks alone, at under 30 calls a day (bench/detect.py).
+
+    A Facebook Login check costs four calls, so its Pages keep the 6-hour interval (16 calls a day).
+    """
+    from tests.factories import make_facebook_connection
+    from webapp.services.keepalive.policy import schedule_after_success
+
+    policy = Policy.from_config(app.config)
+    assert policy.check_interval == timedelta(minutes=50)
+    assert policy.facebook_check_interval == timedelta(hours=6)
+    now = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    instagram = make_connection(issued_at=now - timedelta(days=1))
+    facebook = make_facebook_connection(issued_at=now - timedelta(days=1))
+    rng = random.Random(3)
+    gaps = {"instagram": [], "facebook": []}
+    for _ in range(50):
+        for name, connection in (("instagram", instagram), ("facebook", facebook)):
+            schedule_after_success(connection, now, policy, rng)
+            gaps[name].append(connection.check_due_at - now)
+    assert timedelta(minutes=45) <= min(gaps["instagram"]) and max(gaps["instagram"]) <= timedelta(minutes=55)
+    assert timedelta(hours=5.4) <= min(gaps["facebook"]) and max(gaps["facebook"]) <= timedelta(hours=6.6)
+    per_day = timedelta(days=1) / policy.check_interval + timedelta(days=1) / policy.refresh_after
+    assert per_day <= 30

@@ -25,6 +25,8 @@ EVENT_WORDS = {
     webhooks.RECONNECTED: "a merchant connected or reconnected Instagram",
     webhooks.EXPIRING: "a connection ends soon and could not be renewed yet",
     webhooks.ACCESS_RENEWED: "a merchant renewed Facebook Login's access window",
+    webhooks.INCIDENT_OPENED: "Meta started failing for much of the fleet (one event, no shop named)",
+    webhooks.INCIDENT_CLOSED: "Meta answers properly again; the fleet incident is over",
 }
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection, LoginPath
+from webapp.services import incidents
 from webapp.services.connections.causes import DATA_ACCESS_WINDOW, CauseId
 from webapp.services.connections.checklist import checklist_ticks
 from webapp.services.connections.connect_errors import REFUSAL_KINDS, Step
@@ -46,6 +47,21 @@ STATE_LABELS: dict[str, tuple[str, str]] = {
     ConnectionState.DEGRADED: ("Having trouble, retrying", "~"),
     ConnectionState.NEEDS_RECONNECT: ("Disconnected by Instagram", "✕"),
 }
+
+
+# While Meta itself is failing for much of the fleet (a fleet incident): one calm banner for every
+# merchant, and on a card whose trouble is that incident's, calm words instead of the shop's own alarm.
+INCIDENT_BANNER = "Instagram is having trouble; nothing for you to do."
+INCIDENT_BANNER_DETAIL = (
+    "Instagram is failing for many shops at once right now, not because of anything in your shop. We keep "
+    "retrying and everything picks up again by itself once Instagram answers; we will not email you about it."
+)
+INCIDENT_LABEL = ("Instagram is having trouble", "~")
+INCIDENT_SENTENCE = (
+    "Your connection is still valid. Instagram is not answering properly for many shops right now; we keep "
+    "retrying, and it recovers by itself."
+)
+INCIDENT_NOTICE = "Instagram is having trouble for many shops right now; nothing for you to do."
 
 
 # The state in the middle of a sentence ("3 shops: 2 connected, 1 having trouble.").
@@ -170,7 +186,8 @@ ACTOR_WORDS = {
 }
 
 
-SEEN = re.compile(r"\d{1,12}-[a-z_]{1,20}")
+# "<version>-<state>", with "-i<incident id>" while a fleet incident is open.
+SEEN = re.compile(r"\d{1,12}-[a-z_]{1,20}(-i\d{1,12})?")
 
 
 def page_saw(seen: str | None) -> str | None:
@@ -182,7 +199,10 @@ def change_notice(seen_by_page: str | None, card: CardView) -> str | None:
     """The notice for a page that last saw `seen_by_page`: None when nothing changed or only details did."""
     if not seen_by_page or seen_by_page == card.seen:
         return None
-    previous_state = seen_by_page.partition("-")[2] or ConnectionState.NOT_CONNECTED
+    _version, previous_state, previous_incident = (seen_by_page.split("-") + ["", ""])[:3]
+    previous_state = previous_state or ConnectionState.NOT_CONNECTED
+    if card.calm and (previous_state != card.state or previous_incident != f"i{card.incident_id}"):
+        return INCIDENT_NOTICE
     if previous_state == card.state:
         return None
     if not card.via_facebook:
@@ -244,6 +264,11 @@ class CardView:
     # What an open page last saw: it changes with every write to the connection (its version) and
     # with its state, so a poll can tell the page to refresh the parts that depend on it.
     seen: str = "none"
+    # A fleet incident is open (Meta failing for many shops): the banner shows; `calm` when this
+    # connection's own trouble is that incident's, so the card says so instead of alarming.
+    incident_id: int | None = None
+    incident_since: datetime | None = None
+    calm: bool = False
 
     @property
     def lifetime_used_days(self) -> int:
@@ -258,8 +283,28 @@ def card_view(
     connection: InstagramConnection | None, now: datetime, expiry_warning: timedelta | None = None
 ) -> CardView:
     """The card's words and numbers; `expiry_warning` defaults to the app's policy (EXPIRY_WARNING_DAYS)."""
+    incident = incidents.current()
     if connection is not None and connection.via_facebook and connection.state != ConnectionState.NOT_CONNECTED:
-        return _facebook_card_view(connection, now, expiry_warning)
+        return during_incident(_facebook_card_view(connection, now, expiry_warning), connection, incident)
+    return during_incident(_card_view(connection, now), connection, incident)
+
+
+def during_incident(
+    view: CardView, connection: InstagramConnection | None, incident: incidents.OpenIncident | None
+) -> CardView:
+    """Add the fleet incident to the card: the banner, and calm words where the shop's trouble is the incident's."""
+    if incident is None:
+        return view
+    view.incident_id, view.incident_since = incident.id, incident.opened_at
+    view.seen = f"{view.seen}-i{incident.id}"
+    if incidents.part_of(connection, incident):
+        view.calm = True
+        view.label, view.icon = INCIDENT_LABEL
+        view.sentence = INCIDENT_SENTENCE
+    return view
+
+
+def _card_view(connection: InstagramConnection | None, now: datetime) -> CardView:
     state = connection.state if connection else ConnectionState.NOT_CONNECTED
     expired = (
         state == ConnectionState.NEEDS_RECONNECT

@@ -15,7 +15,7 @@ from webapp.extensions import csrf, db
 from webapp.sandbox import facebook
 from webapp.sandbox.emulator import SandboxReply, graph_error
 from webapp.sandbox.models import SandboxFacebookPage, SandboxFacebookUser
-from webapp.sandbox.routes import _reply
+from webapp.sandbox.routes import TELLS_NOBODY, _reply, nudges_dashboard
 from webapp.services.meta import signed_request
 
 bp = Blueprint("sandbox_facebook", __name__, url_prefix="/sandbox/facebook")
@@ -157,6 +157,7 @@ def panel():
         user_actions=facebook.USER_ACTIONS,
         page_actions=facebook.PAGE_ACTIONS,
         now=g.now,
+        nudges=nudges_dashboard(),
     )
 
 
@@ -182,6 +183,8 @@ def act_on_user(user_id: int, action: str):
     result = facebook.apply_user_action(user, action, g.now)
     if action == "remove_app":
         result += " " + _send_deauthorize(user)
+    elif not nudges_dashboard():
+        result += TELLS_NOBODY
     elif facebook.nudge_connections(g.now, user=user):
         result += NOTICED
     flash(f"{user.name}: {result}", "success")
@@ -194,7 +197,9 @@ def act_on_page(page_pk: int, action: str):
     if action not in facebook.PAGE_ACTIONS:
         abort(404)
     result = facebook.apply_page_action(page, action)
-    if facebook.nudge_connections(g.now, page=page):
+    if not nudges_dashboard():
+        result += TELLS_NOBODY
+    elif facebook.nudge_connections(g.now, page=page):
         result += NOTICED
     flash(result, "success")
     return redirect(url_for(".panel"))

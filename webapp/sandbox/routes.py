@@ -8,7 +8,19 @@ import time
 from urllib.parse import urlencode, urlsplit
 
 import requests
-from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from webapp.extensions import csrf, db
 from webapp.sandbox import emulator
@@ -18,6 +30,9 @@ from webapp.services.meta import signed_request
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 log = logging.getLogger(__name__)
 USERNAME = re.compile(r"^[a-z0-9._]{3,30}$")
+# The tester's choice, kept in their session: after a cause button, Meta tells nobody (as real Meta).
+META_TELLS_NOBODY = "sandbox_meta_tells_nobody"
+TELLS_NOBODY = " Meta tells nobody: the dashboard learns of it at its next health check or from the platform."
 
 
 def _reply(reply: emulator.SandboxReply):
@@ -34,7 +49,41 @@ def _valid_redirect_uri(uri: str) -> bool:
 
 @bp.get("/")
 def panel():
-    return render_template("sandbox/panel.html", accounts=emulator.accounts(), actions=emulator.ACTIONS, now=g.now)
+    return render_template(
+        "sandbox/panel.html",
+        accounts=emulator.accounts(),
+        actions=emulator.ACTIONS,
+        now=g.now,
+        nudges=nudges_dashboard(),
+    )
+
+
+def nudges_dashboard() -> bool:
+    """Whether a cause button makes the dashboard check what it touched at its worker's next cycle.
+
+    The sandbox's shortcut, on by default so that a demo shows the change within seconds. Real Meta
+    tells nobody: with the shortcut off, the dashboard learns at its next health check (hours away)
+    or when the shop platform reports the error it met (the Platform API), which is what
+    docs/platform_loop.py shows.
+    """
+    return not session.get(META_TELLS_NOBODY, False)
+
+
+@bp.post("/nudge")
+def set_nudge():
+    """Turn the shortcut on or off for this tester (both sandbox panels follow it)."""
+    tells_nobody = request.form.get("nudge") == "off"
+    session[META_TELLS_NOBODY] = tells_nobody
+    if tells_nobody:
+        flash(
+            "Meta tells nobody now, as real Meta: after a button the dashboard learns of it at its next health "
+            "check, or when the shop platform reports the error it met.",
+            "success",
+        )
+    else:
+        flash("After each button the dashboard's worker checks the connections it touched at its next cycle.", "info")
+    back = request.form.get("back", "")
+    return redirect(back if back.startswith("/sandbox/") else url_for(".panel"))
 
 
 @bp.post("/accounts")
@@ -63,9 +112,13 @@ def act(account_id: int, action: str):
         return redirect(url_for(".panel"))
     result = emulator.apply_action(account, action, days)
     if action == "remove_app":
-        result += " " + _send_deauthorize(account)
-    elif emulator.nudge_linked_connections(account, g.now, shift_days=days if action == "age_token" else 0):
-        result += " The dashboard's worker will notice at its next cycle."
+        result += " " + _send_deauthorize(account)  # Meta does send this one: no shortcut
+    elif action == "age_token" or nudges_dashboard():
+        # Moving the clock always moves the dashboard's past with it, or the two would disagree on every age.
+        if emulator.nudge_linked_connections(account, g.now, shift_days=days if action == "age_token" else 0):
+            result += " The dashboard's worker will notice at its next cycle."
+    else:
+        result += TELLS_NOBODY
     flash(f"@{account.username}: {result}", "success")
     return redirect(url_for(".panel"))
 

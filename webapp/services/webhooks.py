@@ -41,7 +41,11 @@ STATE_CHANGED = "connection.state_changed"
 RECONNECTED = "connection.reconnected"
 EXPIRING = "connection.expiring"
 ACCESS_RENEWED = "connection.access_renewed"
-EVENT_TYPES: tuple[str, ...] = (STATE_CHANGED, RECONNECTED, EXPIRING, ACCESS_RENEWED)
+INCIDENT_OPENED = "incident.opened"
+INCIDENT_CLOSED = "incident.closed"
+EVENT_TYPES: tuple[str, ...] = (STATE_CHANGED, RECONNECTED, EXPIRING, ACCESS_RENEWED, INCIDENT_OPENED, INCIDENT_CLOSED)
+# Events about the whole fleet (Meta itself failing), not one connection: their `data` has no shop basics.
+FLEET_EVENT_TYPES = (INCIDENT_OPENED, INCIDENT_CLOSED)
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
 SECRET_BYTES = 32  # Standard Webhooks asks for 24 to 64 random bytes
@@ -266,15 +270,9 @@ def emit(connection: InstagramConnection, type: str, now: datetime, data: dict) 
     Nothing is written when no endpoint wants the type. The body's `data` is the connection's
     basics (shop, account, path, state) with `data` on top; never a token.
     """
-    if type not in EVENT_TYPES:
-        raise ValueError(f"{type!r} is not a webhook event type; the types are {', '.join(EVENT_TYPES)}.")
-    # No autoflush: the caller is midway through changing the connection; its flush stays its own.
-    with db.session.no_autoflush:
-        endpoints = [
-            endpoint
-            for endpoint in db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.disabled_at.is_(None)))
-            if type in endpoint.types
-        ]
+    if type not in EVENT_TYPES or type in FLEET_EVENT_TYPES:
+        raise ValueError(f"{type!r} is not a connection's webhook event type; the types are {', '.join(EVENT_TYPES)}.")
+    endpoints = _subscribed(type)
     if not endpoints:
         return None
     if connection.id is None:
@@ -287,6 +285,33 @@ def emit(connection: InstagramConnection, type: str, now: datetime, data: dict) 
         payload=_connection_basics(connection) | data,
         occurred_at=now,
     )
+    return _queue(event, endpoints, now)
+
+
+def emit_fleet(type: str, now: datetime, data: dict) -> WebhookEvent | None:
+    """Add an event about the whole fleet (a Meta incident) to the caller's transaction, like `emit`."""
+    if type not in FLEET_EVENT_TYPES:
+        raise ValueError(f"{type!r} is not a fleet webhook event type; those are {', '.join(FLEET_EVENT_TYPES)}.")
+    endpoints = _subscribed(type)
+    if not endpoints:
+        return None
+    event = WebhookEvent(
+        event_id=new_event_id(), type=type, shop_id=None, connection_id=None, payload=data, occurred_at=now
+    )
+    return _queue(event, endpoints, now)
+
+
+def _subscribed(type: str) -> list[WebhookEndpoint]:
+    # No autoflush: the caller is midway through changing the connection; its flush stays its own.
+    with db.session.no_autoflush:
+        return [
+            endpoint
+            for endpoint in db.session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.disabled_at.is_(None)))
+            if type in endpoint.types
+        ]
+
+
+def _queue(event: WebhookEvent, endpoints: list[WebhookEndpoint], now: datetime) -> WebhookEvent:
     db.session.add(event)
     for endpoint in endpoints:
         db.session.add(

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from webapp.auth.decorators import staff_required
 from webapp.dashboard import presenter
 from webapp.extensions import db, limiter
-from webapp.models import AuditEntry, OutboundMail, Shop
+from webapp.models import AuditEntry, FleetIncident, OutboundMail, Shop
 from webapp.request_input import page_number
-from webapp.services import fleet, impersonation
+from webapp.services import fleet, impersonation, incidents
 from webapp.services.connections.diagnosis import explain_error
 from webapp.services.connections.state import Actor, connection_for
 from webapp.services.fingerprint import ip_prefix
@@ -46,6 +46,7 @@ def fleet_overview():
     counts = fleet.fleet_counts()
     return render_template(
         "support/fleet.html",
+        incident=incidents.current(),
         counts=counts.states,
         path_counts=counts.paths,
         causes=fleet.recent_causes(g.now),
@@ -225,3 +226,25 @@ def outbox():
 def outbox_mail(mail_id: int):
     mail = db.get_or_404(OutboundMail, mail_id, description="There is no mail with that number.")
     return render_template("support/outbox_mail.html", mail=mail)
+
+
+@bp.get("/incidents")
+@staff_required
+def incident_list():
+    """Every fleet incident (Meta failing for many shops at once), newest first."""
+    pagination = db.paginate(incidents.all_incidents(), page=page_number(), per_page=PER_PAGE, error_out=True)
+    return render_template("support/incidents.html", pagination=pagination)
+
+
+@bp.get("/incidents/<int:incident_id>")
+@staff_required
+def incident_detail(incident_id: int):
+    """One incident: its timeline and the shops it touched."""
+    incident = db.get_or_404(FleetIncident, incident_id, description="There is no incident with that number.")
+    window = incidents.Thresholds.from_config(current_app.config).window
+    shops = db.paginate(
+        incidents.touched_connections(incident, window, g.now), page=page_number(), per_page=PER_PAGE, error_out=True
+    )
+    return render_template(
+        "support/incident.html", incident=incident, timeline=incidents.timeline(incident), shops=shops
+    )

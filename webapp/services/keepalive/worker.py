@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from webapp import clock
 from webapp.extensions import db
 from webapp.models import WorkerProcess
-from webapp.services import webhook_delivery
+from webapp.services import incidents, webhook_delivery
 from webapp.services.keepalive import leases, outcomes, scheduler
 from webapp.services.keepalive.policy import Policy
 from webapp.services.meta.client import InstagramClient
@@ -40,6 +40,26 @@ log = logging.getLogger(__name__)
 
 # While the database is away the worker waits and tries again, never exits (promise 36).
 DATABASE_RETRY_SECONDS = (1, 2, 4, 8, 15, 30)
+# After answers from Meta came in, the fleet incident is looked at again at most this often by one
+# worker (and at the end of an --until-idle run); the scheduler tick looks once a minute whatever
+# happens. Counting a 100k fleet's window during an outage takes a database some 100s of ms.
+INCIDENT_EVALUATION_SECONDS = 30
+
+
+# Results that are an answer from Meta written to the database: what the fleet incident is decided on.
+ANSWERS_FROM_META = frozenset(
+    {
+        outcomes.Summary.REFRESHED,
+        outcomes.Summary.CHECKED,
+        outcomes.Summary.RECOVERED,
+        outcomes.Summary.TRANSIENT,
+        outcomes.Summary.NEEDS_RECONNECT,
+        outcomes.Summary.UNREADABLE,
+    }
+)
+
+
+MAIL_BATCH = 20  # mails one delivery run claims before it looks at its stop flag and its lock again
 
 
 class WorkerRefused(RuntimeError):
@@ -90,6 +110,10 @@ class Worker:
         self.clock = clock
         self.rng = rng or random.Random()
         self.policy = Policy.from_config(config)
+        self.incident_thresholds = incidents.Thresholds.from_config(config)
+        # Answers came in since this worker last looked at the fleet incident, and when it last looked.
+        self.answers_unseen = False
+        self.incident_evaluated_at: datetime | None = None
         self.vault = app.extensions["token_vault"]
         self.totals: Counter = Counter()
         # Results Meta gave whose write-back failed (the database was away): kept and written later.
@@ -143,9 +167,28 @@ class Worker:
         with self.app.app_context():
             now = self.clock()
             if scheduler.scheduler_tick(self.owner, now, self.policy) is not None:
+                # Before planning: notices held while an incident is open are decided with it known.
+                self.evaluate_incident(now)
                 planning.plan(self.app, now)
         self.send_mail()
         self.webhooks.kick()
+
+    def evaluate_incident(self, now: datetime) -> None:
+        """Open, follow or close the fleet incident from the answers in the database (any worker may)."""
+        changed = incidents.evaluate(now, self.incident_thresholds)
+        self.answers_unseen = False
+        self.incident_evaluated_at = now
+        if changed is not None:
+            self.webhooks.kick()
+
+    def _evaluate_incident_if_due(self, finishing: bool) -> None:
+        if not self.answers_unseen:
+            return
+        now = self.clock()
+        last = self.incident_evaluated_at
+        if finishing or last is None or now - last >= timedelta(seconds=INCIDENT_EVALUATION_SECONDS):
+            with self.app.app_context():
+                self.evaluate_incident(now)
 
     def send_mail(self) -> None:
         """Send due mail on a thread of its own: a slow mail server never holds up the keep-alive loop."""
@@ -159,15 +202,19 @@ class Worker:
 
     def _mail_loop(self) -> None:
         while True:
+            full = False
             try:
                 with self.app.app_context():
-                    delivery.deliver(self.app, self.clock(), stop=self.stop_mail)
+                    results = delivery.deliver(self.app, self.clock(), limit=MAIL_BATCH, stop=self.stop_mail)
+                # A full batch may have left more behind (200 shops broken at once): send on at once,
+                # not 20 a minute.
+                full = sum(results.values()) >= MAIL_BATCH
             except SQLAlchemyError as error:
                 log.warning("mail delivery paused: database unavailable (%s)", type(error).__name__)
             except Exception:
                 log.exception("mail delivery failed; it is tried again at the next tick")
             with self.mail_lock:
-                if not self.mail_again or self.stop_mail.is_set():
+                if not (self.mail_again or full) or self.stop_mail.is_set():
                     # Under the lock: a send_mail() from now on starts a new thread rather than
                     # leaving its request to a thread that is about to end.
                     self.mail_thread = None
@@ -279,6 +326,7 @@ class Worker:
         claims = self.claim(min(room, self.batch_size), in_flight=busy) if topping_up else []
         for claim in claims:
             in_flight[pool.submit(self._guarded, claim, stop)] = claim
+        self._evaluate_incident_if_due(finishing=until_idle and not in_flight)
         if not in_flight:
             if until_idle and not self.unwritten:
                 return None
@@ -351,6 +399,8 @@ class Worker:
                 continue
             if planning.notifies_at_once(summary):
                 changed.append(claim.connection_id)
+            if summary in ANSWERS_FROM_META:
+                self.answers_unseen = True
             if summary == outcomes.Summary.WRITE_FAILED:
                 continue  # kept in self.unwritten; counted once it is written
             self.totals[summary] += 1

@@ -26,7 +26,7 @@ from webapp.models import (
     OutboundMail,
     User,
 )
-from webapp.services import audit
+from webapp.services import audit, incidents
 from webapp.services.keepalive.leases import ACTIVE_STATES
 from webapp.services.keepalive.outcomes import Summary
 from webapp.services.notify.compose import compose_notice
@@ -118,7 +118,9 @@ def restore_settled(connection: InstagramConnection, now: datetime, config) -> b
     return now - healthy_since >= timedelta(minutes=config["NOTICE_QUIET_MINUTES"])
 
 
-def due_notices(connection: InstagramConnection, now: datetime, config, told: Told) -> list[Notice]:
+def due_notices(
+    connection: InstagramConnection, now: datetime, config, told: Told, *, in_incident: bool = False
+) -> list[Notice]:
     """The notices this connection is due at `now` for one person (before de-duplication by key).
 
     Flapping is damped without holding back bad news from anyone who believes all is well. A
@@ -127,6 +129,10 @@ def due_notices(connection: InstagramConnection, now: datetime, config, told: To
     new incident waits for the end of that quiet period and goes only if still open then, as one
     summary. "Connected again" waits until the connection has held for the quiet period, so a break
     meanwhile leaves that person believing, rightly, that it is broken.
+
+    While the connection's trouble is part of a fleet incident (`in_incident`: Meta itself failing),
+    the warning that renewal keeps failing waits: it is Meta's trouble, the merchant can do nothing,
+    and the warning goes once the incident is over if renewal still fails. A disconnect is never held.
     """
     quiet = timedelta(minutes=config["NOTICE_QUIET_MINUTES"])
     notices: list[Notice] = []
@@ -145,7 +151,8 @@ def due_notices(connection: InstagramConnection, now: datetime, config, told: To
             if now - connection.incident_started_at >= timedelta(days=days) and previous in told.keys:
                 notices.append(Notice("reminder", key, days, "notify_reminders"))
             previous = key
-    if _expiry_ahead(connection, now) and connection.token_expires_at is not None:
+    held = in_incident and not connection.via_facebook  # Facebook's window ends on its date whatever Meta does
+    if _expiry_ahead(connection, now) and connection.token_expires_at is not None and not held:
         left = connection.token_expires_at - now
         due = [days for days in config["EXPIRY_WARNING_NOTICE_DAYS"] if left <= timedelta(days=days)]
         if due:
@@ -258,12 +265,16 @@ def plan(app: Flask, now: datetime, connection_ids: list[int] | None = None) -> 
             )
         )
     candidates = db.session.scalars(query.where(InstagramConnection.state.in_(NOTICE_STATES), or_(*reasons))).all()
+    incident = incidents.current()
     created = 0
     for connection in candidates:
         told = told_about(connection)
         people = [u for u in connection.shop.users if u.active and u.role == "merchant"]
+        in_incident = incidents.part_of(connection, incident)
         for person in people:
-            for notice in due_notices(connection, now, app.config, told.get(person.id, Told())):
+            for notice in due_notices(
+                connection, now, app.config, told.get(person.id, Told()), in_incident=in_incident
+            ):
                 if notice.optional_preference and not getattr(person, notice.optional_preference):
                     continue
                 created += _record(app, notice, connection, person, now)

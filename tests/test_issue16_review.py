@@ -452,8 +452,7 @@ def test_webhook_endpoints_added_or_disabled_through_the_api_are_audited(client,
         (
             "webhooks.endpoint_created",
             key.label,
-            f"endpoint {endpoint_id}: https://platform.example/hooks "
-            "(connection.state_changed,connection.reconnected,connection.expiring,connection.access_renewed)",
+            f"endpoint {endpoint_id}: https://platform.example/hooks ({','.join(webhooks.EVENT_TYPES)})",
         ),
         ("webhooks.endpoint_disabled", key.label, f"endpoint {endpoint_id}"),
     ]

@@ -193,6 +193,9 @@ def load_config(env: dict | None = None, instance_path: str | None = None) -> di
         "BACKOFF_MAX_SECONDS": _int(env, "BACKOFF_MAX_SECONDS", 6 * 3600),
         "RATE_LIMIT_SLOWDOWN_PERCENT": _int(env, "RATE_LIMIT_SLOWDOWN_PERCENT", 90),
         "WORKER_LEASE_SECONDS": _int(env, "WORKER_LEASE_SECONDS", 120),
+        # Confirming calls that the Platform API's error reports make (README, "Platform API").
+        "ERROR_REPORT_CONFIRM_SECONDS": _int(env, "ERROR_REPORT_CONFIRM_SECONDS", 60),
+        "ERROR_REPORT_CONFIRMS_PER_DAY": _int(env, "ERROR_REPORT_CONFIRMS_PER_DAY", 10),
         "WORKER_CONCURRENCY": _int(env, "WORKER_CONCURRENCY", 8),
         "WORKER_BATCH_SIZE": _int(env, "WORKER_BATCH_SIZE", 50),
         "WORKER_POLL_SECONDS": float(env.get("WORKER_POLL_SECONDS", "5")),

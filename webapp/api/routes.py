@@ -7,10 +7,10 @@ flask-smorest reads the decorators to write the OpenAPI document.
 from __future__ import annotations
 
 from flask import abort, current_app, g, request
-from flask_smorest import Blueprint
 
 from webapp.api import schemas
-from webapp.api.auth import current_key, require_scope
+from webapp.api.auth import BEARER_CHALLENGE, current_key, require_scope
+from webapp.api.bodies import ApiBlueprint
 from webapp.api.problems import PROBLEM_TYPES, Problem
 from webapp.extensions import csrf, db
 from webapp.models import Shop
@@ -19,7 +19,7 @@ from webapp.services.connections import error_reports
 from webapp.services.connections.state import Actor
 from webapp.services.runtime import facebook_client, instagram_client, keep_alive_policy, token_vault
 
-bp = Blueprint(
+bp = ApiBlueprint(
     "platform_api",
     __name__,
     url_prefix="/api/v1",
@@ -81,6 +81,8 @@ def shop_token(shop_id: int):
         token = platform_api.read_current_token(shop, api_key=current_key(), now=g.now, vault=token_vault())
     except platform_api.TokenUnavailable as refusal:
         raise Problem("token-unavailable", refusal.detail, state=refusal.state, cause=refusal.cause) from None
+    except platform_api.KeyRevoked:
+        raise Problem("api-key", "This API key was revoked.", headers=BEARER_CHALLENGE) from None
     return token, NO_STORE
 
 
@@ -105,8 +107,6 @@ def report_error(report: dict, shop_id: int):
     disconnect a shop. A transient cause counts toward `degraded`; an error that is not about the
     token (or one nothing in it names) changes nothing. `action` says what happened.
     """
-    if not request.is_json:
-        abort(415, description="Send the report as a JSON object (Content-Type: application/json).")
     key = idempotency.valid_key(request.headers.get("Idempotency-Key"))
     if key is None:
         raise Problem("idempotency-key-missing", "Send an Idempotency-Key header (1-255 visible ASCII characters).")

@@ -7,17 +7,17 @@ only call its `create_endpoint`, `list_endpoints` and `disable_endpoint`.
 from __future__ import annotations
 
 from flask import g
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from webapp.api import schemas
 from webapp.api.auth import current_key, require_scope
+from webapp.api.bodies import ApiBlueprint
 from webapp.api.problems import Problem
 from webapp.extensions import csrf, db
 from webapp.models import WebhookEndpoint
-from webapp.services import webhooks
+from webapp.services import audit, webhooks
 
-bp = Blueprint(
+bp = ApiBlueprint(
     "platform_api_webhooks",
     __name__,
     url_prefix="/api/v1",
@@ -68,6 +68,8 @@ def list_webhooks():
 @bp.route("/webhooks", methods=["POST"])
 @csrf.exempt  # server to server: the bearer key is the proof of origin, and no cookie is ever read
 @bp.response(201, schemas.NewWebhookEndpointSchema)
+@bp.alt_response(400, response="BAD_REQUEST")
+@bp.alt_response(415, response="UNSUPPORTED_MEDIA_TYPE")
 @bp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 @require_scope("webhooks:manage")
 @bp.arguments(NewEndpointArgsSchema)
@@ -88,6 +90,14 @@ def create_webhook(new: dict):
     except webhooks.EndpointRefused as refusal:  # the service's own rules (e.g. https only in production)
         db.session.rollback()
         raise Problem("validation", str(refusal), errors={"json": {refusal.field: [str(refusal)]}}) from None
+    # Audited as the admin pages audit it: where connection changes go is worth a trace.
+    audit.record(
+        "webhooks.endpoint_created",
+        now=g.now,
+        actor=None,
+        label=current_key().label,
+        details=f"endpoint {endpoint.id}: {endpoint.url} ({endpoint.event_types})",
+    )
     return {**_described(endpoint), "secret": secret}, 201, NO_STORE
 
 
@@ -102,5 +112,12 @@ def disable_webhook(endpoint_id: int):
     Needs the scope `webhooks:manage`. Disabling one that is already disabled changes nothing.
     """
     db.get_or_404(WebhookEndpoint, endpoint_id, description="There is no webhook endpoint with that number.")
-    webhooks.disable_endpoint(endpoint_id, g.now)  # False when it already was: the same answer
+    if webhooks.disable_endpoint(endpoint_id, g.now):  # False when it already was: the same answer
+        audit.record(
+            "webhooks.endpoint_disabled",
+            now=g.now,
+            actor=None,
+            label=current_key().label,
+            details=f"endpoint {endpoint_id}",
+        )
     return "", 204

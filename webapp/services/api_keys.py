@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -21,6 +22,7 @@ from webapp.services import audit
 
 KEY_PREFIX = "ihk"
 KEY_ID_HEX_DIGITS = 12
+HEX_DIGITS = frozenset("0123456789abcdef")
 NAME_MAX_LENGTH = 120
 # last_used_at moves at most this often: one write a minute per key, not one per request.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -53,6 +55,8 @@ def create_key(
     `label` names a creator that is not a person (the command line).
     """
     name = " ".join(name.split())
+    if _has_control_characters(name):
+        raise ApiKeyError("A key's name cannot contain control characters.")
     if not name:
         raise ApiKeyError("Name the key after the service that will use it, e.g. “product sync”.")
     if len(name) > NAME_MAX_LENGTH:
@@ -83,11 +87,18 @@ def create_key(
     return key, f"{KEY_PREFIX}_{key.key_id}_{secret}"
 
 
+def _has_control_characters(text: str) -> bool:
+    # NUL cannot be stored in PostgreSQL; an escape sequence would replay in every terminal that lists keys.
+    return any(unicodedata.category(character) in ("Cc", "Cf") for character in text)
+
+
 def _split(presented: str) -> tuple[str, str] | None:
     prefix, _, rest = presented.partition("_")
     key_id, _, secret = rest.partition("_")
     if prefix != KEY_PREFIX or len(key_id) != KEY_ID_HEX_DIGITS or not secret or len(secret) > 200:
         return None
+    if not all(character in HEX_DIGITS for character in key_id):
+        return None  # never a query for an id no key has (a NUL would even fail on PostgreSQL)
     return key_id, secret
 
 
@@ -116,7 +127,8 @@ def find_key(reference: str) -> ApiKey:
     reference = reference.strip()
     parts = _split(reference)
     key_id = parts[0] if parts else reference
-    key = db.session.scalar(select(ApiKey).where(ApiKey.key_id == key_id)) if key_id else None
+    usable = key_id and not _has_control_characters(key_id)
+    key = db.session.scalar(select(ApiKey).where(ApiKey.key_id == key_id)) if usable else None
     if key is None:
         raise ApiKeyError(f"There is no API key {key_id!r}; `flask --app wsgi apikeys list` shows them.")
     return key

@@ -30,6 +30,10 @@ class TokenUnavailable(Exception):
         self.detail, self.state, self.cause = detail, state, cause
 
 
+class KeyRevoked(Exception):
+    """The API key was revoked while the request was being answered."""
+
+
 class InvalidCursor(ValueError):
     """A cursor this API never gave out."""
 
@@ -111,7 +115,8 @@ def describe_diagnosis(connection: InstagramConnection | None, now: datetime) ->
 def read_current_token(shop: Shop, *, api_key: ApiKey, now: datetime, vault: TokenVault) -> CurrentToken:
     """The shop's token while it is usable; every call is audited (never the token, only its fingerprint).
 
-    Raises TokenUnavailable otherwise: not connected, broken, or past its own end date.
+    Raises TokenUnavailable otherwise: not connected, broken, or past its own end date; KeyRevoked when
+    `api_key` was revoked since the request was authenticated.
     """
     connection = connection_of(shop)
     try:
@@ -120,6 +125,11 @@ def read_current_token(shop: Shop, *, api_key: ApiKey, now: datetime, vault: Tok
         _audit(api_key, shop, now, "api.token_refused", f"{refusal.state}/{refusal.cause or '-'}")
         raise
     assert connection is not None  # _usable_token refuses a shop without one
+    # The key was checked when the request came in; one revoked since gets nothing. On PostgreSQL the
+    # row stays share-locked until the audit row commits: a revocation waits, so none can slip between.
+    db.session.refresh(api_key, with_for_update={"read": True})
+    if api_key.revoked_at is not None:
+        raise KeyRevoked()
     _audit(api_key, shop, now, "api.token_read", f"fingerprint {connection.token_fingerprint}, {connection.state}")
     return CurrentToken(
         shop_id=shop.id,

@@ -49,6 +49,7 @@ CLAIM_WRITE_SECONDS = 5
 RETRY_BASE = timedelta(seconds=30)
 RETRY_CAP = timedelta(hours=2)
 RESPONSE_EXCERPT_CHARACTERS = 200
+RESPONSE_READ_BYTES = 16 * 1024  # of a receiver's answer; the excerpt comes from these
 USER_AGENT = "shop-instagram-health-webhooks/1"
 # The operating system's words inside urllib3's error text: "[Errno 111] Connection refused".
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
@@ -91,8 +92,12 @@ def signed_headers(secret: str, event_id: str, body: str, sent_at: datetime) -> 
 
 
 def webhook_session(config) -> requests.Session:
-    """An HTTP session whose every POST ends by WEBHOOK_TIMEOUT, however slowly the receiver trickles."""
-    return deadline_session(config["WEBHOOK_TIMEOUT"], pool_maxsize=max(config["WEBHOOK_CONCURRENCY"], 4))
+    """An HTTP session whose POSTs end by WEBHOOK_TIMEOUT, however slowly the receiver trickles or much it says."""
+    return deadline_session(
+        config["WEBHOOK_TIMEOUT"],
+        pool_maxsize=max(config["WEBHOOK_CONCURRENCY"], 4),
+        max_body_bytes=RESPONSE_READ_BYTES,  # only an excerpt is kept: never hold a huge answer in memory
+    )
 
 
 @dataclass(frozen=True)
@@ -341,6 +346,20 @@ def _record_outcome(claim: _Claim, outcome: _Outcome) -> bool:
             .execution_options(synchronize_session=False)
         ),
     ).rowcount
+    if written == 1 and outcome["status"] == "pending":
+        # Its endpoint was disabled during the send: no attempt will follow, so it does not wait for one.
+        db.session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == claim.id,
+                WebhookDelivery.claim_token == claim.token,
+                WebhookDelivery.endpoint_id.in_(
+                    select(WebhookEndpoint.id).where(WebhookEndpoint.disabled_at.is_not(None))
+                ),
+            )
+            .values(status="failed", next_attempt_at=None)
+            .execution_options(synchronize_session=False)
+        )
     db.session.commit()
     if written != 1:
         log.warning(

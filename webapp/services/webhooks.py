@@ -9,14 +9,17 @@ no payload ever holds a token, and an endpoint's secret is shown once and never 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import secrets
+import socket
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from flask import current_app
+from flask import current_app, has_request_context, request
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import joinedload
 
@@ -80,7 +83,8 @@ def create_endpoint(
     Raises EndpointRefused (a ValueError) for a URL that is not http(s) with a host, http in
     production, credentials in the URL, or an event type that is not one of EVENT_TYPES.
     """
-    checked_url = check_url(url, allow_http=not current_app.config.get("PRODUCTION", False))
+    production = current_app.config.get("PRODUCTION", False)
+    checked_url = check_url(url, allow_http=not production, allow_private=not production, own_origins=_own_origins())
     types = check_event_types(event_types)
     description = " ".join((description or "").split())
     if len(description) > DESCRIPTION_MAX_LENGTH:
@@ -100,8 +104,42 @@ def create_endpoint(
     return endpoint, secret
 
 
-def check_url(url: str, *, allow_http: bool) -> str:
-    """The receiver's URL as it will be called, or EndpointRefused saying what is wrong with it."""
+def _own_origins() -> list[str]:  # the origins check_url refuses
+    """Where this dashboard itself answers: its public origin, the local one, and the host this request came to."""
+    config = current_app.config
+    origins = [config.get("PUBLIC_BASE_URL"), config.get("LOCAL_BASE_URL")]
+    if has_request_context():
+        origins.append(request.host_url)
+    return [origin for origin in origins if origin]
+
+
+def _host_and_port(parts: SplitResult) -> tuple[str, int | None]:
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    return (parts.hostname or "").rstrip(".").lower(), parts.port or default
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address `host` spells, in any form the resolver reads (127.1, 2130706433, 0x7f.0.0.1, ::1)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # ::ffff:127.0.0.1 is 127.0.0.1
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        return mapped or address
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
+
+
+def check_url(url: str, *, allow_http: bool, allow_private: bool = True, own_origins: Sequence[str] = ()) -> str:
+    """The receiver's URL as it will be called, or EndpointRefused saying what is wrong with it.
+
+    `own_origins` are this dashboard's own: a webhook sent to itself only fails, for 24 hours.
+    Without `allow_private` (production) an address that is not on the public internet (loopback,
+    private networks, link-local such as a cloud's metadata service) is refused.
+    """
     url = (url or "").strip()
     if not url:
         raise EndpointRefused("Enter the URL that receives the webhooks.")
@@ -124,7 +162,25 @@ def check_url(url: str, *, allow_http: bool) -> str:
         raise EndpointRefused("Put no user name or password in the URL: each delivery is signed instead.")
     if parts.fragment:
         raise EndpointRefused("The URL cannot have a #fragment: it is never sent to the server.")
+    host, port = _host_and_port(parts)
+    for origin in own_origins:
+        own_host, own_port = _host_and_port(urlsplit(origin))
+        if own_port == port and (own_host == host or _same_address(own_host, host)):
+            raise EndpointRefused(
+                "That URL is this dashboard itself: give the address of the service that receives them."
+            )
+    if not allow_private:
+        address = _address(host)
+        if host == "localhost" or host.endswith(".localhost") or (address is not None and not address.is_global):
+            raise EndpointRefused(
+                "The URL must reach a public address: loopback, private-network and link-local addresses are refused."
+            )
     return url
+
+
+def _same_address(one: str, other: str) -> bool:
+    first = _address(one)
+    return first is not None and first == _address(other)
 
 
 def check_event_types(event_types: list[str]) -> list[str]:
@@ -380,12 +436,28 @@ def forget_account(connection_ids: set[int]) -> None:
     """
     if not connection_ids:
         return
-    events = db.session.scalars(select(WebhookEvent).where(WebhookEvent.connection_id.in_(connection_ids)))
+    for event in db.session.scalars(select(WebhookEvent).where(WebhookEvent.connection_id.in_(connection_ids))):
+        _blank_account(event)
+
+
+def forget_earlier_account(connection_id: int, until: datetime, current_username: str | None) -> None:
+    """Blank an account a connection has switched away from in its events up to the switch (a data-deletion request).
+
+    Events from then that name the account the shop uses now (the switch's own `reconnected`) keep it.
+    """
+    events = db.session.scalars(
+        select(WebhookEvent).where(WebhookEvent.connection_id == connection_id, WebhookEvent.occurred_at <= until)
+    )
     for event in events:
-        blanked: dict = {"username": None}
-        if event.payload.get("diagnosis"):
-            blanked["diagnosis"] = event.payload["diagnosis"] | {"evidence": []}  # evidence may name the account
-        event.payload = event.payload | blanked
+        if current_username is None or event.payload.get("username") != current_username:
+            _blank_account(event)
+
+
+def _blank_account(event: WebhookEvent) -> None:
+    blanked: dict = {"username": None}
+    if event.payload.get("diagnosis"):
+        blanked["diagnosis"] = event.payload["diagnosis"] | {"evidence": []}  # evidence may name the account
+    event.payload = event.payload | blanked  # a new dict: JSON columns track assignment only
 
 
 def timestamp(moment: datetime | None) -> str | None:

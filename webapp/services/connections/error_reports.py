@@ -4,6 +4,8 @@ The platform is the first to see Meta refuse a token, but one buggy caller (or o
 token) must not disconnect a shop. So a permanent cause is never applied on the report's word: it
 triggers at once the same call "Test connection now" makes, with the stored token, and only Meta's
 own answer changes the state (then with the stored diagnosis and the mail, as any check would).
+Those calls are bounded (Policy.confirm_spacing per connection, confirms_per_key_per_day per caller),
+so a flood of wrong reports costs Meta a few calls, not one per report.
 Transient causes count toward `degraded` by the worker's own rule, fenced like every writer. Errors
 that are not about the token (a bad request, our app's settings, nothing recognised) change nothing.
 """
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from flask import Flask
+from sqlalchemy import func, select
 
 from webapp.extensions import db
-from webapp.models import ConnectionState, InstagramConnection
+from webapp.models import ConnectionEvent, ConnectionState, InstagramConnection
 from webapp.services.connections.causes import CauseId, words_for
 from webapp.services.connections.diagnosis import store_diagnosis
 from webapp.services.connections.state import Actor, fenced_write, read_token, record_event
@@ -44,6 +47,7 @@ NOT_ABOUT_THE_TOKEN = {
     ),
 }
 NOT_RECOGNISED = "The error was not recognised as being about the token: nothing changed."
+CONTRADICTIONS_WINDOW = timedelta(days=1)
 
 
 class ReportAction(StrEnum):
@@ -163,6 +167,9 @@ def _confirm(
     if connection.state == ConnectionState.NEEDS_RECONNECT:
         return ReportAction.IGNORED, "The connection already needs the merchant to reconnect; nothing changed."
     meta = "Facebook" if connection.via_facebook else "Instagram"
+    held_back = _why_meta_is_not_asked(connection, actor, now, policy, meta)
+    if held_back is not None:
+        return ReportAction.NOT_CONFIRMED, held_back
     try:
         result = manual.run_now(
             app,
@@ -195,6 +202,43 @@ def _confirm(
         ReportAction.NOT_CONFIRMED,
         f"The confirming call could not decide ({result.summary}): nothing changed; the usual checks go on.",
     )
+
+
+def _why_meta_is_not_asked(
+    connection: InstagramConnection, actor: Actor, now: datetime, policy: Policy, meta: str
+) -> str | None:
+    """Why no confirming call is made for this report, or None: a flood of reports must not make us hammer Meta.
+
+    Meta was asked about this connection moments ago (by anyone), or it contradicted this caller's
+    reports of a revocation too often today: the caller is probably wrong (an older token, a bug), and
+    another call would cost the connection's budget for nothing. Our own checks go on either way.
+    """
+    asked_at = connection.last_checked_at
+    if asked_at is not None and now - asked_at < policy.confirm_spacing:
+        answered = "accepted it" if connection.last_check_ok else "did not answer properly"
+        again = asked_at + policy.confirm_spacing
+        return (
+            f"{meta} was asked about the stored token {int((now - asked_at).total_seconds())} seconds ago and "
+            f"{answered}: nothing changed. If your calls are still refused after {again:%H:%M:%S} UTC, report again."
+        )
+    contradicted = db.session.execute(
+        select(func.count())
+        .select_from(ConnectionEvent)
+        .where(
+            ConnectionEvent.connection_id == connection.id,
+            ConnectionEvent.kind == "checked",  # a confirming call that Meta answered with "the token works"
+            ConnectionEvent.actor_kind == actor.kind,
+            ConnectionEvent.actor_id == actor.id,
+            ConnectionEvent.occurred_at > now - CONTRADICTIONS_WINDOW,
+        )
+    ).scalar_one()
+    if contradicted >= policy.confirms_per_key_per_day:
+        return (
+            f"{meta} accepted the stored token each of the {contradicted} times this API key's reports made us ask "
+            "in the last 24 hours, so its reports do not make us ask again for now: nothing changed. Our own "
+            "checks go on. If your service keeps being refused, fetch the current token: yours may be an older one."
+        )
+    return None
 
 
 @fenced_write

@@ -197,6 +197,9 @@ def _scrub_switched_away_history(ids: set[str], still_linked: set[int]) -> None:
             .where(ConnectionEvent.connection_id == connection_id, ConnectionEvent.occurred_at <= (switch or last_seen))
             .values(**SCRUBBED_EVENT)
         )
+        # Its webhook events from then name the account too, pending ones and those the log can send again.
+        current = db.session.get(InstagramConnection, connection_id)
+        webhooks.forget_earlier_account(connection_id, switch or last_seen, current.username if current else None)
 
 
 def _drop_parked_logins(meta_user_id: str, login_path: LoginPath) -> None:

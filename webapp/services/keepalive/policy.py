@@ -27,6 +27,11 @@ class Policy:
     rate_limit_pause: timedelta = timedelta(minutes=15)
     lease: timedelta = timedelta(seconds=120)
     write_attempts: int = 5
+    # Error reports of a permanent cause make a confirming call to Meta; a buggy caller must not make
+    # us hammer it: at most one call per connection this often, and so many a day per API key whose
+    # reports Meta contradicted.
+    confirm_spacing: timedelta = timedelta(seconds=60)
+    confirms_per_key_per_day: int = 10
 
     @classmethod
     def from_config(cls, config) -> Policy:
@@ -40,6 +45,8 @@ class Policy:
             backoff_max=timedelta(seconds=config["BACKOFF_MAX_SECONDS"]),
             slowdown_percent=config["RATE_LIMIT_SLOWDOWN_PERCENT"],
             lease=timedelta(seconds=config["WORKER_LEASE_SECONDS"]),
+            confirm_spacing=timedelta(seconds=config["ERROR_REPORT_CONFIRM_SECONDS"]),
+            confirms_per_key_per_day=config["ERROR_REPORT_CONFIRMS_PER_DAY"],
         )
 
 

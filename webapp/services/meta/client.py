@@ -131,19 +131,22 @@ class MetaApiError(Exception):
         self.code = code
         self.subcode = subcode
         self.type = error_type
-        self.fbtrace_id = fbtrace_id
+        # Meta's trace id is never a secret, but a caller reporting an error may fill it with anything.
+        self.fbtrace_id = redact(fbtrace_id) if fbtrace_id else None
         self.is_transient = is_transient
         # error_response | timeout | connection | malformed
         self.failure = failure
         self.usage = usage or Usage()
 
     def without(self, secrets: list[str]) -> MetaApiError:
-        """Remove every secret the call sent from the message, in case Meta quoted one back (promise 34)."""
+        """Remove every secret the call sent from the texts, in case Meta (or a caller) quoted one (promise 34)."""
         self.message = remove_secrets(self.message, secrets)
         if self.user_title:
             self.user_title = remove_secrets(self.user_title, secrets)
         if self.user_message:
             self.user_message = remove_secrets(self.user_message, secrets)
+        if self.fbtrace_id:
+            self.fbtrace_id = remove_secrets(self.fbtrace_id, secrets)
         self.args = (self.message,)
         return self
 

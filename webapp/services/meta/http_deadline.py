@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as urllib3_exceptions
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -161,8 +162,11 @@ WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 class DeadlineAdapter(HTTPAdapter):
     """A transport adapter whose every request, body included, ends within `deadline` seconds."""
 
-    def __init__(self, deadline: float, **kwargs):
+    def __init__(self, deadline: float, *, max_body_bytes: int | None = None, **kwargs):
         self.deadline = deadline
+        # Read at most this much of a body and drop the connection: a caller that keeps only an
+        # excerpt must not hold a huge answer in memory.
+        self.max_body_bytes = max_body_bytes
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
@@ -182,7 +186,7 @@ class DeadlineAdapter(HTTPAdapter):
                     request, stream=stream, timeout=timeout or self.deadline, verify=verify, cert=cert, proxies=proxies
                 )
                 if not stream:
-                    response.content  # noqa: B018 (read the body under the watch, not after it)
+                    _read_body(response, self.max_body_bytes)  # under the watch, not after it
             except requests.RequestException as error:
                 if watch.fired:
                     raise DeadlineExceeded(f"no complete answer within {self.deadline:g} s") from error
@@ -216,10 +220,30 @@ class SettledSession(requests.Session):
         return {**settings, "proxies": dict(settings["proxies"])}
 
 
-def deadline_session(deadline: float, pool_maxsize: int = 10) -> requests.Session:
-    """A requests session whose calls end by `deadline` seconds, over http and https alike."""
+def _read_body(response: requests.Response, max_bytes: int | None) -> None:
+    if max_bytes is None:
+        response.content  # noqa: B018 (reading it keeps it)
+        return
+    # A bounded read: what is left unread stays on a connection that is closed, not pooled. urllib3's
+    # errors become requests' own, as `.content` would raise them.
+    try:
+        response._content = response.raw.read(max_bytes, decode_content=True) or b""
+    except urllib3_exceptions.DecodeError as error:
+        raise requests.exceptions.ContentDecodingError(error) from error
+    except (urllib3_exceptions.ProtocolError, urllib3_exceptions.ReadTimeoutError, OSError) as error:
+        raise requests.exceptions.ChunkedEncodingError(error) from error
+    finally:
+        response.raw.close()
+    response._content_consumed = True  # type: ignore[attr-defined]
+
+
+def deadline_session(deadline: float, pool_maxsize: int = 10, max_body_bytes: int | None = None) -> requests.Session:
+    """A requests session whose calls end by `deadline` seconds, over http and https alike.
+
+    With `max_body_bytes`, an answer's body is read only that far (the rest is dropped with the connection).
+    """
     session = SettledSession()
-    adapter = DeadlineAdapter(deadline, pool_connections=4, pool_maxsize=pool_maxsize)
+    adapter = DeadlineAdapter(deadline, max_body_bytes=max_body_bytes, pool_connections=4, pool_maxsize=pool_maxsize)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

@@ -213,13 +213,23 @@ def _why_meta_is_not_asked(
     reports of a revocation too often today: the caller is probably wrong (an older token, a bug), and
     another call would cost the connection's budget for nothing. Our own checks go on either way.
     """
-    asked_at = connection.last_checked_at
-    if asked_at is not None and now - asked_at < policy.confirm_spacing:
+    # Only a confirming call another report made counts here: our own health check a moment ago says
+    # nothing of a revocation since, and a platform that reports once must be heard (detection < 60 s).
+    asked_at = db.session.execute(
+        select(func.max(ConnectionEvent.occurred_at)).where(
+            ConnectionEvent.connection_id == connection.id,
+            ConnectionEvent.actor_kind == actor.kind,
+            ConnectionEvent.kind != REPORT_EVENT,
+            ConnectionEvent.occurred_at > now - policy.confirm_spacing,
+        )
+    ).scalar_one()
+    if asked_at is not None:
         answered = "accepted it" if connection.last_check_ok else "did not answer properly"
         again = asked_at + policy.confirm_spacing
         return (
-            f"{meta} was asked about the stored token {int((now - asked_at).total_seconds())} seconds ago and "
-            f"{answered}: nothing changed. If your calls are still refused after {again:%H:%M:%S} UTC, report again."
+            f"{meta} was asked about the stored token {int((now - asked_at).total_seconds())} seconds ago, for "
+            f"an earlier report, and {answered}: nothing changed. If your calls are still refused after "
+            f"{again:%H:%M:%S} UTC, report again."
         )
     contradicted = db.session.execute(
         select(func.count())
